@@ -1,0 +1,390 @@
+"""Video I/O for every stage of the suite: PyAV decoding to ``uint8 [T, H, W, 3]`` RGB and H.264 encoding.
+
+Decoding streams frames and keeps only the ones a :class:`FrameSelection` asks for, so a 10-minute
+OphNet video costs memory for the selected frames only. Every way a file can be unreadable (missing, empty,
+truncated, not a video, no video stream, unsupported codec) raises :class:`VideoDecodeError`, which names
+the file and the cause.
+
+Frame indices are positions in presentation order at the stream's nominal frame rate: frame ``i`` is the
+frame shown at ``i / fps`` seconds after the stream starts.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import av
+import numpy as np
+
+from ophora.data.atomic import atomic_path
+
+__all__ = [
+    "VideoDecodeError", "VideoInfo", "FrameSelection", "AllFrames", "Consecutive", "Uniform", "Resample",
+    "probe", "iter_frames", "read_video", "write_video", "VideoWriter",
+]
+
+
+class VideoDecodeError(RuntimeError):
+    """A video could not be read. ``path`` is the file, ``reason`` what went wrong."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot decode video {self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Container metadata of a video's first video stream (read without decoding frames).
+
+    ``fps`` is the nominal frame rate in frames per second, ``duration`` in seconds, ``num_frames`` the
+    number of frames (from the container header, or by counting packets when the header lacks it).
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+    duration: float
+    codec: str
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Frame selections: each maps (number of frames, fps) to the sorted frame indices to keep.
+
+
+class FrameSelection:
+    """Which frames of a clip to decode. Subclasses implement :meth:`indices`."""
+
+    def indices(self, num_frames: int, fps: float) -> np.ndarray:
+        """Frame indices (int64, non-decreasing, may repeat) into a clip of ``num_frames`` frames at ``fps``."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class AllFrames(FrameSelection):
+    """Every frame."""
+
+    def indices(self, num_frames: int, fps: float) -> np.ndarray:
+        return np.arange(num_frames, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Consecutive(FrameSelection):
+    """``k`` consecutive frames starting at frame ``offset`` (the clip must be long enough)."""
+
+    k: int
+    offset: int = 0
+
+    def indices(self, num_frames: int, fps: float) -> np.ndarray:
+        if self.k < 1 or self.offset < 0:
+            raise ValueError(f"Consecutive needs k >= 1 and offset >= 0, got k={self.k}, offset={self.offset}")
+        if self.offset + self.k > num_frames:
+            raise ValueError(f"Consecutive(k={self.k}, offset={self.offset}) needs {self.offset + self.k} frames, "
+                             f"the clip has {num_frames}")
+        return np.arange(self.offset, self.offset + self.k, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Uniform(FrameSelection):
+    """``k`` frames spaced uniformly from the first to the last frame (the middle one when ``k`` is 1).
+
+    Repeats frames when ``k`` exceeds the clip length.
+    """
+
+    k: int
+
+    def indices(self, num_frames: int, fps: float) -> np.ndarray:
+        if self.k < 1:
+            raise ValueError(f"Uniform needs k >= 1, got {self.k}")
+        if num_frames < 1:
+            raise ValueError("Uniform needs a clip with at least one frame")
+        if self.k == 1:
+            return np.array([(num_frames - 1) // 2], np.int64)
+        return np.round(np.linspace(0, num_frames - 1, self.k)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Resample(FrameSelection):
+    """Frames resampled to ``fps`` frames per second (nearest earlier source frame), at most ``max_frames``."""
+
+    fps: float
+    max_frames: int | None = None
+
+    def indices(self, num_frames: int, fps: float) -> np.ndarray:
+        if self.fps <= 0 or fps <= 0:
+            raise ValueError(f"Resample needs positive rates, got target {self.fps} fps, source {fps} fps")
+        count = int(math.floor(num_frames * self.fps / fps + 1e-9))
+        if self.max_frames is not None:
+            count = min(count, self.max_frames)
+        times = np.arange(count) / self.fps
+        return np.minimum(np.floor(times * fps + 1e-6).astype(np.int64), num_frames - 1)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    """Open ``path`` for reading, turning every failure into :class:`VideoDecodeError`."""
+    if not path.exists():
+        raise VideoDecodeError(path, "file does not exist")
+    if not path.is_file():
+        raise VideoDecodeError(path, "not a regular file")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(path, "file is empty (0 bytes)")
+    try:
+        return av.open(str(path), mode="r")
+    except av.FFmpegError as err:
+        raise VideoDecodeError(path, f"not a readable video container ({err})") from err
+
+
+def _video_stream(container, path: Path):
+    if not container.streams.video:
+        raise VideoDecodeError(path, "the container has no video stream")
+    stream = container.streams.video[0]
+    if stream.codec_context is None or stream.codec_context.name is None:
+        raise VideoDecodeError(path, "unsupported video codec")
+    return stream
+
+
+def _stream_fps(stream, path: Path) -> float:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or float(rate) <= 0:
+        raise VideoDecodeError(path, "the video stream has no frame rate")
+    return float(rate)
+
+
+def _count_packets(container, stream) -> int:
+    """Count the video stream's frames by demuxing packets (no decoding)."""
+    count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+    container.seek(0)
+    return count
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Read size, frame rate, frame count and duration from container metadata, without decoding frames."""
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        fps = _stream_fps(stream, path)
+        try:
+            num_frames = int(stream.frames) or _count_packets(container, stream)
+        except av.FFmpegError as err:
+            raise VideoDecodeError(path, f"corrupt stream while counting frames ({err})") from err
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        else:
+            duration = num_frames / fps
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0:
+            raise VideoDecodeError(path, f"invalid frame size {width}x{height}")
+        return VideoInfo(path, width, height, fps, num_frames, duration, stream.codec_context.name)
+
+
+def _frame_index(frame, stream, fps: float, fallback: int) -> int:
+    """Index of a decoded frame from its presentation time (falls back to decode order without pts)."""
+    if frame.pts is None or stream.time_base is None:
+        return fallback
+    start = stream.start_time or 0
+    return int(round(float((frame.pts - start) * stream.time_base) * fps))
+
+
+def _decoded(container, stream, path: Path) -> Iterator:
+    try:
+        yield from container.decode(stream)
+    except av.FFmpegError as err:
+        raise VideoDecodeError(path, f"corrupt or truncated stream ({err})") from err
+
+
+def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Yield every frame of ``path`` as ``uint8 [H, W, 3]`` RGB, one at a time.
+
+    ``size`` (height, width) rescales with FFmpeg's bicubic swscale while converting; use it for cheap
+    previews and detectors that do their own resizing, never where a metric protocol fixes the filter.
+    """
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        for frame in _decoded(container, stream, path):
+            yield _to_rgb(frame, size)
+
+
+def _to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None:
+        return frame.to_ndarray(format="rgb24")
+    height, width = size
+    return frame.to_ndarray(format="rgb24", width=width, height=height)
+
+
+def read_video(
+    path: str | os.PathLike,
+    select: FrameSelection | None = None,
+    window: tuple[float, float] | None = None,
+    size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Decode the selected frames of ``path`` into ``uint8 [T, H, W, 3]`` RGB.
+
+    ``select`` picks frames (default: all). ``window`` = (start, end) in seconds restricts the clip to frames
+    shown in [start, end) before selecting, seeking instead of decoding from the beginning (on-the-fly
+    trimming of long videos). ``size`` = (height, width) rescales while converting (see :func:`iter_frames`).
+    Only the selected frames are kept in memory. Raises :class:`VideoDecodeError` when the file is unreadable
+    or ends before the selected frames.
+    """
+    path = Path(path)
+    select = select or AllFrames()
+    info = probe(path)
+    first, stop = _window_frames(info, window, path)
+    try:
+        wanted = select.indices(stop - first, info.fps) + first
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    if wanted.size == 0:
+        height, width = size or (info.height, info.width)
+        return np.zeros((0, height, width, 3), np.uint8)
+    return np.stack(_collect(path, wanted, info.fps, size))
+
+
+def _window_frames(info: VideoInfo, window: tuple[float, float] | None, path: Path) -> tuple[int, int]:
+    """Frame range [first, stop) covered by a (start, end) window in seconds."""
+    if window is None:
+        return 0, info.num_frames
+    start, end = window
+    if not 0 <= start < end:
+        raise ValueError(f"{path}: window must satisfy 0 <= start < end, got ({start}, {end})")
+    first = int(math.ceil(start * info.fps - 1e-6))
+    stop = min(int(math.ceil(end * info.fps - 1e-6)), info.num_frames)
+    if first >= stop:
+        raise ValueError(f"{path}: window ({start}, {end}) s holds no frame of a {info.duration:.2f} s video")
+    return first, stop
+
+
+def _collect(path: Path, wanted: np.ndarray, fps: float, size) -> list[np.ndarray]:
+    """Decode until every index in ``wanted`` (sorted) is filled; repeats reuse the same frame."""
+    out: list[np.ndarray] = []
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        stream.thread_type = "AUTO"
+        if wanted[0] > 0:
+            _seek(container, stream, wanted[0] / fps)
+        last = -1
+        for order, frame in enumerate(_decoded(container, stream, path)):
+            index = _frame_index(frame, stream, fps, order)
+            last = index
+            if index < wanted[len(out)]:
+                continue
+            image = _to_rgb(frame, size)
+            while len(out) < len(wanted) and wanted[len(out)] <= index:
+                out.append(image)
+            if len(out) == len(wanted):
+                return out
+    raise VideoDecodeError(path, f"stream ended at frame {last} before frame {wanted[len(out)]} "
+                                 f"({len(wanted) - len(out)} of {len(wanted)} selected frames missing; truncated file?)")
+
+
+def _seek(container, stream, seconds: float) -> None:
+    """Seek to the keyframe at or before ``seconds`` (decoding then skips forward to the wanted frame)."""
+    if stream.time_base is None:
+        return
+    target = int(seconds / float(stream.time_base)) + (stream.start_time or 0)
+    try:
+        container.seek(target, stream=stream, backward=True, any_frame=False)
+    except av.FFmpegError as err:
+        raise VideoDecodeError(container.name, f"seek to {seconds:.3f} s failed ({err})") from err
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Encoding
+
+
+class VideoWriter:
+    """Write frames one at a time to an H.264/yuv420p mp4; the file appears at ``path`` only on success.
+
+    Use as a context manager::
+
+        with VideoWriter("clip.mp4", fps=8) as writer:
+            for frame in frames:          # uint8 [H, W, 3] RGB, even H and W
+                writer.write(frame)
+
+    ``crf`` is x264's constant rate factor (0 lossless luma, 18 visually lossless, 23 default).
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, crf: int = 18, preset: str = "medium"):
+        if fps <= 0:
+            raise ValueError(f"{path}: fps must be positive, got {fps}")
+        self.path = Path(path)
+        self.fps, self.crf, self.preset = fps, crf, preset
+        self._atomic = None
+        self._container = None
+        self._stream = None
+        self.frames_written = 0
+
+    def __enter__(self) -> "VideoWriter":
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        self._container = av.open(str(tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one ``uint8 [H, W, 3]`` RGB frame (all frames must share one even size)."""
+        frame = _check_frame(frame, self.path)
+        if self._stream is None:
+            self._stream = self._add_stream(frame.shape[0], frame.shape[1])
+        elif frame.shape[:2] != (self._stream.height, self._stream.width):
+            raise ValueError(f"{self.path}: frame {self.frames_written} is {frame.shape[0]}x{frame.shape[1]}, "
+                             f"earlier frames are {self._stream.height}x{self._stream.width}")
+        video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+        self._container.mux(self._stream.encode(video_frame))
+        self.frames_written += 1
+
+    def _add_stream(self, height: int, width: int):
+        stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        return stream
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        error = exc
+        try:
+            if error is None and self._stream is None:
+                error = ValueError(f"{self.path}: no frames were written")
+            if error is None:
+                self._container.mux(self._stream.encode(None))
+        except BaseException as err:  # noqa: BLE001 - the file must not be published
+            error = err
+        finally:
+            self._container.close()
+        if error is None:
+            self._atomic.__exit__(None, None, None)
+            return None
+        self._atomic.__exit__(type(error), error, error.__traceback__)
+        if exc is None:
+            raise error
+        return None
+
+
+def _check_frame(frame: np.ndarray, path: Path) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"{path}: frames must be uint8 [H, W, 3] RGB, got {frame.dtype} {list(frame.shape)}")
+    if frame.shape[0] % 2 or frame.shape[1] % 2:
+        raise ValueError(f"{path}: H.264 yuv420p needs even height and width, got {frame.shape[0]}x{frame.shape[1]}")
+    return np.ascontiguousarray(frame)
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray | Iterable[np.ndarray], fps: float,
+                crf: int = 18, preset: str = "medium") -> Path:
+    """Encode ``frames`` (``uint8 [T, H, W, 3]`` RGB or an iterable of ``[H, W, 3]``) to an mp4 at ``fps``.
+
+    H.264, yuv420p, even sizes only. Written atomically: ``path`` holds either the whole video or nothing.
+    """
+    with VideoWriter(path, fps, crf=crf, preset=preset) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return Path(path)
