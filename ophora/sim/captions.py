@@ -180,7 +180,7 @@ def _op_text(op: Operation) -> _OpText:
 
 NARRATION_NOISE: dict[str, tuple[str, ...]] = {
     "filler": (r"\b(?:um+|uh+|erm|hmm+)\b", r"\byou know\b", r"\balright\b", r"\bokay\b", r"\bguys\b",
-               r"(?:^|[.!?,]\s*)so\b", r"\bbasically\b", r"\bgonna\b"),
+               r"(?:^|[.!?]\s+)so\b", r"\bbasically\b", r"\bgonna\b"),
     "first_person": (r"\b(?:i|i'm|i'll|i've|i'd)\b(?!/)", r"\b(?:me|my|mine|we|we're|we'll|we've|us|our)\b",
                      r"\blet's\b"),
     "second_person": (r"\byou\b", r"\byour\b"),
