@@ -30,6 +30,7 @@ FROZEN_NOISE_PROB = 0.1  # fraction of pixels given +-1 grey level of noise in e
 LOWRES_FACTORS = (2, 3)
 SUBTITLE_SECONDS = (1.0, 2.0)  # each subtitle line stays on screen this long
 WATERMARK_ALPHA = (0.35, 0.6)
+TEXT_THICKNESS = 2  # OpenCV 5 draws thickness >= 2 as bold; bold stays legible down to 64x64 frames
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
 SUBTITLE_LINES = (
@@ -45,7 +46,12 @@ WATERMARK_TEXTS = ("EyeSurgeryChannel", "(c) Dr. Lee", "CataractTube", "OphthoLi
 
 @dataclass(frozen=True)
 class PlantedDefect:
-    """One planted defect: its kind and the parameters that locate it (e.g. {"cut_frame": 13}, {"factor": 2})."""
+    """One planted defect: its kind and the parameters that locate it (e.g. {"cut_frame": 13}, {"factor": 2}).
+
+    ``params`` per kind: cut {cut_frame, donor_offset}; frozen {source_frame, noise_prob}; lowres {factor, height,
+    width}; subtitles {texts, change_frames, band_top, font_scale}; watermark {text, corner, alpha, box}, with
+    box = [y0, y1, x0, x1) in pixels.
+    """
 
     kind: str
     params: dict = field(default_factory=dict)
@@ -55,7 +61,7 @@ class PlantedDefect:
 # Text drawing
 
 
-def _fit_scale(text: str, max_w: float, max_h: float, thickness: int = 1) -> float:
+def _fit_scale(text: str, max_w: float, max_h: float, thickness: int = TEXT_THICKNESS) -> float:
     """Largest Hershey-simplex font scale at which ``text`` fits a max_w x max_h pixel box."""
     (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.0, thickness)
     return max(0.1, min(max_w / w, max_h / (h + base)))
@@ -67,16 +73,27 @@ def _text_size(text: str, scale: float, thickness: int) -> tuple[int, int, int]:
     return w, h, base
 
 
-def _draw_text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, thickness: int,
-               color, outline=None) -> None:
-    """Draw ``text`` in place with its baseline-left corner at ``org`` (x, y); ``outline`` draws a border first."""
-    if outline is not None:
-        cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, outline, thickness + 2, cv2.LINE_AA)
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
+def _text_alpha(h: int, w: int, text: str, org: tuple[int, int], scale: float, thickness: int) -> np.ndarray:
+    """float32 [H, W] coverage (0..1) of ``text`` drawn with its baseline-left corner at ``org`` (x, y)."""
+    mask = np.zeros((h, w), np.uint8)
+    cv2.putText(mask, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thickness, cv2.LINE_AA)
+    return mask.astype(np.float32) / 255.0
 
 
-def _thickness(scale: float) -> int:
-    return max(1, int(round(scale * 1.6)))
+def _outline_alpha(text_alpha: np.ndarray, radius: int) -> np.ndarray:
+    """The text coverage grown by ``radius`` pixels: a border to draw under the text.
+
+    A dilated mask rather than a thicker stroke, because OpenCV 5's putText ignores thicknesses above 2.
+    """
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(text_alpha, kernel)
+
+
+def _composite(frames: np.ndarray, alpha: np.ndarray, color: float) -> np.ndarray:
+    """frames uint8 [T, H, W, 3] blended towards grey level ``color`` (0..255) with coverage alpha float [H, W]."""
+    a = alpha[None, :, :, None]
+    out = frames.astype(np.float32) * (1.0 - a) + color * a
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -88,6 +105,8 @@ def _plant_cut(frames: np.ndarray, rng: np.random.Generator, donor: np.ndarray |
     if donor is None or len(donor) == 0:
         raise ValueError("plant_defect('cut') needs donor frames: pass donor=<uint8 [T, H, W, 3] of another clip>")
     t, h, w = frames.shape[:3]
+    if t < 2:
+        raise ValueError(f"a cut needs a clip of at least 2 frames; got {t}")
     hi = int(math.floor(CUT_RANGE[1] * t))
     lo = max(int(math.ceil(CUT_RANGE[0] * t)), min(CUT_MIN_FRAME, hi))
     cut = int(rng.integers(lo, hi + 1))
@@ -133,12 +152,13 @@ def _subtitle_schedule(t: int, fps: float, rng: np.random.Generator) -> tuple[li
 
 
 def _plant_subtitles(frames: np.ndarray, rng: np.random.Generator, donor, fps: float):
-    """White outlined subtitles centred in the bottom band (rows ``band_top`` to H), one line every 1-2 s."""
+    """White subtitles with a black outline, centred in the bottom band (rows ``band_top`` to H), a new line
+    every 1-2 s."""
     t, h, w = frames.shape[:3]
     starts, lines = _subtitle_schedule(t, fps, rng)
-    longest = max(lines, key=lambda s: cv2.getTextSize(s, cv2.FONT_HERSHEY_SIMPLEX, 1.0, 1)[0][0])
-    scale = _fit_scale(longest, 0.9 * w, 0.09 * h)
-    thick = _thickness(scale)
+    longest = max(lines, key=lambda s: _text_size(s, 1.0, TEXT_THICKNESS)[0])
+    scale = _fit_scale(longest, 0.88 * w, 0.09 * h)
+    thick, radius = TEXT_THICKNESS, max(1, int(round(1.5 * scale)))
     margin = max(2, int(0.04 * h))
     out = frames.copy()
     band_top = h
@@ -146,38 +166,36 @@ def _plant_subtitles(frames: np.ndarray, rng: np.random.Generator, donor, fps: f
         end = starts[k + 1] if k + 1 < len(starts) else t
         tw, th, base = _text_size(line, scale, thick)
         org = ((w - tw) // 2, h - margin - base)
-        band_top = min(band_top, org[1] - th - thick - 2)
-        for f in out[start:end]:
-            _draw_text(f, line, org, scale, thick, (255, 255, 255), outline=(0, 0, 0))
+        band_top = min(band_top, org[1] - th - radius - 2)
+        text = _text_alpha(h, w, line, org, scale, thick)
+        shadowed = _composite(out[start:end], _outline_alpha(text, radius), 0.0)
+        out[start:end] = _composite(shadowed, text, 255.0)
     params = {"texts": lines, "change_frames": starts, "band_top": max(0, band_top), "font_scale": scale}
     return out, params
 
 
-def _watermark_mask(text: str, h: int, w: int, corner: str) -> tuple[np.ndarray, list[int]]:
-    """Float32 [H, W] alpha mask (0..1) of ``text`` in ``corner`` and its box [y0, y1, x0, x1)."""
+def _watermark_alpha(text: str, h: int, w: int, corner: str) -> tuple[np.ndarray, list[int]]:
+    """float32 [H, W] coverage (0..1) of ``text`` in ``corner`` and its bounding box [y0, y1, x0, x1)."""
     scale = _fit_scale(text, (0.3 if w >= 256 else 0.45) * w, 0.07 * h)
-    thick = _thickness(scale)
+    thick = TEXT_THICKNESS
     tw, th, base = _text_size(text, scale, thick)
     margin = max(2, int(0.03 * min(h, w)))
     x = margin if corner.endswith("left") else w - margin - tw
     y = margin + th if corner.startswith("top") else h - margin - base
-    mask = np.zeros((h, w), np.uint8)
-    _draw_text(mask, text, (x, y), scale, thick, 255)
-    ys, xs = np.nonzero(mask)
+    alpha = _text_alpha(h, w, text, (x, y), scale, thick)
+    ys, xs = np.nonzero(alpha)
     box = [int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1] if len(ys) else [0, 0, 0, 0]
-    return mask.astype(np.float32) / 255.0, box
+    return alpha, box
 
 
 def _plant_watermark(frames: np.ndarray, rng: np.random.Generator, donor, fps: float):
-    """A static white channel name blended with alpha 0.35-0.6 into one corner of every frame."""
+    """A static white channel name blended with opacity 0.35-0.6 into one corner of every frame."""
     t, h, w = frames.shape[:3]
     text, corner = str(rng.choice(WATERMARK_TEXTS)), str(rng.choice(CORNERS))
-    alpha = float(rng.uniform(*WATERMARK_ALPHA))
-    mask, box = _watermark_mask(text, h, w, corner)
-    a = (alpha * mask)[None, :, :, None]
-    out = frames.astype(np.float32) * (1.0 - a) + 255.0 * a
-    out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    return out, {"text": text, "corner": corner, "alpha": alpha, "box": box}
+    opacity = float(rng.uniform(*WATERMARK_ALPHA))
+    alpha, box = _watermark_alpha(text, h, w, corner)
+    out = _composite(frames, opacity * alpha, 255.0)
+    return out, {"text": text, "corner": corner, "alpha": opacity, "box": box}
 
 
 _PLANTERS = {"cut": _plant_cut, "frozen": _plant_frozen, "lowres": _plant_lowres,
