@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import time
 from pathlib import Path
 
+from ophora.data.atomic import atomic_write_bytes
 from ophora.sim.world import WorldConfig, build_world
 
 
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     summary = build_world(config, args.out, workers=args.workers, progress=not args.quiet)
     if args.contact_sheet:
-        args.contact_sheet.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(args.out / "contact_sheet.png", args.contact_sheet)
+        atomic_write_bytes(args.contact_sheet, (args.out / "contact_sheet.png").read_bytes())
     counts = summary["counts"]
     print(f"OphSim world in {args.out} ({time.perf_counter() - start:.1f} s): {counts['surgeries']} surgeries, "
           f"{counts['raw_clips']} raw clips, {counts['operation_segments']} operation segments, "
