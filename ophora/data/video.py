@@ -346,7 +346,9 @@ class VideoWriter:
     def _add_stream(self, height: int, width: int):
         stream = self._container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(self.crf), "preset": self.preset}
+        # mbtree=0: x264's macroblock-tree rate control reads uninitialised memory when the width is not a
+        # multiple of 64, so the same frames gave different files from run to run; without it they do not.
+        stream.options = {"crf": str(self.crf), "preset": self.preset, "x264-params": "mbtree=0"}
         return stream
 
     def __exit__(self, exc_type, exc, tb) -> None:
