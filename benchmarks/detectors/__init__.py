@@ -1,0 +1,123 @@
+"""Feature detectors behind the metrics: FID Inception, StyleGAN-V I3D, open_clip CLIP.
+
+Each detector loads either the published weights (resolved and verified through :mod:`benchmarks.weights`)
+or a seeded ``random-init`` variant of the same architecture that needs no download. Every loader returns the
+module together with a :class:`DetectorInfo` that results record, so two runs can prove they used identical
+weights: the file's sha256 for published weights, a sha256 of the state dict's bytes for random weights.
+Random-init features are not comparable with published numbers; ``DetectorInfo.comparable`` says so.
+
+Shared here: :class:`DetectorInfo`, seeded state dicts, state-dict hashing and quiet TorchScript I/O.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+__all__ = ["DetectorInfo", "seeded_state_dict", "state_dict_sha256", "random_info", "file_info", "jit_load",
+           "jit_save", "weights_mode"]
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """What a result must record about the detector that produced its features.
+
+    ``identifier``: ``"<registry name>:<file>"`` for published weights, ``"random-init:<arch>:seed=<s>"``
+    otherwise. ``sha256``: the weight file's digest, or the digest of the state dict's bytes for random
+    weights. ``comparable``: True only for weights verified against the registry.
+    """
+
+    detector: str
+    identifier: str
+    sha256: str
+    comparable: bool
+    protocol: str
+    path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def weights_mode(weights: str | os.PathLike) -> str:
+    """Classify a ``weights`` argument: ``"random-init"``, ``"pretrained"`` or ``"path"``."""
+    if isinstance(weights, str) and weights in ("random-init", "pretrained"):
+        return weights
+    if isinstance(weights, (str, os.PathLike)):
+        return "path"
+    raise TypeError(f"weights must be 'random-init', 'pretrained' or a file path, got {weights!r}")
+
+
+def seeded_state_dict(template: Mapping[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """Deterministic random values for every entry of ``template`` (only names, shapes and dtypes are used).
+
+    Conv kernels (ndim >= 3) get He-normal values (std sqrt(2 / fan_in)), linear weights N(0, 1 / fan_in);
+    batch-norm scales and running variances are 1, biases and running means 0, counters 0. Activations then
+    keep roughly unit scale through deep ReLU stacks, so random features are neither vanishing nor exploding.
+    ``template`` may hold meta tensors.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    out = {}
+    for key, ref in template.items():
+        out[key] = _seeded_value(key, tuple(ref.shape), ref.dtype, generator)
+    return out
+
+
+def _seeded_value(key: str, shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
+    if not dtype.is_floating_point:
+        return torch.zeros(shape, dtype=dtype)
+    if len(shape) >= 2:
+        fan_in = math.prod(shape[1:])
+        gain = 2.0 if len(shape) >= 3 else 1.0
+        return torch.randn(shape, generator=gen, dtype=torch.float32).mul_(math.sqrt(gain / fan_in)).to(dtype)
+    is_scale = key.endswith("running_var") or (key.endswith("weight") and len(shape) == 1)
+    return (torch.ones if is_scale else torch.zeros)(shape, dtype=dtype)
+
+
+def state_dict_sha256(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """sha256 over every entry's name, dtype, shape and raw bytes, in the state dict's order."""
+    digest = hashlib.sha256()
+    for key, value in state_dict.items():
+        tensor = value.detach().to("cpu").contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def random_info(detector: str, arch: str, seed: int, module: torch.nn.Module, protocol: str) -> DetectorInfo:
+    """:class:`DetectorInfo` of a seeded random-init module (hash of its state dict)."""
+    return DetectorInfo(detector=detector, identifier=f"random-init:{arch}:seed={seed}",
+                        sha256=state_dict_sha256(module.state_dict()), comparable=False, protocol=protocol)
+
+
+def file_info(detector: str, entry_name: str, path: Path, protocol: str) -> DetectorInfo:
+    """:class:`DetectorInfo` of a weight file already verified against registry entry ``entry_name``."""
+    from benchmarks.weights import file_sha256, get_entry
+
+    entry = get_entry(entry_name)
+    return DetectorInfo(detector=detector, identifier=f"{entry.name}:{entry.file}", sha256=file_sha256(path),
+                        comparable=True, protocol=protocol, path=str(path))
+
+
+def jit_load(path: str | os.PathLike) -> torch.jit.ScriptModule:
+    """``torch.jit.load`` on CPU in eval mode, without torch's TorchScript deprecation warnings."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
+        return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def jit_save(module: torch.nn.Module, path: str | os.PathLike) -> Path:
+    """Script ``module`` and save it atomically to ``path`` (TorchScript archive)."""
+    from ophora.data.atomic import atomic_path
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
+        scripted = torch.jit.script(module.eval())
+        with atomic_path(path) as tmp:
+            torch.jit.save(scripted, str(tmp))
+    return Path(path)
