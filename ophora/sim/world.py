@@ -42,6 +42,7 @@ from ophora.sim.patient import Patient, sample_patient
 from ophora.sim.phases import phases
 from ophora.sim.render import Segment, render_phase
 
+MIN_CUT_SCORE = 35.0  # a planted cut must be a clear cut: ContentDetector's threshold is 27
 SURGERY_ID = 0  # OphNet surgery type of every simulated case: phacoemulsification cataract surgery
 SPLIT_FRACTIONS = (("train", 0.6), ("val", 0.2), ("test", 0.2))
 
@@ -119,13 +120,28 @@ def _patient_attrs(patient: Patient) -> dict:
     return dataclasses.asdict(patient)
 
 
-def _donor_clip(config: WorldConfig, case: Case, phase_id: int) -> np.ndarray:
+def _donor_clip(config: WorldConfig, case: Case, phase_id: int, attempt: int) -> np.ndarray:
     """Frames of a different patient and phase, spliced in by a planted scene cut."""
-    g = rng(config.seed, "donor", case.index, phase_id)
-    other = sample_patient(config.seed, f"donor_{case.index:04d}_{phase_id:02d}")
+    g = rng(config.seed, "donor", case.index, phase_id, attempt)
+    other = sample_patient(config.seed, f"donor_{case.index:04d}_{phase_id:02d}_{attempt}")
     other_phase = int((phase_id + g.integers(1, len(phases()))) % len(phases()))
     frames, _ = render_phase(other, other_phase, config.frames, config.size, config.seed, clip_key="donor")
     return frames
+
+
+def _plant_clear_cut(config, case, phase_id, frames, g, attempts: int = 8):
+    """Plant a cut whose ContentDetector score is at least MIN_CUT_SCORE (trying other donors if needed).
+
+    Two random OphSim clips look alike now and then (about 1 pair in 150 scores under 27); such a splice
+    would be a cut in the ground truth that no detector could see.
+    """
+    for attempt in range(attempts):
+        cut, record = defects.plant_defect("cut", frames, g, donor=_donor_clip(config, case, phase_id, attempt),
+                                           fps=config.fps)
+        at = record.params["cut_frame"]
+        if defects.content_score(cut[at - 1], cut[at]) >= MIN_CUT_SCORE:
+            return cut, record
+    raise RuntimeError(f"no donor clip gave a clear cut for {case.case_id} phase {phase_id} in {attempts} tries")
 
 
 def _raw_clip(config, case, phase, frames, root: Path) -> tuple[dict, dict]:
@@ -135,8 +151,10 @@ def _raw_clip(config, case, phase, frames, root: Path) -> tuple[dict, dict]:
     start = phase.phase_id * config.frames / config.fps
     planted = []
     for kind in defects.choose_defects(config.defects, g):
-        donor = _donor_clip(config, case, phase.phase_id) if kind == "cut" else None
-        frames, record = defects.plant_defect(kind, frames, g, donor=donor, fps=config.fps)
+        if kind == "cut":
+            frames, record = _plant_clear_cut(config, case, phase.phase_id, frames, g)
+        else:
+            frames, record = defects.plant_defect(kind, frames, g, fps=config.fps)
         planted.append(record)
     path = write_video(root / "clips" / f"{clip_id}.mp4", frames, config.fps, crf=config.crf)
     caption = captions.narration_caption(phase, phase.operations, _patient_attrs(case.patient), g, start)
