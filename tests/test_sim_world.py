@@ -152,8 +152,9 @@ def test_splits_are_by_patient_and_cover_all_three():
     assert assign_splits(2, 0) == ["train", "train"]
 
 
-def test_cli_writes_world_and_rejects_bad_size(tmp_path, capsys):
-    assert sim_main(["--out", str(tmp_path / "w"), "--videos", "1", "--frames", "12", "--size", "64x64",
+def test_cli_writes_world_and_rejects_bad_size(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative --out, as in the README
+    assert sim_main(["--out", "w", "--videos", "1", "--frames", "12", "--size", "64x64",
                      "--quiet", "--contact-sheet", str(tmp_path / "sheet.png")]) == 0
     assert (tmp_path / "sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     world_json = json.loads((tmp_path / "w" / "world.json").read_text())

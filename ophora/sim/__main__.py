@@ -6,8 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from ophora.data.atomic import atomic_write_bytes
-from ophora.sim.world import WorldConfig, build_world
+from ophora.sim.world import WorldConfig, build_world, write_contact_sheet
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -30,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="rate of raw clips with a planted defect (cut, frozen, lowres, subtitles, watermark)")
     parser.add_argument("--workers", type=int, default=1, help="processes writing surgeries in parallel")
     parser.add_argument("--contact-sheet", type=Path, default=None,
-                        help="also copy the contact sheet to this path (e.g. results/figures/...)")
+                        help="also write the contact sheet here (.png or .jpg), e.g. under results/figures/")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     summary = build_world(config, args.out, workers=args.workers, progress=not args.quiet)
     if args.contact_sheet:
-        atomic_write_bytes(args.contact_sheet, (args.out / "contact_sheet.png").read_bytes())
+        write_contact_sheet(config, args.contact_sheet)
     counts = summary["counts"]
     print(f"OphSim world in {args.out} ({time.perf_counter() - start:.1f} s): {counts['surgeries']} surgeries, "
           f"{counts['raw_clips']} raw clips, {counts['operation_segments']} operation segments, "

@@ -45,7 +45,7 @@ def _text_panel(text: str, height: int, width: int, scale: float) -> np.ndarray:
 
 def contact_sheet(rows: list[tuple[str, np.ndarray]], path: str | os.PathLike, frames_per_row: int = 6,
                   title: str | None = None) -> Path:
-    """Write a PNG with one row per (label, frames uint8 [T, H, W, 3] RGB): the label on the left, then
+    """Write an image (PNG, or JPEG for a .jpg path) with one row per (label, frames uint8 [T, H, W, 3] RGB): the label on the left, then
     ``frames_per_row`` frames sampled uniformly from first to last. Rows of different sizes are resized to
     the first row's frame size. Written atomically; returns the final path."""
     if not rows:
@@ -66,6 +66,7 @@ def contact_sheet(rows: list[tuple[str, np.ndarray]], path: str | os.PathLike, f
         sheet = np.vstack([_text_panel(title, int(48 * max(1.0, scale)), sheet.shape[1], 0.8 * max(1.0, scale)),
                            sheet])
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), np.ascontiguousarray(sheet[..., ::-1])):
-            raise OSError(f"could not write PNG {path}")
+        params = [cv2.IMWRITE_JPEG_QUALITY, 88] if tmp.suffix.lower() in (".jpg", ".jpeg") else []
+        if not cv2.imwrite(str(tmp), np.ascontiguousarray(sheet[..., ::-1]), params):
+            raise OSError(f"could not write image {path}")
     return Path(path)

@@ -239,7 +239,7 @@ def _finished(out: Path, case: Case) -> dict | None:
 
 def build_world(config: WorldConfig, out: str | Path, workers: int = 1, progress: bool = True) -> dict:
     """Write (or finish writing) a world under ``out`` and return its summary (also in ``world.json``)."""
-    out = Path(out)
+    out = Path(out).absolute()
     _check_settings(out, config)
     cases = plan_cases(config)
     rows = {case.case_id: _finished(out, case) for case in cases}
@@ -258,7 +258,7 @@ def build_world(config: WorldConfig, out: str | Path, workers: int = 1, progress
             bar.update()
     bar.close()
     summary = _write_manifests(config, cases, rows, out)
-    _write_contact_sheet(config, cases[0], out / "contact_sheet.png")
+    write_contact_sheet(config, out / "contact_sheet.png")
     write_json(out / "world.json", summary, config=config, seed=config.seed)
     return summary
 
@@ -293,8 +293,9 @@ def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
     atomic_write_text(path, frame.to_csv(index=False))
 
 
-def _write_contact_sheet(config: WorldConfig, case: Case, path: Path) -> Path:
-    """One row per phase: frames of the first patient's clean phase clips."""
+def write_contact_sheet(config: WorldConfig, path: str | Path) -> Path:
+    """One row per phase: frames of the first patient's clean phase clips (PNG or JPEG by suffix)."""
+    case = plan_cases(config)[0]
     rows = []
     for phase in phases():
         frames, _ = render_phase(case.patient, phase.phase_id, config.frames, config.size, config.seed)
