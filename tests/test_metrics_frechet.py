@@ -1,0 +1,222 @@
+"""Fréchet distance: parity with pytorch-fid / StyleGAN-V (scipy sqrtm) and torchmetrics, and invariants."""
+from __future__ import annotations
+
+import types
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from benchmarks.metrics import (FeatureStats, FrechetDistance, MatrixRoot, RankDeficientWarning, frechet_distance,
+                                matrix_root, matrix_sqrt_psd)
+
+
+def sqrtm_formula(mu1, sigma1, mu2, sigma2, eps=1e-6):
+    """pytorch-fid's calculate_frechet_distance (= StyleGAN-V's compute_fvd up to the eps retry), written for
+    SciPy >= 1.16: sqrtm without the deprecated ``disp`` argument, then the real part."""
+    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        assert np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3)
+        covmean = covmean.real
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def svd_formula(x, y):
+    """Independent reference for two sample sets with divisor N-1: with S1 = A^T A / c and S2 = B^T B / c
+    (A, B centred), tr sqrt(S1 S2) = sum of singular values of A B^T / c. Accurate also when N < d."""
+    a, b = x - x.mean(0), y - y.mean(0)
+    assert len(x) == len(y)
+    c = len(x) - 1
+    diff = x.mean(0) - y.mean(0)
+    return float(diff @ diff + (a * a).sum() / c + (b * b).sum() / c - 2 * scipy.linalg.svdvals(a @ b.T).sum() / c)
+
+
+def feature_sets(n, d, seed, offset=0.3):
+    """Two correlated, non-commuting feature sets [n, d] with different means and covariances."""
+    rng = np.random.default_rng(seed)
+    mix1 = rng.standard_normal((d, d)) / np.sqrt(d) * np.linspace(0.2, 2.0, d)
+    mix2 = mix1 @ scipy.linalg.expm(0.1 * (lambda m: m - m.T)(rng.standard_normal((d, d))))
+    x = rng.standard_normal((n, d)) @ mix1 + 1.0
+    y = 1.1 * rng.standard_normal((n, d)) @ mix2 + 1.0 + offset
+    return x, y
+
+
+def gaussian_stats(x):
+    return x.mean(0), np.cov(x, rowvar=False)
+
+
+def fd_quiet(*args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RankDeficientWarning)
+        return frechet_distance(*args, **kwargs)
+
+
+@pytest.mark.parametrize("n,d", [(500, 64), (600, 160)], ids=["64d", "160d"])
+def test_full_rank_matches_sqrtm_formula(n, d):
+    x, y = feature_sets(n, d, seed=d)
+    stats = (*gaussian_stats(x), *gaussian_stats(y))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RankDeficientWarning)  # full rank: must not warn
+        ours = frechet_distance(*stats)
+    assert ours == pytest.approx(sqrtm_formula(*stats), rel=1e-6)
+    assert ours == pytest.approx(svd_formula(x, y), rel=1e-9)
+
+
+@pytest.mark.parametrize("n,d", [(40, 96), (90, 160)], ids=["40x96", "90x160"])
+def test_rank_deficient_matches_sqrtm_formula_and_warns(n, d):
+    x, y = feature_sets(n, d, seed=n)
+    stats = (*gaussian_stats(x), *gaussian_stats(y))
+    with pytest.warns(RankDeficientWarning) as record:
+        ours = frechet_distance(*stats)
+    messages = [str(w.message) for w in record if w.category is RankDeficientWarning]
+    assert any(m.startswith("sigma1 is rank-deficient") and f"rank {n - 1} < d = {d}" in m for m in messages)
+    assert any(m.startswith("sigma2 is rank-deficient") and f"rank {n - 1} < d = {d}" in m for m in messages)
+    assert ours == pytest.approx(sqrtm_formula(*stats), rel=1e-6)
+    assert ours == pytest.approx(svd_formula(x, y), rel=1e-7)
+
+
+def test_only_sigma2_rank_deficient_is_named():
+    x, _ = feature_sets(400, 48, seed=1)
+    _, y = feature_sets(30, 48, seed=2)
+    stats = (*gaussian_stats(x), *gaussian_stats(y))
+    with pytest.warns(RankDeficientWarning, match=r"sigma2 is rank-deficient: numerical rank 29 < d = 48") as rec:
+        ours = frechet_distance(*stats)
+    assert not any("sigma1" in str(w.message) for w in rec)
+    assert ours == pytest.approx(sqrtm_formula(*stats), rel=1e-6)
+
+
+def test_matches_pytorch_fid(monkeypatch):
+    from pytorch_fid import fid_score
+
+    x, y = feature_sets(300, 32, seed=3)
+    stats = (*gaussian_stats(x), *gaussian_stats(y))
+    try:  # SciPy 1.16-1.17 only deprecate sqrtm(..., disp=False); 1.18 removes it
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            expected = fid_score.calculate_frechet_distance(*stats)
+    except TypeError:
+        shim = types.SimpleNamespace(sqrtm=lambda a, disp=True: (scipy.linalg.sqrtm(a), 0.0) if not disp
+                                     else scipy.linalg.sqrtm(a))
+        monkeypatch.setattr(fid_score, "linalg", shim)
+        expected = fid_score.calculate_frechet_distance(*stats)
+    assert frechet_distance(*stats) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_matches_torchmetrics_compute_fid():
+    from torchmetrics.image.fid import _compute_fid
+
+    x, y = feature_sets(300, 32, seed=4)
+    stats = (*gaussian_stats(x), *gaussian_stats(y))
+    expected = _compute_fid(*(torch.from_numpy(s) for s in stats)).item()
+    assert frechet_distance(*stats) == pytest.approx(expected, rel=1e-6)
+
+
+def test_distance_to_itself_is_zero_and_symmetric():
+    x, y = feature_sets(600, 40, seed=5)
+    sx, sy = gaussian_stats(x), gaussian_stats(y)
+    assert abs(frechet_distance(*sx, *sx)) < 1e-10 * np.trace(sx[1])
+    forward, backward = frechet_distance(*sx, *sy), frechet_distance(*sy, *sx)
+    assert forward > 0.5
+    assert forward == pytest.approx(backward, rel=1e-10)
+
+
+def test_invariant_to_sample_order_and_feature_permutation():
+    x, y = feature_sets(500, 24, seed=6)
+    rng = np.random.default_rng(0)
+    base = frechet_distance(*gaussian_stats(x), *gaussian_stats(y))
+    shuffled = frechet_distance(*gaussian_stats(x[rng.permutation(500)]), *gaussian_stats(y[rng.permutation(500)]))
+    perm = rng.permutation(24)
+    permuted = frechet_distance(*gaussian_stats(x[:, perm]), *gaussian_stats(y[:, perm]))
+    assert shuffled == pytest.approx(base, rel=1e-10)
+    assert permuted == pytest.approx(base, rel=1e-10)
+
+
+def test_closed_form_gaussians_diagonal_and_rotated():
+    d = 10
+    rng = np.random.default_rng(7)
+    a, b = rng.uniform(0.1, 3.0, d), rng.uniform(0.1, 3.0, d)
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    expected = float(((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum())
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-12)
+    q, _ = np.linalg.qr(rng.standard_normal((d, d)))  # a common rotation keeps the closed form
+    rotated = frechet_distance(q @ mu1, q @ np.diag(a) @ q.T, q @ mu2, q @ np.diag(b) @ q.T)
+    assert rotated == pytest.approx(expected, rel=1e-10)
+
+
+def test_torch_and_numpy_inputs_agree():
+    x, y = feature_sets(300, 16, seed=8)
+    stats = (*gaussian_stats(x), *gaussian_stats(y))
+    expected = frechet_distance(*stats)
+    assert frechet_distance(*(torch.from_numpy(s) for s in stats)) == expected
+    as_float32 = [torch.from_numpy(s).float() for s in stats]  # computed in float64 from the float32 values
+    assert frechet_distance(*as_float32) == frechet_distance(*(t.double().numpy() for t in as_float32))
+    assert frechet_distance(*as_float32) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("n", [400, 30], ids=["full-rank", "rank-deficient"])
+def test_cached_reference_root(n):
+    x, y = feature_sets(n, 32, seed=9)
+    (mu1, s1), (mu2, s2) = gaussian_stats(x), gaussian_stats(y)
+    cold = fd_quiet(mu1, s1, mu2, s2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RankDeficientWarning)
+        root = matrix_root(s1)
+    assert isinstance(root, MatrixRoot) and root.method == ("cholesky" if n > 32 else "eigh")
+    assert root.rank == min(n - 1, 32)
+    np.testing.assert_allclose(root.factor @ root.factor.T, s1, atol=1e-12 * np.abs(s1).max())
+    assert fd_quiet(mu1, s1, mu2, s2, root1=root) == cold
+    eigh_root = matrix_root(s1, method="eigh") if n > 32 else root
+    assert fd_quiet(mu1, s1, mu2, s2, root1=eigh_root) == pytest.approx(cold, rel=1e-9)
+    # a symmetric root keeps the round-off null space of a rank-deficient sigma1: agreement to ~1e-8
+    assert fd_quiet(mu1, s1, mu2, s2, root1=matrix_sqrt_psd(s1)) == pytest.approx(cold, rel=1e-7)
+
+
+def test_matrix_sqrt_psd_squares_back_and_clips():
+    x, _ = feature_sets(20, 12, seed=10)  # rank 19 > 12: full rank; then a rank-deficient one
+    for sigma in (np.cov(x, rowvar=False), np.cov(x[:5], rowvar=False)):
+        root = matrix_sqrt_psd(sigma)
+        np.testing.assert_allclose(root, root.T, atol=1e-14)
+        np.testing.assert_allclose(root @ root, sigma, atol=1e-12 * np.abs(sigma).max())
+    with pytest.raises(np.linalg.LinAlgError, match="not numerically positive definite"):
+        matrix_root(np.cov(x[:5], rowvar=False), method="cholesky")
+
+
+def test_clear_errors_for_bad_shapes_and_values():
+    mu, sigma = np.zeros(4), np.eye(4)
+    with pytest.raises(ValueError, match=r"mu1 and mu2 .* got mu1 \(4,\), mu2 \(3,\)"):
+        frechet_distance(mu, sigma, np.zeros(3), np.eye(3))
+    with pytest.raises(ValueError, match=r"sigma2 has shape \(3, 3\) but the means have d = 4"):
+        frechet_distance(mu, sigma, mu, np.eye(3))
+    with pytest.raises(ValueError, match=r"sigma1 must be a square covariance matrix \[d, d\]; got shape \(4, 3\)"):
+        frechet_distance(mu, np.ones((4, 3)), mu, sigma)
+    with pytest.raises(ValueError, match="sigma2 is not symmetric"):
+        frechet_distance(mu, sigma, mu, np.triu(np.ones((4, 4))))
+    with pytest.raises(ValueError, match="sigma1 contains NaN"):
+        frechet_distance(mu, np.full((4, 4), np.nan), mu, sigma)
+    with pytest.raises(ValueError, match="root1 is a factor of a 3-d covariance but sigma1 is 4 x 4"):
+        frechet_distance(mu, sigma, mu, sigma, root1=np.eye(3))
+    with pytest.raises(ValueError, match="root1 does not belong to sigma1"):
+        frechet_distance(mu, sigma, mu, sigma, root1=2 * np.eye(4))
+
+
+def test_frechet_class_streams_and_keeps_reference():
+    x, y = feature_sets(600, 20, seed=11)
+    metric = FrechetDistance(20)
+    for start in range(0, 600, 128):
+        metric.update(x[start:start + 128], real=True)
+        metric.update(torch.from_numpy(y[start:start + 128]), real=False)
+    expected = frechet_distance(*gaussian_stats(x), *gaussian_stats(y))
+    assert metric.compute() == pytest.approx(expected, rel=1e-10)
+    metric.reset()  # keeps the real statistics
+    metric.update(x[:300], real=False)
+    assert metric.compute() == pytest.approx(frechet_distance(*gaussian_stats(x), *gaussian_stats(x[:300])), rel=1e-10)
+    stylegan = FrechetDistance(divisor="N", reference=FeatureStats().update(x))
+    stylegan.update(y, real=False)
+    s1, s2 = np.cov(x, rowvar=False, bias=True), np.cov(y, rowvar=False, bias=True)
+    assert stylegan.compute() == pytest.approx(sqrtm_formula(x.mean(0), s1, y.mean(0), s2), rel=1e-9)
