@@ -102,16 +102,16 @@ def perf_table(bench: dict[str, Any]) -> str:
 
 
 def write_perf_report(bench_json: str | os.PathLike) -> Path:
-    """Write ``README.md`` beside a pytest-benchmark JSON file: machine, commit and the table."""
+    """Write ``<name>.md`` beside a pytest-benchmark JSON file ``<name>.json``: machine, commit and the table."""
     bench_json = Path(bench_json)
     bench = json.loads(bench_json.read_text())
     machine = bench.get("machine_info", {})
     commit = bench.get("commit_info", {}).get("id") or git_commit()
-    header = (f"# Performance figures\n\nWritten by `tox -e bench` from `{bench_json.name}` on "
+    header = (f"# Performance figures\n\nMeasured by `tox -e bench` (pytest-benchmark), stored in `{bench_json.name}`, on "
               f"{bench.get('datetime', '?')}.\nMachine: {machine.get('cpu', {}).get('brand_raw', '?')}, "
               f"{machine.get('cpu', {}).get('count', '?')} cores, Python {machine.get('python_version', '?')}; "
               f"commit {commit}.\n\n")
-    return atomic_write_text(bench_json.with_name("README.md"), header + perf_table(bench) + "\n")
+    return atomic_write_text(bench_json.with_suffix(".md"), header + perf_table(bench) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -207,13 +207,19 @@ def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None) ->
 
     ``size`` (height, width) rescales with FFmpeg's bicubic swscale while converting; use it for cheap
     previews and detectors that do their own resizing, never where a metric protocol fixes the filter.
+    Raises :class:`VideoDecodeError` at the end if fewer frames came than the container declares.
     """
     path = Path(path)
     with _open(path) as container:
         stream = _video_stream(container, path)
         stream.thread_type = "AUTO"
+        declared, count = int(stream.frames or 0), 0
         for frame in _decoded(container, stream, path):
+            count += 1
             yield _to_rgb(frame, size)
+    if count == 0 or count < declared:
+        raise VideoDecodeError(path, f"stream ended after {count} of {declared or 'an unknown number of'} "
+                                     f"frames (truncated file?)")
 
 
 def _to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
@@ -239,6 +245,8 @@ def read_video(
     """
     path = Path(path)
     select = select or AllFrames()
+    if isinstance(select, AllFrames) and window is None:
+        return _read_all(path, size)
     info = probe(path)
     first, stop = _window_frames(info, window, path)
     try:
@@ -249,6 +257,11 @@ def read_video(
         height, width = size or (info.height, info.width)
         return np.zeros((0, height, width, 3), np.uint8)
     return np.stack(_collect(path, wanted, info.fps, size))
+
+
+def _read_all(path: Path, size: tuple[int, int] | None) -> np.ndarray:
+    """Every frame in one pass (no separate metadata probe)."""
+    return np.stack(list(iter_frames(path, size)))
 
 
 def _window_frames(info: VideoInfo, window: tuple[float, float] | None, path: Path) -> tuple[int, int]:
