@@ -1,0 +1,63 @@
+"""``python -m ophora.curate``: curate a raw narrated set into Ophora-160K- and Ophora-28K-style sets."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from ophora.curation.config import ConfigError, load_config, plain
+from ophora.curation.run import ResumeError, curate
+from ophora.data.manifests import ManifestError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ophora.curate", description=__doc__)
+    parser.add_argument("--input", type=Path, help="raw set CSV: clip_id,caption,source_video,start,end,path")
+    parser.add_argument("--out", type=Path, help="output folder (an interrupted run resumes in it)")
+    parser.add_argument("--config", type=Path, default=None, help="YAML config (see --print-config)")
+    parser.add_argument("--workers", type=int, default=None, help="processes (local) or tasks in flight (ray)")
+    parser.add_argument("--executor", choices=("local", "ray"), default=None)
+    parser.add_argument("--shard-size", type=int, default=None, help="clips per ledger shard")
+    parser.add_argument("--link", choices=("hardlink", "symlink", "copy"), default=None,
+                        help="how clips enter the output sets")
+    parser.add_argument("--print-config", action="store_true", help="print the effective config and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def _with_overrides(config, args):
+    execution = {k: v for k, v in (("workers", args.workers), ("executor", args.executor),
+                                   ("shard_size", args.shard_size)) if v is not None}
+    config = dataclasses.replace(config, execution=dataclasses.replace(config.execution, **execution))
+    if args.link:
+        config = dataclasses.replace(config, output=dataclasses.replace(config.output, link=args.link))
+    return dataclasses.replace(config)  # re-run validation
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = _with_overrides(load_config(args.config), args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(yaml.safe_dump(plain(config), sort_keys=False), end="")
+        return 0
+    if args.input is None or args.out is None:
+        parser.error("--input and --out are required")
+    start = time.perf_counter()
+    try:
+        summary = curate(args.input, args.out, config, progress=not args.quiet)
+    except (ManifestError, ResumeError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"curated {summary['input']} clips in {time.perf_counter() - start:.1f} s: {summary['in_160k']} in "
+          f"{args.out / 'ophora_160k'}, {summary['in_28k']} in {args.out / 'ophora_28k'}; "
+          f"report {args.out / 'report.md'}")
+    return 0

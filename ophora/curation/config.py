@@ -1,0 +1,250 @@
+"""Curation settings: YAML (or JSON) file -> typed, frozen dataclasses -> stage constructors.
+
+Every key is optional; ``python -m ophora.curate --print-config`` prints the defaults. Unknown keys raise
+:class:`ConfigError` with the closest known key. Secrets (``api_key``) are never written anywhere: files and
+logs get :func:`plain` output, where the key is redacted; by default the key is read from the environment
+variable named by ``api_key_env``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ConfigError", "ResolutionConfig", "DynamicsConfig", "ChatConfig", "RewriteConfig", "OverlayConfig",
+           "VlmConfig", "PrivacyConfig", "ExecutionConfig", "OutputConfig", "CurationConfig", "load_config",
+           "config_from_dict", "plain"]
+
+
+class ConfigError(ValueError):
+    """A curation config that cannot be used; the message names the key and what was expected."""
+
+
+@dataclass(frozen=True)
+class ResolutionConfig:
+    """Minimum frame size in pixels (Ophora: 720x480), compared orientation-free: the long side must reach the
+    larger minimum and the short side the smaller one, so a 480x720 portrait clip passes too."""
+
+    min_width: int = 720
+    min_height: int = 480
+
+
+@dataclass(frozen=True)
+class DynamicsConfig:
+    """Scene cuts (PySceneDetect ContentDetector) and motion energy on frames downscaled to ``analysis_height``.
+
+    ``threshold``: ContentDetector's score threshold (27 by default); ``min_scene_len``: frames between cuts and
+    before the first one (PySceneDetect's default 15 would hide cuts in short clips); ``max_cuts``: most cuts a
+    kept clip may have; ``min_motion``: least median mean-absolute grey-level change between consecutive frames
+    (0..255) of a kept clip, below which it is frozen or static; ``max_frames``: frames analysed at most.
+    """
+
+    analysis_height: int = 96
+    threshold: float = 27.0
+    min_scene_len: int = 3
+    max_cuts: int = 0
+    min_motion: float = 0.5
+    max_frames: int = 600
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    """An OpenAI-compatible chat endpoint (vLLM, Ollama, a hosted API).
+
+    ``base_url`` ends before ``/chat/completions``. The key is ``api_key`` or, when that is empty, the
+    environment variable ``api_key_env``; a missing key sends no Authorization header (local servers).
+    ``timeout_s`` per request; ``max_retries`` after the first try, waiting ``backoff_s * 2**attempt`` (at
+    most ``backoff_max_s``, with jitter, or the server's Retry-After) on 429, 5xx, timeouts and malformed
+    answers; ``concurrency`` requests in flight per worker process; ``cache_dir`` None = the user cache dir.
+    """
+
+    base_url: str = "http://localhost:8000/v1"
+    model: str = "Qwen/Qwen2.5-72B-Instruct"
+    api_key_env: str = "OPHORA_LLM_API_KEY"
+    api_key: str = field(default="", repr=False)
+    timeout_s: float = 60.0
+    max_retries: int = 4
+    backoff_s: float = 1.0
+    backoff_max_s: float = 30.0
+    concurrency: int = 8
+    temperature: float = 0.0
+    max_tokens: int = 400
+    cache_dir: str | None = None
+
+    OPERATIONAL: typing.ClassVar[tuple[str, ...]] = (
+        "api_key", "api_key_env", "timeout_s", "max_retries", "backoff_s", "backoff_max_s", "concurrency",
+        "cache_dir")
+
+    def resolved_key(self) -> str:
+        return self.api_key or os.environ.get(self.api_key_env, "")
+
+
+@dataclass(frozen=True)
+class RewriteConfig:
+    """Caption -> instruction. ``backend``: "rules" (embedded, deterministic) or "openai".
+
+    ``max_tokens``: T5 budget of an instruction including the end token (CogVideoX: 226), counted with
+    ``tokenizer`` (a Hugging Face tokenizer name or path) when set, else with the conservative estimate of
+    :func:`ophora.curation.rewrite.tokens.estimate_t5_tokens`. ``max_input_chars``: captions are cut to this
+    length before rewriting (recorded). ``template``: the prompt template of the openai backend.
+    """
+
+    backend: str = "rules"
+    max_tokens: int = 226
+    max_input_chars: int = 8000
+    tokenizer: str | None = None
+    template: str = "rewrite_v1"
+    openai: ChatConfig = ChatConfig()
+
+
+@dataclass(frozen=True)
+class OverlayConfig:
+    """Burned-in text, watermarks and faces found on ``frames`` frames at most ``analysis_height`` pixels high.
+
+    Subtitles: in the bottom ``subtitle_band`` of the frame, a row crossed at least ``subtitle_min_strokes``
+    times by edges of at least ``subtitle_contrast`` grey levels (white text on a dark outline), in at least
+    ``subtitle_min_fraction`` of the frames. Watermarks: in a corner box of ``watermark_box`` = (height, width)
+    fractions, bright strokes (white top-hat >= ``watermark_tophat`` grey levels) present in at least
+    ``watermark_persistence`` of the frames, and a row crossing at least ``watermark_min_strokes`` of them.
+    ``faces``: run OpenCV's Haar face cascade when this OpenCV has one.
+    """
+
+    analysis_height: int = 192
+    frames: int = 24
+    subtitle_band: float = 0.25
+    subtitle_contrast: float = 100.0
+    subtitle_min_strokes: float = 10.0
+    subtitle_min_fraction: float = 0.5
+    watermark_box: tuple[float, float] = (0.22, 0.45)
+    watermark_tophat: float = 20.0
+    watermark_persistence: float = 0.8
+    watermark_min_strokes: int = 6
+    faces: bool = True
+
+
+@dataclass(frozen=True)
+class VlmConfig:
+    """Vision-language privacy check: ``frames`` frames, each sent as a JPEG ``image_height`` pixels high."""
+
+    frames: int = 4
+    image_height: int = 336
+    template: str = "privacy_v1"
+    chat: ChatConfig = ChatConfig(model="Qwen/Qwen2.5-VL-72B-Instruct", max_tokens=200)
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """The Ophora-28K filter. ``backend``: "overlay" (embedded) or "vlm"."""
+
+    backend: str = "overlay"
+    overlay: OverlayConfig = OverlayConfig()
+    vlm: VlmConfig = VlmConfig()
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """``workers`` processes (local) or Ray tasks in flight; ``shard_size`` clips per ledger shard;
+    ``batch_size`` clips handed to the stages together (the openai backends send a batch concurrently)."""
+
+    workers: int = 1
+    executor: str = "local"
+    shard_size: int = 64
+    batch_size: int = 8
+    ray_address: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """How clips enter ``clips/`` of the output sets: "hardlink" (copies across file systems), "symlink", "copy"."""
+
+    link: str = "hardlink"
+
+
+@dataclass(frozen=True)
+class CurationConfig:
+    resolution: ResolutionConfig = ResolutionConfig()
+    dynamics: DynamicsConfig = DynamicsConfig()
+    rewrite: RewriteConfig = RewriteConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    execution: ExecutionConfig = ExecutionConfig()
+    output: OutputConfig = OutputConfig()
+
+    def __post_init__(self):
+        _choice("rewrite.backend", self.rewrite.backend, ("rules", "openai"))
+        _choice("privacy.backend", self.privacy.backend, ("overlay", "vlm"))
+        _choice("execution.executor", self.execution.executor, ("local", "ray"))
+        _choice("output.link", self.output.link, ("hardlink", "symlink", "copy"))
+        for name in ("workers", "shard_size", "batch_size"):
+            if getattr(self.execution, name) < 1:
+                raise ConfigError(f"execution.{name} must be at least 1, got {getattr(self.execution, name)}")
+
+
+def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}{_did_you_mean(value, allowed)}")
+
+
+def _did_you_mean(word: str, options) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def config_from_dict(data: dict | None, cls: type = CurationConfig, where: str = "") -> Any:
+    """Build ``cls`` from nested dicts, checking key names and converting lists to tuples."""
+    data = dict(data or {})
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        key = unknown[0]
+        raise ConfigError(f"unknown config key {where + key!r}{_did_you_mean(key, names)}; "
+                          f"known keys here: {sorted(names)}")
+    values = {}
+    for name, value in data.items():
+        kind = hints[name]
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {where + name!r} must be a mapping, got {value!r}")
+            values[name] = config_from_dict(value, kind, f"{where}{name}.")
+        else:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise ConfigError(f"config section {where or '<top>'}: {err}") from None
+
+
+def load_config(path: str | os.PathLike | None) -> CurationConfig:
+    """Defaults, overridden by the YAML/JSON file at ``path`` (None: defaults only)."""
+    if path is None:
+        return CurationConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: expected {path}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (resolution, dynamics, ...), got {type(data).__name__}")
+    return config_from_dict(data)
+
+
+def plain(config: Any, digest: bool = False) -> Any:
+    """JSON-ready dict of a config dataclass with secrets redacted; ``digest`` also drops operational knobs
+    (timeouts, retries, concurrency, cache folder) that cannot change a verdict."""
+    if not dataclasses.is_dataclass(config):
+        return list(config) if isinstance(config, tuple) else config
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(config, ChatConfig) and f.name in ChatConfig.OPERATIONAL:
+            if digest:
+                continue
+            if f.name == "api_key":
+                value = "<redacted>" if value else ""
+        out[f.name] = plain(value, digest)
+    return out

@@ -1,0 +1,143 @@
+"""Running the pipeline over shards: in this process, in a local process pool, or on a Ray cluster.
+
+Clips are cut into shards of ``shard_size`` consecutive clips (in manifest order, so the same manifest gives
+the same shards); each shard has its own ledger and is curated by one worker at a time. Progress is counted
+per clip (local) or per shard (Ray) on a tqdm bar that shows clips/s.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import queue as queue_module
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tqdm import tqdm
+
+from ophora.curation.config import CurationConfig
+from ophora.curation.ledger import Ledger, ledger_path
+from ophora.curation.pipeline import Pipeline
+from ophora.curation.stage import ClipItem
+
+__all__ = ["Shard", "plan_shards", "run_shard", "execute"]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Clips ``items`` of shard ``index`` still to curate."""
+
+    index: int
+    items: tuple[ClipItem, ...]
+
+
+def plan_shards(items: Sequence[ClipItem], shard_size: int, done: set[str] = frozenset()) -> list[Shard]:
+    """Shards of ``shard_size`` consecutive clips, without the clips in ``done``; empty shards left out."""
+    shards = []
+    for index, start in enumerate(range(0, len(items), shard_size)):
+        todo = tuple(item for item in items[start:start + shard_size] if item.clip_id not in done)
+        if todo:
+            shards.append(Shard(index, todo))
+    return shards
+
+
+def run_shard(pipeline: Pipeline, shard: Shard, ledger_dir: Path, batch_size: int,
+              on_clips: Callable[[int], None] = lambda n: None) -> int:
+    """Curate ``shard`` in batches, appending each record to the shard's ledger; returns clips done."""
+    with Ledger(ledger_path(ledger_dir, shard.index)) as ledger:
+        for start in range(0, len(shard.items), batch_size):
+            batch = shard.items[start:start + batch_size]
+            for record in pipeline.run(batch):
+                ledger.append(record)
+            on_clips(len(batch))
+    return len(shard.items)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(config: CurationConfig, progress) -> None:
+    _WORKER.update(pipeline=Pipeline(config), progress=progress)
+
+
+def _worker_shard(shard: Shard, ledger_dir: Path, batch_size: int) -> int:
+    return run_shard(_WORKER["pipeline"], shard, ledger_dir, batch_size, _WORKER["progress"].put)
+
+
+def _run_here(config: CurationConfig, shards: list[Shard], ledger_dir: Path, bar: tqdm) -> None:
+    pipeline = Pipeline(config)
+    try:
+        for shard in shards:
+            run_shard(pipeline, shard, ledger_dir, config.execution.batch_size, bar.update)
+    finally:
+        pipeline.close()
+
+
+def _run_pool(config: CurationConfig, shards: list[Shard], ledger_dir: Path, bar: tqdm) -> None:
+    context = multiprocessing.get_context()
+    progress = context.Queue()
+    workers = min(config.execution.workers, len(shards))
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(config, progress)) as pool:
+        pending = {pool.submit(_worker_shard, s, ledger_dir, config.execution.batch_size) for s in shards}
+        while pending:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(progress, bar)
+            for future in finished:
+                future.result()  # a crash in a worker is a bug: surface it (the ledgers keep what was done)
+    _drain(progress, bar)
+
+
+def _drain(progress, bar: tqdm) -> None:
+    while True:
+        try:
+            bar.update(progress.get_nowait())
+        except queue_module.Empty:
+            return
+
+
+def _ray_shard(config: CurationConfig, shard: Shard, ledger_dir: str) -> int:
+    pipeline = Pipeline(config)
+    try:
+        return run_shard(pipeline, shard, Path(ledger_dir), config.execution.batch_size)
+    finally:
+        pipeline.close()
+
+
+def _run_ray(config: CurationConfig, shards: list[Shard], ledger_dir: Path, bar: tqdm) -> None:
+    """One Ray task per shard, ``workers`` in flight; the ledger folder must be shared by all nodes."""
+    try:
+        import ray
+    except ImportError:
+        raise RuntimeError("--executor ray needs Ray: pip install 'ophora[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        address = config.execution.ray_address
+        ray.init(address=address, num_cpus=None if address else config.execution.workers,
+                 include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(_ray_shard)
+        queue, running = list(shards), []
+        while queue or running:
+            while queue and len(running) < config.execution.workers:
+                running.append(task.remote(config, queue.pop(0), str(ledger_dir)))
+            finished, running = ray.wait(running, num_returns=1)
+            bar.update(ray.get(finished[0]))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def execute(config: CurationConfig, shards: list[Shard], ledger_dir: Path, total: int, done: int,
+            progress: bool = True) -> None:
+    """Curate ``shards`` with ``config.execution`` (executor, workers), showing a clips/s progress bar."""
+    bar = tqdm(total=total, initial=done, desc="curation", unit="clip", disable=not progress, smoothing=0.1)
+    try:
+        if config.execution.executor == "ray":
+            _run_ray(config, shards, ledger_dir, bar)
+        elif config.execution.workers > 1 and len(shards) > 1:
+            _run_pool(config, shards, ledger_dir, bar)
+        else:
+            _run_here(config, shards, ledger_dir, bar)
+    finally:
+        bar.close()

@@ -1,0 +1,66 @@
+"""Benchmarks of curation's dynamics stage (outside the default test run): clips/s with 1 and 2 worker processes,
+and against plain ``scenedetect.detect()`` with ContentDetector's defaults on the same clips.
+
+Run with ``pytest tests/perf/test_perf_curation.py --benchmark-only``. The clips are OphSim clips at 480x720
+(40 frames at 8 fps, about 5 s like an Ophora-160K clip). Worker pools are started and warmed before timing,
+so the figures are steady-state throughput.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+
+import pytest
+from scenedetect import ContentDetector, detect
+
+from ophora.curation.config import DynamicsConfig
+from ophora.curation.dynamics import DynamicsStage
+from ophora.curation.stage import ClipItem
+from ophora.data.video import write_video
+from ophora.sim.patient import sample_patient
+from ophora.sim.render import render_phase
+
+CLIPS, FRAMES, SIZE = 8, 40, (480, 720)
+_STAGE: dict = {}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("perf_curation")
+    paths = []
+    for i in range(CLIPS):
+        frames, _ = render_phase(sample_patient(0, f"perf_{i}"), i % 12, FRAMES, SIZE, 0)
+        paths.append(str(write_video(folder / f"clip_{i}.mp4", frames, fps=8)))
+    return paths
+
+
+def _init() -> None:
+    _STAGE["dynamics"] = DynamicsStage(DynamicsConfig())
+
+
+def _check(path: str) -> bool:
+    return _STAGE["dynamics"].check(ClipItem("perf", "", path)).keep
+
+
+def _scenedetect_defaults(path: str) -> int:
+    return len(detect(path, ContentDetector()))
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["1worker", "2workers"])
+def pool(request, clips):
+    with ProcessPoolExecutor(request.param, initializer=_init) as executor:
+        list(executor.map(_check, clips[: request.param]))  # start and warm every worker
+        yield request.param, executor
+
+
+def test_dynamics_scenedetect_defaults(benchmark, clips):
+    benchmark.extra_info.update(items=len(clips), unit="clips")
+    cuts = benchmark.pedantic(lambda: [_scenedetect_defaults(p) for p in clips], rounds=3, iterations=1)
+    assert len(cuts) == len(clips)
+
+
+def test_dynamics_stage(benchmark, clips, pool):
+    workers, executor = pool
+    baseline = "test_dynamics_scenedetect_defaults" if workers == 1 else "test_dynamics_stage[1worker]"
+    benchmark.extra_info.update(items=len(clips), unit="clips", baseline=baseline, workers=workers)
+    kept = benchmark.pedantic(lambda: list(executor.map(_check, clips)), rounds=3, iterations=1)
+    assert all(kept)
