@@ -74,14 +74,14 @@ class ClipDetector:
 
     @torch.inference_mode()
     def image_features(self, frames: np.ndarray | torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-        """Embeddings float32 [N, D] of uint8 frames [N, H, W, 3] (RGB)."""
+        """Embeddings float32 [N, D] (on the CPU) of uint8 frames [N, H, W, 3] (RGB)."""
         frames = np.asarray(frames)
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 [N, H, W, 3], got {frames.dtype} {frames.shape}")
         out = []
         for i in range(0, len(frames), batch_size):
             pixels = torch.stack([self.preprocess(Image.fromarray(f)) for f in frames[i:i + batch_size]])
-            out.append(F.normalize(self.model.encode_image(pixels).float(), dim=-1))
+            out.append(F.normalize(self.model.encode_image(pixels.to(self._device())).float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0, self._dim())
 
     @torch.inference_mode()
@@ -90,8 +90,12 @@ class ClipDetector:
         out = []
         for i in range(0, len(prompts), batch_size):
             tokens = self.tokenizer(list(prompts[i:i + batch_size]))
-            out.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1))
+            out.append(F.normalize(self.model.encode_text(tokens.to(self._device())).float(), dim=-1).cpu())
         return torch.cat(out) if out else torch.zeros(0, self._dim())
+
+    def _device(self) -> torch.device:
+        """Where the model's weights live (inputs are moved there; embeddings come back on the CPU)."""
+        return next(self.model.parameters()).device
 
     def _dim(self) -> int:
         return int(self.model.text_projection.shape[1])

@@ -1,0 +1,141 @@
+"""Cache of reference (real-set) statistics, keyed by everything that made them.
+
+The key (:func:`reference_key`, the one place a key is built) is a sha256 over
+
+- the real set's content (:func:`set_fingerprint`): the manifest file's bytes where the set has one, and for
+  every video its path relative to the set, its size and the sha256 of its bytes (a missing file counts as
+  missing). Full content hashing reads every byte once per run (about 1 s per GB); a (path, size, mtime)
+  proxy would be cheaper but silently reuses stale statistics after a copy that keeps mtimes, so it is not
+  used;
+- every field of the protocol (``dataclasses.asdict``), the detector's sha256, the seed (real clips' random
+  offsets) and the cache format.
+
+An entry is one ``.npz`` under ``<cache dir>/stats/`` (``$OPHORA_CACHE``, else the user cache dir; never in
+the package): the :class:`FeatureStats` sums, the factor of the real covariance from
+:func:`benchmarks.metrics.matrix_root` (so scoring a model against a cached reference costs one eigenvalue
+solve), the per-row features (float16) when a metric needs them, N videos and the failed inputs. A hit
+restores exactly the arrays a miss computed, so both give identical numbers. Hits and misses are logged
+(logger ``benchmarks.cache``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.features.sets import VideoSet
+from benchmarks.metrics import FeatureStats, MatrixRoot
+from benchmarks.weights import cache_dir
+from ophora.data.atomic import atomic_path
+
+__all__ = ["CACHE_FORMAT", "Reference", "stats_dir", "set_fingerprint", "reference_key", "reference_path",
+           "load_reference", "save_reference"]
+
+CACHE_FORMAT = 1
+log = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+
+
+@dataclass
+class Reference:
+    """Statistics of a real set under one protocol. ``rows``: float16 [n, d] per-row features or None;
+    ``positions``: int64 [n] video position of each row; ``videos``: N videos that contributed."""
+
+    key: str
+    stats: FeatureStats
+    root: MatrixRoot
+    videos: int
+    failed: list[dict[str, Any]]
+    rows: np.ndarray | None = None
+    positions: np.ndarray | None = None
+    path: Path | None = None
+    hit: bool = False
+
+
+def stats_dir() -> Path:
+    """Folder of cached reference statistics: ``<cache dir>/stats``."""
+    return cache_dir() / "stats"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def set_fingerprint(video_set: VideoSet) -> str:
+    """sha256 of a set's content: manifest bytes, then (relative path, size, sha256) of each video by path."""
+    digest = hashlib.sha256(f"ophora-video-set/{video_set.kind}\n".encode())
+    if video_set.manifest is not None:
+        digest.update(b"manifest\n" + video_set.manifest.read_bytes() + b"\n")
+    for item in sorted(video_set.items, key=lambda i: i.key):
+        if item.path.is_file():
+            line = f"{item.key}\t{item.path.stat().st_size}\t{_file_sha256(item.path)}\n"
+        else:
+            line = f"{item.key}\tmissing\n"
+        digest.update(line.encode())
+    return digest.hexdigest()
+
+
+def reference_key(fingerprint: str, protocol: Any, detector_sha256: str, seed: int) -> str:
+    """THE cache key of reference statistics: sha256 of (format, set fingerprint, protocol fields, detector
+    sha256, seed) as canonical JSON."""
+    payload = {"format": CACHE_FORMAT, "real_set": fingerprint, "protocol": dataclasses.asdict(protocol),
+               "detector_sha256": detector_sha256, "seed": int(seed)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def reference_path(key: str, protocol: Any) -> Path:
+    """Where the entry for ``key`` lives: ``<stats dir>/<protocol name>-<key[:32]>.npz``."""
+    return stats_dir() / f"{protocol.name.replace('/', '-')}-{key[:32]}.npz"
+
+
+def save_reference(reference: Reference, protocol: Any, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``reference`` atomically to :func:`reference_path`; return the path."""
+    path = reference_path(reference.key, protocol)
+    arrays = {f"stats_{k}": v for k, v in reference.stats.state_dict().items()}
+    root = reference.root
+    arrays.update(root_factor=root.factor, root_method=np.array(root.method),
+                  root_rank=np.int64(-1 if root.rank is None else root.rank), root_trace=np.float64(root.trace))
+    if reference.rows is not None:
+        arrays.update(rows=np.asarray(reference.rows, dtype=np.float16), positions=reference.positions)
+    info = {"key": reference.key, "videos": reference.videos, "failed": reference.failed,
+            "protocol": dataclasses.asdict(protocol), **(meta or {})}
+    arrays["meta"] = np.array(json.dumps(info, default=str))
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
+    log.info("reference statistics cached for %s: %s", protocol.name, path)
+    return path
+
+
+def load_reference(key: str, protocol: Any, need_rows: bool = False) -> Reference | None:
+    """The cached entry for ``key``, or None (a miss: absent, unreadable, or lacking rows that are needed)."""
+    path = reference_path(key, protocol)
+    if not path.is_file():
+        log.info("reference statistics cache miss for %s (key %s): no %s", protocol.name, key[:12], path)
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError) as err:
+        log.warning("reference statistics cache entry %s is unreadable (%s); recomputing", path, err)
+        return None
+    if need_rows and "rows" not in arrays:
+        log.info("reference statistics cache miss for %s: %s holds no per-row features", protocol.name, path)
+        return None
+    meta = json.loads(str(arrays["meta"]))
+    stats = FeatureStats.from_state_dict({k[len("stats_"):]: v for k, v in arrays.items() if k.startswith("stats_")})
+    rank = int(arrays["root_rank"])
+    root = MatrixRoot(arrays["root_factor"], str(arrays["root_method"]), None if rank < 0 else rank,
+                      float(arrays["root_trace"]))
+    log.info("reference statistics cache hit for %s: %s", protocol.name, path)
+    return Reference(key, stats, root, int(meta["videos"]), list(meta["failed"]), arrays.get("rows"),
+                     arrays.get("positions"), path, hit=True)

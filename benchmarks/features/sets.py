@@ -1,0 +1,79 @@
+"""Video sets to score: a folder of videos, a generated-video folder (manifest.jsonl) or an Ophora-160K CSV.
+
+Each set resolves to an ordered list of :class:`VideoItem` (absolute path, the path relative to the set's
+root, and the prompt where the set has one). Listed files are not required to exist: a missing or unreadable
+video is reported by the extraction as a failed input, so one bad file never stops a run.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ophora.data import manifests
+
+__all__ = ["VideoItem", "VideoSet", "load_video_set"]
+
+VIDEO_SUFFIXES = (".mp4",)
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    """One video: ``path`` absolute, ``key`` its POSIX path relative to the set root, ``prompt`` or None."""
+
+    path: Path
+    key: str
+    prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class VideoSet:
+    """An ordered set of videos. ``kind``: ``"folder"``, ``"generated"`` or ``"instructions"``;
+    ``manifest``: the manifest file whose bytes identify the set (None for a plain folder)."""
+
+    spec: str
+    kind: str
+    root: Path
+    items: tuple[VideoItem, ...]
+    manifest: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def has_prompts(self) -> bool:
+        return bool(self.items) and all(item.prompt is not None for item in self.items)
+
+
+def _key(root: Path, path: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def load_video_set(spec: str | os.PathLike) -> VideoSet:
+    """Resolve ``spec``: a ``manifest.jsonl`` or a folder holding one (generated videos with prompts), an
+    Ophora-160K CSV (``clip id,instruction``; prompts = instructions), or a folder of ``*.mp4`` (recursive,
+    sorted by relative path; no prompts)."""
+    path = Path(spec).expanduser().resolve()
+    if path.is_file() and path.name == manifests.MANIFEST_NAME:
+        path = path.parent
+    if path.is_dir() and (path / manifests.MANIFEST_NAME).is_file():
+        records = manifests.read_generated(path, check_files=False)
+        items = tuple(VideoItem(r.path, _key(path, r.path), r.prompt) for r in records)
+        return VideoSet(str(spec), "generated", path, items, path / manifests.MANIFEST_NAME)
+    if path.is_file() and path.suffix.lower() == ".csv":
+        clips = manifests.read_instruction_set(path, check_files=False)
+        items = tuple(VideoItem(c.path, _key(path.parent, c.path), c.instruction) for c in clips)
+        return VideoSet(str(spec), "instructions", path.parent, items, path)
+    if path.is_dir():
+        files = sorted((p for p in path.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()),
+                       key=lambda p: _key(path, p))
+        if not files:
+            raise FileNotFoundError(f"no videos ({', '.join(VIDEO_SUFFIXES)}) found under {path}; pass a folder "
+                                    f"of videos, a folder with {manifests.MANIFEST_NAME}, or an Ophora-160K CSV")
+        return VideoSet(str(spec), "folder", path, tuple(VideoItem(p, _key(path, p)) for p in files))
+    raise FileNotFoundError(f"{spec}: not a folder of videos, a {manifests.MANIFEST_NAME} or an Ophora-160K CSV "
+                            f"(resolved to {path}, which does not exist)" if not path.exists() else
+                            f"{spec}: a file that is neither {manifests.MANIFEST_NAME} nor a .csv manifest")
