@@ -6,7 +6,6 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 
 from ophora.configs import load_preset
 from ophora.data.manifests import read_generated, write_generated
@@ -22,13 +21,7 @@ PROMPTS = ("A keratome creates a self-sealing main incision in the clear cornea.
            "\n  Phacoemulsification of a dense cataract.\n")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ from ophora.training.data import BatchPlan, PreparedDataError, PreparedSet
 from ophora.training.prepare import choose_bucket, encode_clip, load_clip, prepare
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread is ~10x faster than two under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
