@@ -5,6 +5,7 @@ import threading
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
@@ -70,7 +71,12 @@ def test_window_seeks_to_the_seconds_asked_for(clip_path):
 
 
 def test_size_rescales_while_decoding(clip_path):
-    assert read_video(clip_path, Uniform(2), size=(32, 48)).shape == (2, 32, 48, 3)
+    small = read_video(clip_path, size=(32, 48))
+    full = read_video(clip_path)
+    reference = np.stack([cv2.resize(f, (48, 32), interpolation=cv2.INTER_AREA) for f in full])
+    assert small.shape == (24, 32, 48, 3)
+    assert np.abs(small.astype(int) - reference.astype(int)).mean() < 3.0
+    assert read_video(clip_path, Uniform(2), size=(31, 47)).shape == (2, 31, 47, 3)  # odd sizes: swscale path
 
 
 def test_selection_longer_than_clip_names_the_file(clip_path):
