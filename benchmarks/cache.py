@@ -33,13 +33,13 @@ from benchmarks.features.sets import VideoSet
 from benchmarks.metrics import FeatureStats, MatrixRoot
 from benchmarks.weights import cache_dir
 from ophora.data.atomic import atomic_path
+from ophora.hashing import sha256_file
 
 __all__ = ["CACHE_FORMAT", "Reference", "stats_dir", "set_fingerprint", "reference_key", "reference_path",
            "load_reference", "save_reference"]
 
 CACHE_FORMAT = 1
 log = logging.getLogger(__name__)
-_CHUNK = 1 << 20
 
 
 @dataclass
@@ -63,14 +63,6 @@ def stats_dir() -> Path:
     return cache_dir() / "stats"
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def set_fingerprint(video_set: VideoSet) -> str:
     """sha256 of a set's content: manifest bytes, then (relative path, size, sha256) of each video by path."""
     digest = hashlib.sha256(f"ophora-video-set/{video_set.kind}\n".encode())
@@ -78,7 +70,7 @@ def set_fingerprint(video_set: VideoSet) -> str:
         digest.update(b"manifest\n" + video_set.manifest.read_bytes() + b"\n")
     for item in sorted(video_set.items, key=lambda i: i.key):
         if item.path.is_file():
-            line = f"{item.key}\t{item.path.stat().st_size}\t{_file_sha256(item.path)}\n"
+            line = f"{item.key}\t{item.path.stat().st_size}\t{sha256_file(item.path)}\n"
         else:
             line = f"{item.key}\tmissing\n"
         digest.update(line.encode())

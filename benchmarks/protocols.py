@@ -32,7 +32,6 @@ dropped silently: it is recorded under ``failed`` with its frame count, for that
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -41,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ophora.data.video import AllFrames, Consecutive, Uniform
+from ophora.registry import lookup
 from ophora.seeding import rng
 
 __all__ = ["FIDProtocol", "FVDProtocol", "ClipScoreProtocol", "KIDProtocol", "Protocol", "ShortVideoError",
@@ -261,12 +261,7 @@ DEFAULT_PROTOCOL = {"fid": "fid/pytorch-fid", "fvd": "fvd/stylegan-v", "clipscor
 
 def get_protocol(name: str) -> Protocol:
     """The registered protocol ``name``; unknown names raise KeyError with close matches."""
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(PROTOCOLS), n=3, cutoff=0.4)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"unknown protocol {name!r}.{hint} Registered: {', '.join(sorted(PROTOCOLS))}") from None
+    return lookup(PROTOCOLS, name, "protocol")
 
 
 def protocol_for(metric: str, name: str | None = None, **changes: Any) -> Protocol:
@@ -274,11 +269,7 @@ def protocol_for(metric: str, name: str | None = None, **changes: Any) -> Protoc
 
     e.g. ``frames_per_video=4`` for FID, or ``frames="all", frames_per_video=None``. Unknown fields raise.
     """
-    if metric not in DEFAULT_PROTOCOL:
-        close = difflib.get_close_matches(metric, list(DEFAULT_PROTOCOL), n=2, cutoff=0.4)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"unknown metric {metric!r}.{hint} Known: {', '.join(DEFAULT_PROTOCOL)}")
-    protocol = get_protocol(name or DEFAULT_PROTOCOL[metric])
+    protocol = get_protocol(name or lookup(DEFAULT_PROTOCOL, metric, "metric"))
     if protocol.metric != metric:
         raise ValueError(f"protocol {protocol.name!r} is a {protocol.metric} protocol, not one for {metric!r}")
     unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(protocol)})

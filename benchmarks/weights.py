@@ -16,8 +16,6 @@ publisher's own partial checksum where one exists; each entry's ``checksum_sourc
 from __future__ import annotations
 
 import argparse
-import difflib
-import hashlib
 import json
 import os
 import sys
@@ -27,6 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ophora.data.atomic import atomic_path, atomic_write_text
+from ophora.hashing import sha256_file
+from ophora.registry import lookup
 
 __all__ = [
     "WeightsEntry", "WeightsNotFoundError", "ChecksumMismatchError", "REGISTRY", "register", "get_entry",
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 Loader = Literal["state_dict", "torchscript", "safetensors"]
-_CHUNK = 1 << 20  # bytes read per hashing / download step
+_CHUNK = 1 << 20  # bytes read per download step
 
 
 @dataclass(frozen=True)
@@ -117,12 +117,7 @@ register(WeightsEntry(
 
 def get_entry(name: str) -> WeightsEntry:
     """The registered entry ``name``; unknown names raise KeyError with close matches."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(REGISTRY), n=3, cutoff=0.4)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise KeyError(f"unknown weights {name!r}.{hint} Registered: {', '.join(sorted(REGISTRY))}") from None
+    return lookup(REGISTRY, name, "weights")
 
 
 def cache_dir() -> Path:
@@ -197,11 +192,7 @@ def file_sha256(path: str | os.PathLike, use_cache: bool = True) -> str:
     cache = _read_hash_cache() if use_cache else {}
     if key in cache:
         return cache[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    value = digest.hexdigest()
+    value = sha256_file(path)
     if use_cache:
         cache[key] = value
         try:

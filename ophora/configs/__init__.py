@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import hashlib
 import json
 import os
@@ -33,6 +32,7 @@ from ophora.configs.schema import (
     check_frames,
     check_size,
 )
+from ophora.registry import did_you_mean
 
 __all__ = ["load_preset", "preset_from_dict", "preset_names", "preset_fingerprint", "Preset", "PresetError",
            "ModelConfig", "DataConfig", "PrepareConfig", "StageConfig", "TrainConfig", "SamplingConfig",
@@ -124,8 +124,8 @@ def _set_dotted(raw: dict, key: str, value: Any, source: str) -> None:
 
 
 def _did_you_mean(name: str, known) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, known)
+    return f"; {hint}" if hint else ""
 
 
 def _join(prefix: str, key: str) -> str:

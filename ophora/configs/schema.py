@@ -8,10 +8,12 @@ raises :class:`PresetError` naming the key (``train.tpt.learning_rate``) and the
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ophora.registry import did_you_mean
+
 
 __all__ = ["PresetError", "ModelConfig", "DataConfig", "PrepareConfig", "StageConfig", "TrainConfig",
            "SamplingConfig", "Preset", "TEMPORAL_COMPRESSION", "SIZE_MULTIPLE"]
@@ -50,8 +52,8 @@ def check_size(height: int, width: int, key: str = "") -> None:
 
 
 def _did_you_mean(name: str, known) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, known)
+    return f"; {hint}" if hint else ""
 
 
 def _component_arguments() -> dict[str, set[str]]:

@@ -8,7 +8,6 @@ variable named by ``api_key_env``.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ophora.registry import did_you_mean
+
 
 __all__ = ["ConfigError", "ResolutionConfig", "DynamicsConfig", "ChatConfig", "RewriteConfig", "OverlayConfig",
            "VlmConfig", "PrivacyConfig", "ExecutionConfig", "OutputConfig", "CurationConfig", "load_config",
@@ -191,8 +193,8 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def _did_you_mean(word: str, options) -> str:
-    close = difflib.get_close_matches(str(word), list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(word, options)
+    return f" ({hint})" if hint else ""
 
 
 def config_from_dict(data: dict | None, cls: type = CurationConfig, where: str = "") -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ophora.data.atomic import atomic_write_text
+from ophora.hashing import update_from_file
 
 __all__ = ["INFO_NAME", "FROZEN", "ModelNotFoundError", "read_model_info", "write_model_info",
            "frozen_fingerprint", "transformer_sha256", "atomic_dir", "check_model_dir", "resolve_model_dir"]
@@ -74,11 +75,10 @@ def write_model_info(model_dir: str | os.PathLike, info: dict[str, Any]) -> Path
 def _hash_file(digest, path: Path, full: bool) -> None:
     size = path.stat().st_size
     digest.update(f"{path.name}:{size}".encode())
+    if full or size <= 2 * _EDGE:
+        update_from_file(digest, path)
+        return
     with open(path, "rb") as handle:
-        if full or size <= 2 * _EDGE:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
-            return
         digest.update(handle.read(_EDGE))
         handle.seek(-_EDGE, os.SEEK_END)
         digest.update(handle.read(_EDGE))
@@ -103,9 +103,7 @@ def transformer_sha256(model_dir: str | os.PathLike) -> str:
         raise ModelNotFoundError(f"no transformer weights: expected {Path(model_dir) / 'transformer'}/*.safetensors")
     digest = hashlib.sha256()
     for path in files:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 22), b""):
-                digest.update(block)
+        update_from_file(digest, path)
     return digest.hexdigest()
 
 
