@@ -69,12 +69,27 @@ def set_fingerprint(video_set: VideoSet) -> str:
     if video_set.manifest is not None:
         digest.update(b"manifest\n" + video_set.manifest.read_bytes() + b"\n")
     for item in sorted(video_set.items, key=lambda i: i.key):
-        if item.path.is_file():
-            line = f"{item.key}\t{item.path.stat().st_size}\t{sha256_file(item.path)}\n"
-        else:
-            line = f"{item.key}\tmissing\n"
-        digest.update(line.encode())
+        digest.update(_item_line(item).encode())
     return digest.hexdigest()
+
+
+def _item_line(item) -> str:
+    """One fingerprint line: a video file's size and sha256, or a frame folder's images (name, size, sha256)."""
+    if item.path.is_file():
+        return f"{item.key}\t{item.path.stat().st_size}\t{sha256_file(item.path)}\n"
+    if item.path.is_dir():  # a folder of frame images (ophora.data.frame_folders), e.g. Endora's output
+        from ophora.data.frame_folders import list_frames
+        from ophora.data.video import VideoDecodeError
+
+        try:
+            images = list_frames(item.path)
+        except VideoDecodeError as err:  # the extraction records the failure; the fingerprint notes it
+            return f"{item.key}\tunreadable\t{err}\n"
+        folder = hashlib.sha256()
+        for image in images:
+            folder.update(f"{image.name}\t{image.stat().st_size}\t{sha256_file(image)}\n".encode())
+        return f"{item.key}\tframes\t{folder.hexdigest()}\n"
+    return f"{item.key}\tmissing\n"
 
 
 def reference_key(fingerprint: str, protocol: Any, detector_sha256: str, seed: int) -> str:

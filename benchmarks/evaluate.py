@@ -86,6 +86,7 @@ class EvalConfig:
     bootstrap: int = 200
     out: str | None = None
     progress: bool = True
+    fake_prompts: str | None = None  # video,prompt CSV for a folder of videos from official code
 
 
 @dataclass
@@ -352,11 +353,12 @@ def evaluate(cfg: EvalConfig, detectors: dict[str, tuple[Any, Any]] | None = Non
     start = time.perf_counter()
     state = _init_distributed()
     run = _Run(cfg, resolve_protocols(cfg))
-    real_set, fake_set = load_video_set(cfg.real), load_video_set(cfg.fake)
+    real_set, fake_set = load_video_set(cfg.real), load_video_set(cfg.fake, prompts=cfg.fake_prompts)
     if "clipscore" in run.protocols and not fake_set.has_prompts:
         raise ValueError(f"clipscore needs a prompt per generated video, but the fake set {cfg.fake!r} "
                          f"({fake_set.kind}) has none: pass a folder with manifest.jsonl or an Ophora-160K CSV, "
-                         "or drop clipscore from --metrics")
+                         "or videos from official code with --fake-prompts (a video,prompt CSV), "
+                         "or drop clipscore from --metrics (an unconditional model's videos have no prompts)")
     load_detectors(run, detectors, state.device)
     with tempfile.TemporaryDirectory(prefix="ophora-eval-", ignore_cleanup_errors=True) as tmp:
         if _fd_views(run):
@@ -422,6 +424,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--real", required=True, help="real videos: folder, manifest.jsonl folder or Ophora-160K CSV")
     p.add_argument("--fake", required=True, help="generated videos (prompts from its manifest)")
+    p.add_argument("--fake-prompts", default=None, metavar="CSV",
+                   help="video,prompt CSV for a folder of videos from official code (baselines.external)")
     p.add_argument("--metrics", default="fid,fvd,clipscore", help=f"comma list of {', '.join(METRICS)}")
     p.add_argument("--protocol", action="append", default=[], metavar="METRIC=NAME",
                    help="e.g. fvd=fvd/tf (see benchmarks.protocols.PROTOCOLS)")
@@ -458,7 +462,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         detector_weights=tuple(per_metric), detector_seed=args.detector_seed, fid_frames=fid_frames,
         clip_frames=args.clip_frames, clip_model=args.clip_model, tiny_i3d=args.tiny_i3d, seed=args.seed,
         batch_size=args.batch_size, workers=args.workers, no_cache=args.no_cache, strict=args.strict,
-        bootstrap=args.bootstrap, out=args.out, progress=not args.quiet)
+        bootstrap=args.bootstrap, out=args.out, progress=not args.quiet, fake_prompts=args.fake_prompts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,3 +91,17 @@ def test_entry_without_rows_is_a_miss_when_rows_are_needed(tmp_path, caplog):
     assert "holds no per-row features" in log
     _, log = _run(tmp_path, caplog, bootstrap=0)
     assert "cache hit" in log  # the entry now has rows and serves both
+
+
+def test_fingerprint_of_frame_folders_follows_their_images(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for video in ("a", "b"):
+        (tmp_path / "frames" / video).mkdir(parents=True)
+        for t in range(3):
+            Image.fromarray(np.full((8, 8, 3), 10 * t, np.uint8)).save(tmp_path / "frames" / video / f"{t}.png")
+    first = cache.set_fingerprint(load_video_set(tmp_path / "frames"))
+    assert cache.set_fingerprint(load_video_set(tmp_path / "frames")) == first
+    Image.fromarray(np.full((8, 8, 3), 99, np.uint8)).save(tmp_path / "frames" / "b" / "2.png")
+    assert cache.set_fingerprint(load_video_set(tmp_path / "frames")) != first

@@ -106,6 +106,13 @@ def test_rerun_skips_finished_videos_and_redoes_unlisted_ones(videos, model, pre
     assert generate(model, read_prompts(prompt_file), preset, out, videos_per_prompt=2, seed=5) == []
 
 
+def test_rerun_with_other_prompts_is_refused(videos, model, preset, tmp_path):
+    out = shutil.copytree(videos, tmp_path / "copy")
+    (tmp_path / "other.txt").write_text("a different first prompt\nanother one\n")
+    with pytest.raises(ValueError, match=r"00000_00.mp4 was made from another prompt .*a prompt file changed"):
+        generate(model, read_prompts(tmp_path / "other.txt"), preset, out, videos_per_prompt=2, seed=5)
+
+
 def test_processes_share_the_videos(model, preset, prompt_file, tmp_path):
     prompts = read_prompts(prompt_file)
     first = generate(model, prompts, preset, tmp_path / "v", videos_per_prompt=2, seed=5, rank=0, world=2)

@@ -28,8 +28,9 @@ class VideoItem:
 
 @dataclass(frozen=True)
 class VideoSet:
-    """An ordered set of videos. ``kind``: ``"folder"``, ``"generated"`` or ``"instructions"``;
-    ``manifest``: the manifest file whose bytes identify the set (None for a plain folder)."""
+    """An ordered set of videos. ``kind``: ``"folder"``, ``"generated"``, ``"instructions"`` or ``"external"``
+    (videos from official code, :mod:`baselines.external`); ``manifest``: the manifest file whose bytes
+    identify the set (None for a plain folder)."""
 
     spec: str
     kind: str
@@ -45,6 +46,16 @@ class VideoSet:
         return bool(self.items) and all(item.prompt is not None for item in self.items)
 
 
+def _frame_folder_layout(spec: str | os.PathLike) -> bool:
+    """A folder with sub-folders of frame images and no manifest (Endora-style output)."""
+    path = Path(spec).expanduser()
+    if not path.is_dir() or (path / manifests.MANIFEST_NAME).is_file():
+        return False
+    from baselines.external import looks_external
+
+    return looks_external(path)
+
+
 def _key(root: Path, path: Path) -> str:
     try:
         return path.relative_to(root).as_posix()
@@ -52,10 +63,16 @@ def _key(root: Path, path: Path) -> str:
         return path.as_posix()
 
 
-def load_video_set(spec: str | os.PathLike) -> VideoSet:
+def load_video_set(spec: str | os.PathLike, prompts: str | os.PathLike | None = None) -> VideoSet:
     """Resolve ``spec``: a ``manifest.jsonl`` or a folder holding one (generated videos with prompts), an
     Ophora-160K CSV (``clip id,instruction``; prompts = instructions), or a folder of ``*.mp4`` (recursive,
-    sorted by relative path; no prompts)."""
+    sorted by relative path; no prompts). Videos from official code (:mod:`baselines.external`):
+    ``external:DIR[?prompts=FILE]``, any folder with ``prompts`` (a ``video,prompt`` CSV), or a folder of
+    frame folders."""
+    if prompts is not None or str(spec).startswith("external:") or _frame_folder_layout(spec):
+        from baselines.external import parse_spec
+
+        return parse_spec(str(spec), prompts).video_set(str(spec))
     path = Path(spec).expanduser().resolve()
     if path.is_file() and path.name == manifests.MANIFEST_NAME:
         path = path.parent

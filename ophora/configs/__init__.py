@@ -34,7 +34,7 @@ from ophora.configs.schema import (
 )
 from ophora.registry import did_you_mean
 
-__all__ = ["load_preset", "preset_from_dict", "preset_names", "preset_fingerprint", "Preset", "PresetError",
+__all__ = ["build_config", "load_preset", "preset_from_dict", "preset_names", "preset_fingerprint", "Preset", "PresetError",
            "ModelConfig", "DataConfig", "PrepareConfig", "StageConfig", "TrainConfig", "SamplingConfig",
            "check_frames", "check_size", "accelerate_config", "parse_overrides", "apply_overrides"]
 
@@ -89,6 +89,16 @@ def preset_from_dict(raw: Mapping[str, Any], source: str | None = None) -> Prese
     """Validate a plain mapping (as read from YAML or from a run folder) into a :class:`Preset`."""
     try:
         return _build(Preset, raw, "")
+    except PresetError as err:
+        raise PresetError(err.key, err.reason, source) from None
+
+
+def build_config(cls, raw: Mapping[str, Any], source: str | None = None):
+    """Validate a mapping into dataclass ``cls`` the way presets are validated (unknown keys with a did-you-mean,
+    missing keys, types, nested dataclasses and tuples of them); errors are :class:`PresetError` naming the
+    dotted key and ``source``. Any YAML -> dataclass config of the suite uses this."""
+    try:
+        return _build(cls, raw, "")
     except PresetError as err:
         raise PresetError(err.key, err.reason, source) from None
 
@@ -181,6 +191,13 @@ def _coerce(hint, value: Any, key: str):
         if not isinstance(value, dict):
             raise PresetError(key, f"expected a mapping, got {value!r}")
         return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+    if origin is tuple and args:
+        if not isinstance(value, (list, tuple)):
+            raise PresetError(key, f"expected a list, got {value!r}")
+        inner = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if inner is None and len(args) != len(value):
+            raise PresetError(key, f"expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(inner or args[i], v, f"{key}[{i}]") for i, v in enumerate(value))
     if hint is tuple:
         if not isinstance(value, (list, tuple)):
             raise PresetError(key, f"expected a list, got {value!r}")

@@ -115,8 +115,13 @@ def generate(model_dir: str | os.PathLike, prompts: list[Prompt], preset: Preset
     checkpoint = transformer_sha256(model_dir)
     _check_folder(out, {"seed": seed, "videos_per_prompt": videos_per_prompt, "checkpoint_hash": checkpoint,
                         "settings": settings}, rank == 0, barrier)
-    done = {r.path.name for r in read_generated(out)} if (out / MANIFEST_NAME).is_file() else set()
+    done = {r.path.name: r.prompt for r in read_generated(out)} if (out / MANIFEST_NAME).is_file() else {}
     jobs = [j for n, j in enumerate(plan_jobs(prompts, videos_per_prompt, seed)) if n % world == rank]
+    changed = [j for j in jobs if j.name in done and done[j.name] != j.prompt.text]
+    if changed:
+        j = changed[0]
+        raise ValueError(f"{out / j.name} was made from another prompt ({done[j.name]!r}, now {j.prompt.text!r}; "
+                         f"{len(changed)} video(s) differ): a prompt file changed between runs; choose another --out")
     todo = [j for j in jobs if j.name not in done]
     if not todo:
         return []

@@ -1,0 +1,149 @@
+"""Table 1 of the Ophora paper end to end (``python -m benchmarks.table1``).
+
+With no arguments it runs the ``demo`` config on the embedded OphSim world: build a training world (narrated raw
+clips with planted defects) and a held-out world (the real reference set), curate the raw set into 160K- and
+28K-style sets, train the tiny Ophora (TPT, TPT + P2FT) and tiny Endora and Bora on the raw and curated sets,
+generate from the held-out instructions, score FID, FVD and CLIPScore against the held-out clips, and write
+``results/table1/<config>/``: ``table.md``, ``table.csv``, ``table.tex``, ``results.json``, ``frame_grid.png``
+and ``metrics.png``. Every stage is cached by its inputs under ``runs/table1/<config>/`` (see
+:mod:`benchmarks.table1.stages`), so a rerun takes seconds and a killed run resumes. ``--config paper`` first
+lists every missing asset (:mod:`benchmarks.table1.preflight`), then runs the same stages.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.table1.config import Table1Config, load_table1_config
+
+__all__ = ["run_table1", "load_table1_config", "Table1Config", "PreflightError"]
+
+
+class PreflightError(RuntimeError):
+    """Assets a config needs are missing (the message lists each one, where it must be and how to get it)."""
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def run_table1(config: Table1Config, cache: str | Path | None = None, output: str | Path | None = None,
+               progress: bool = True, log=_stderr) -> dict[str, Any]:
+    """Run every stage of ``config`` and write the table files; returns the ``results.json`` payload."""
+    from benchmarks.table1.preflight import format_missing, preflight
+    from benchmarks.table1.stages import Table1Run
+
+    missing = preflight(config)
+    if missing:
+        raise PreflightError(format_missing(missing, config))
+    _quiet_libraries(progress)
+    start = time.perf_counter()
+    cache = Path(cache or Path(config.cache) / config.name)
+    output = Path(output or Path(config.output) / config.name)
+    run = Table1Run(config, cache, log=log, progress=progress)
+    sets = run.data_sets()
+    prompts, prompts_key = run.prompts(sets["real"])
+    results = []
+    for row in config.rows:
+        result = run.videos(row, sets, prompts, prompts_key)
+        run.evaluate(result, sets["real"], None)
+        results.append(result)
+    payload = _payload(config, run, results, sets, prompts, time.perf_counter() - start)
+    _write_outputs(config, output, payload, results, sets, prompts)
+    log(f"Table 1 ({config.name}) -> {output}  [{payload['timings_s']['total']:.0f} s; "
+        f"{sum(run.cache_hits.values())}/{len(run.cache_hits)} stages from cache]")
+    return payload
+
+
+def _quiet_libraries(progress: bool) -> None:
+    """Tokenizer-truncation and model-loading chatter of diffusers/transformers would bury the stage log (the
+    truncation itself is recorded: evaluation counts truncated prompts per video)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    if not progress:
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
+
+
+def _row_record(result) -> dict[str, Any]:
+    evaluation = result.evaluation
+    return {
+        "name": result.row.name,
+        "generator": result.row.generator,
+        "external": result.row.external,
+        "conditional": result.conditional,
+        "videos": result.videos,
+        "training": [s.record for s in result.stages if "stage" in s.record],
+        "generation": next((s.record for s in result.stages if "written_now" in s.record), None),
+        "published": dict(result.row.published),
+        "metrics": {name: {k: v for k, v in m.items() if k not in ("detector",)}
+                    for name, m in evaluation["metrics"].items()},
+        "per_video": evaluation.get("per_video", {}),
+        "failed": evaluation.get("failed", []),
+        "inputs": evaluation["inputs"],
+    }
+
+
+def _payload(config, run, results, sets, prompts, seconds) -> dict[str, Any]:
+    first = results[0].evaluation
+    protocols: dict[str, Any] = {}
+    detectors: dict[str, Any] = {}
+    for r in results:
+        protocols.update(r.evaluation["protocols"])
+        detectors.update(r.evaluation["detectors"])
+    return {
+        "table": config.name,
+        "rows": [_row_record(r) for r in results],
+        "protocols": protocols,
+        "detectors": detectors,
+        "comparable_with_literature": all(r.evaluation["comparable_with_literature"] for r in results),
+        "real": {"spec": str(sets["real"]), **first["inputs"]["real"]},
+        "data_sets": {k: str(v) for k, v in sets.items()},
+        "data_records": run.data_records,
+        "prompts": {"n": len(prompts), "videos_per_prompt": config.prompts.videos_per_prompt,
+                    "seed": config.prompts.seed, "first": prompts[0].text if prompts else None},
+        "cache": {"folder": str(run.cache), "hits": run.cache_hits},
+        "timings_s": {**run.timings, "total": round(seconds, 2)},
+    }
+
+
+def _notes(config: Table1Config, payload: dict[str, Any]) -> list[str]:
+    n_real = payload["real"].get("videos")
+    notes = [f"config `{config.name}` ({config.description.strip()})" if config.description else
+             f"config `{config.name}`",
+             f"real reference set: {n_real} clips; prompts: {payload['prompts']['n']} x "
+             f"{payload['prompts']['videos_per_prompt']} video(s) per row; values with 95% bootstrap intervals "
+             f"over videos; '-': not applicable (unconditional model, no CLIPScore)"]
+    if not payload["comparable_with_literature"]:
+        notes.append("detectors are random-init stand-ins (no published weights on this machine): these numbers "
+                     "rank nothing and are not comparable with any published FID/FVD/CLIPScore")
+    if any(r["published"] for r in payload["rows"]):
+        notes.append("paper columns: the published Table 1 (poster OCR, REFERENCE.md section 1)")
+    return notes
+
+
+def _write_outputs(config, output: Path, payload, results, sets, prompts) -> None:
+    from benchmarks.features.sets import load_video_set
+    from benchmarks.table1 import render
+    from ophora.results import write_json
+
+    output.mkdir(parents=True, exist_ok=True)
+    metrics = [m for m in render.METRICS if m in config.metrics.metrics]
+    table = render.table_rows(payload["rows"], metrics)
+    notes = _notes(config, payload)
+    render.write_markdown(output / "table.md", table, metrics, notes)
+    render.write_csv(output / "table.csv", table, metrics)
+    render.write_latex(output / "table.tex", table, metrics,
+                       f"Table 1 ({config.name}): video generation quality. " + " ".join(notes[1:2]))
+    grid_rows = [("Real (held-out)", load_video_set(sets["real"]).items[0].path)]
+    for result in results:
+        items = load_video_set(result.videos).items
+        grid_rows.append((result.row.name, items[0].path if items else None))
+    render.frame_grid(output / "frame_grid.png", grid_rows, prompts[0].text if prompts else "", config.grid_frames)
+    render.metric_chart(output / "metrics.png", table, metrics, f"Table 1 ({config.name})")
+    write_json(output / "results.json", payload, config=config, seed=config.seed)

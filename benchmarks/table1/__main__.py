@@ -1,0 +1,52 @@
+"""``python -m benchmarks.table1 [--config demo|quick|paper|FILE]``: see :mod:`benchmarks.table1`.
+
+    python -m benchmarks.table1                      # the demo on OphSim (CPU, minutes)
+    python -m benchmarks.table1 --config paper       # lists missing assets first, then the paper setup
+    python -m benchmarks.table1 --preflight --config paper
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from benchmarks.table1 import PreflightError, load_table1_config, run_table1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.table1", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="demo", help="shipped config (demo, quick, paper) or a YAML file")
+    parser.add_argument("--cache", type=Path, help="stage cache folder (default runs/table1/<config>)")
+    parser.add_argument("--output", type=Path, help="table folder (default results/table1/<config>)")
+    parser.add_argument("--fresh", action="store_true", help="delete this config's stage cache first")
+    parser.add_argument("--preflight", action="store_true", help="only list missing assets, then exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.table1.preflight import format_missing, preflight
+
+    args = parse_args(argv)
+    config = load_table1_config(args.config)
+    if args.preflight:
+        missing = preflight(config)
+        print(format_missing(missing, config) if missing else f"{config.name}: every asset is present")
+        return 2 if missing else 0
+    cache = args.cache or Path(config.cache) / config.name
+    if args.fresh and cache.exists():
+        shutil.rmtree(cache)
+    try:
+        run_table1(config, cache, args.output, progress=not args.no_progress)
+    except PreflightError as err:
+        print(err, file=sys.stderr)
+        return 2
+    output = args.output or Path(config.output) / config.name
+    print((output / "table.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

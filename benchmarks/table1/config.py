@@ -1,0 +1,190 @@
+"""Table 1 as data: ``benchmarks/configs/table1/<name>.yaml`` validated into :class:`Table1Config`.
+
+A config names the data sets (an OphSim world built on the fly, or files), the prompt set, the metrics with
+their protocols, and the rows. A row is a generator from the registry (``baselines.get(name)``) trained by a
+list of steps on named data sets, or given a finished ``checkpoint``, or an ``external`` folder of videos made
+by official code. Unknown keys, wrong types and unknown data-set or generator names are refused with the
+dotted key and the file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ophora.configs import PresetError, build_config
+from ophora.registry import did_you_mean
+
+__all__ = ["Table1Config", "Row", "TrainStep", "DataConfig", "WorldSpec", "PromptConfig", "MetricConfig",
+           "load_table1_config", "config_names", "DATA_SETS"]
+
+DATA_SETS = ("original", "ophora_160k", "ophora_28k")
+
+
+@dataclass(frozen=True)
+class WorldSpec:
+    """An OphSim world (see :class:`ophora.sim.world.WorldConfig`): ``size`` is [height, width] in pixels."""
+
+    videos: int = 2
+    seed: int = 0
+    frames: int = 24
+    size: tuple[int, int] = (64, 64)
+    fps: float = 8.0
+    defects: float = 0.0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data sets come from.
+
+    ``source: ophsim``: ``world`` (training world, narrated raw clips with planted defects) is curated with the
+    embedded backends (``curation``: overrides of the curation config) into ``ophora_160k`` and ``ophora_28k``;
+    ``original`` is its uncurated raw set with the narration as text; the real reference set is the instruction
+    clips of the separate ``heldout`` world (other patients). ``source: files``: every set is a path to an
+    Ophora-160K-layout CSV (``clip id,instruction`` beside ``clips/``), ``real`` included.
+    """
+
+    source: Literal["ophsim", "files"] = "ophsim"
+    world: WorldSpec = field(default_factory=WorldSpec)
+    heldout: WorldSpec = field(default_factory=lambda: WorldSpec(videos=1, seed=1000))
+    curation: dict = field(default_factory=dict)
+    original: str | None = None
+    ophora_160k: str | None = None
+    ophora_28k: str | None = None
+    real: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """The prompts every conditional row generates from: ``heldout`` (the real set's instructions) or a prompt
+    file (``file``; text or CSV, see :func:`ophora.generation.read_prompts`). ``limit``: the first N prompts."""
+
+    source: Literal["heldout", "file"] = "heldout"
+    file: str | None = None
+    column: str | None = None
+    limit: int | None = None
+    videos_per_prompt: int = 1
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MetricConfig:
+    """Metrics and detectors, as :class:`benchmarks.evaluate.EvalConfig` takes them."""
+
+    metrics: tuple[str, ...] = ("fid", "fvd", "clipscore")
+    protocols: dict = field(default_factory=dict)  # metric -> protocol name
+    weights: str = "random-init"
+    tiny_i3d: bool = False
+    clip_model: str = "ViT-L-14"
+    fid_frames: int | None = None
+    clip_frames: int | None = None
+    bootstrap: int = 200
+    batch_size: int = 8
+    detector_seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """One training stage of a row on a named data set (one of :data:`DATA_SETS`)."""
+
+    data: str
+    stage: str | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of Table 1. Exactly one of ``train`` (with ``generator``), ``checkpoint`` (with ``generator``)
+    or ``external`` says where its videos come from. ``published``: the paper's numbers for this row."""
+
+    name: str
+    generator: str | None = None
+    train: tuple[TrainStep, ...] = ()
+    checkpoint: str | None = None
+    external: str | None = None
+    external_prompts: str | None = None
+    conditional: bool | None = None  # external rows: whether the videos follow their prompts
+    preset: str = "tiny"
+    options: dict = field(default_factory=dict)  # keyword arguments of the generator (baselines.get)
+    overrides: dict = field(default_factory=dict)
+    generate_overrides: dict = field(default_factory=dict)
+    published: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Table1Config:
+    name: str
+    description: str = ""
+    seed: int = 0
+    cache: str = "runs/table1"
+    output: str = "results/table1"
+    data: DataConfig = field(default_factory=DataConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    metrics: MetricConfig = field(default_factory=MetricConfig)
+    rows: tuple[Row, ...] = ()
+    grid_frames: int = 6
+    source: str = ""
+
+
+def config_names() -> list[str]:
+    folder = resources.files("benchmarks") / "configs" / "table1"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _config_path(name_or_path: str | os.PathLike) -> Path:
+    text = os.fspath(name_or_path)
+    if text in config_names():
+        return Path(str(resources.files("benchmarks") / "configs" / "table1" / f"{text}.yaml"))
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"Table 1 config not found: expected {path.resolve()}")
+        return path
+    hint = did_you_mean(text, config_names())
+    raise PresetError("(config)", f"unknown Table 1 config {text!r}; expected one of {config_names()} or a path "
+                                  f"to a YAML file{'; ' + hint if hint else ''}")
+
+
+def load_table1_config(name_or_path: str | os.PathLike = "demo", overrides: dict[str, Any] | None = None
+                       ) -> Table1Config:
+    """Read and validate a Table 1 config (shipped name or YAML path); ``overrides`` are top-level keys."""
+    path = _config_path(name_or_path)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = {k: v for k, v in raw.items() if not str(k).startswith(".")}
+    raw.update(overrides or {})
+    raw["source"] = str(path)
+    config = build_config(Table1Config, raw, str(path))
+    _check_rows(config, str(path))
+    return config
+
+
+def _check_rows(config: Table1Config, source: str) -> None:
+    from baselines import names
+
+    if not config.rows:
+        raise PresetError("rows", "a Table 1 config needs at least one row", source)
+    seen = set()
+    for i, row in enumerate(config.rows):
+        key = f"rows[{i}]"
+        if row.name in seen:
+            raise PresetError(f"{key}.name", f"duplicate row name {row.name!r}", source)
+        seen.add(row.name)
+        kinds = [k for k, v in (("train", row.train), ("checkpoint", row.checkpoint), ("external", row.external))
+                 if v]
+        if len(kinds) != 1:
+            raise PresetError(key, f"row {row.name!r} needs exactly one of train, checkpoint or external; "
+                                   f"found {kinds or 'none'}", source)
+        if row.external is None:
+            if row.generator not in names():
+                hint = did_you_mean(str(row.generator), names())
+                raise PresetError(f"{key}.generator", f"unknown generator {row.generator!r}; registered: "
+                                                      f"{names()}{'; ' + hint if hint else ''}", source)
+        for j, step in enumerate(row.train):
+            if step.data not in DATA_SETS:
+                hint = did_you_mean(step.data, DATA_SETS)
+                raise PresetError(f"{key}.train[{j}].data", f"unknown data set {step.data!r}; expected one of "
+                                                            f"{list(DATA_SETS)}{'; ' + hint if hint else ''}",
+                                  source)

@@ -1,0 +1,130 @@
+"""Before any compute: every asset a Table 1 config needs that is not on this machine, where it must be, and
+how to get it (data sets, prompt file, base weights, checkpoints, official-code videos, detector weights)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.table1.config import Table1Config
+
+__all__ = ["Missing", "preflight", "format_missing"]
+
+# metric -> weights registry entry of its detector
+DETECTOR_WEIGHTS = {"fid": "pytorch-fid-inception", "fvd": "stylegan-v-i3d", "clipscore": "open_clip:ViT-L-14/openai"}
+
+_DATA_HOW = {
+    "ophora_160k": "download the Hugging Face dataset General-Medical-AI/Ophora-160K (instructions CSV + clips/), "
+                   "or curate your own with `python -m ophora.curate --input RAW.csv --out DIR` (DIR/ophora_160k)",
+    "ophora_28k": "run `python -m ophora.curate` with the vlm privacy backend (DIR/ophora_28k/instructions.csv)",
+    "original": "the baselines' original training data in the Ophora-160K layout (clip id,instruction + clips/)",
+    "real": "held-out real surgical clips in the Ophora-160K layout (clip id,instruction + clips/)",
+}
+
+
+@dataclass(frozen=True)
+class Missing:
+    asset: str
+    expected: str
+    how: str
+
+
+def _data(config: Table1Config) -> list[Missing]:
+    data = config.data
+    if data.source != "files":
+        return []
+    needed = {"real"} | {step.data for row in config.rows for step in row.train}
+    missing = []
+    for name in sorted(needed):
+        path = getattr(data, name)
+        if not path or not Path(path).is_file():
+            missing.append(Missing(f"data set {name!r}", str(path or f"data.{name} (not set)"), _DATA_HOW[name]))
+    return missing
+
+
+def _prompts(config: Table1Config) -> list[Missing]:
+    cfg = config.prompts
+    if cfg.source == "file" and not (cfg.file and Path(cfg.file).is_file()):
+        return [Missing("prompt file", str(cfg.file or "prompts.file (not set)"),
+                        "a text file with one prompt per line, or a CSV (e.g. Ophora's phase_prompts.csv)")]
+    return []
+
+
+def _ophora_base(row) -> list[Missing]:
+    from ophora.configs import load_preset
+    from ophora.model import ModelNotFoundError, resolve_model_dir
+
+    preset = load_preset(row.preset, dict(row.overrides))
+    if preset.model.is_tiny:
+        return []
+    try:
+        resolve_model_dir(preset.model.pretrained)
+    except (ModelNotFoundError, FileNotFoundError, ValueError) as err:
+        return [Missing(f"row {row.name!r}: CogVideoX-2b weights", str(preset.model.pretrained),
+                        f"`huggingface-cli download THUDM/CogVideoX-2b --local-dir DIR` on a machine with network, "
+                        f"then `overrides: {{model.pretrained: DIR}}` ({str(err).splitlines()[0][:80]})")]
+    return []
+
+
+def _rows(config: Table1Config) -> list[Missing]:
+    from baselines import get
+
+    missing = []
+    for row in config.rows:
+        if row.external:
+            if not Path(row.external).is_dir():
+                missing.append(Missing(f"row {row.name!r}: videos from the official code", row.external,
+                                       "run the official repository's sampling script and put its mp4s or frame "
+                                       "folders here (see README, 'Videos from the official Endora/Bora code')"))
+            if row.external_prompts and not Path(row.external_prompts).is_file():
+                missing.append(Missing(f"row {row.name!r}: prompt mapping", row.external_prompts,
+                                       "a CSV `video,prompt` naming the prompt of each video"))
+            continue
+        if row.checkpoint:
+            if not (Path(row.checkpoint) / "model_index.json").is_file() and not Path(row.checkpoint).is_dir():
+                missing.append(Missing(f"row {row.name!r}: trained model", row.checkpoint,
+                                       f"train it with the {row.generator!r} commands of the README (or "
+                                       f"`baselines.get({row.generator!r}).train(...)`), then point here"))
+            continue
+        if row.generator == "ophora":
+            missing += _ophora_base(row)
+            continue
+        generator = get(row.generator)
+        check = getattr(generator, "missing_assets", None)
+        if check is not None:
+            for asset, expected, how in check(row.preset, dict(row.overrides)):
+                missing.append(Missing(f"row {row.name!r}: {asset}", expected, how))
+    return missing
+
+
+def _detectors(config: Table1Config) -> list[Missing]:
+    from benchmarks import weights
+
+    m = config.metrics
+    if m.weights == "random-init":
+        return []
+    missing = []
+    for metric in m.metrics:
+        if metric == "fvd" and m.tiny_i3d:
+            continue
+        name = DETECTOR_WEIGHTS[metric] if metric != "clipscore" else f"open_clip:{m.clip_model}/openai"
+        try:
+            weights.resolve(name)
+        except KeyError:
+            missing.append(Missing(f"{metric} detector weights", name, "not in the weights registry"))
+        except (FileNotFoundError, RuntimeError) as err:
+            tried = weights.candidate_paths(name)
+            missing.append(Missing(f"{metric} detector weights ({name})", str(tried[0]) if tried else name,
+                                   f"python -m benchmarks.weights fetch {name}  ({str(err).splitlines()[0]})"))
+    return missing
+
+
+def preflight(config: Table1Config) -> list[Missing]:
+    """Everything missing; an empty list means the run can start."""
+    return _data(config) + _prompts(config) + _rows(config) + _detectors(config)
+
+
+def format_missing(missing: list[Missing], config: Table1Config) -> str:
+    lines = [f"Table 1 config {config.name!r} ({config.source}) cannot start: {len(missing)} asset(s) missing.", ""]
+    for i, item in enumerate(missing, start=1):
+        lines += [f"{i}. {item.asset}", f"   expected at: {item.expected}", f"   how to get it: {item.how}"]
+    return "\n".join(lines)

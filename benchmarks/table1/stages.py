@@ -1,0 +1,267 @@
+"""The stages of Table 1, each cached by its inputs.
+
+Every stage works in ``<cache>/<stage>/<label>-<key>/``, where ``key`` hashes everything the stage's output
+depends on (its settings and the keys of the stages it reads). A finished stage leaves ``done.json`` there
+(written last, atomically); a rerun with the same inputs reuses the folder at once, and a run killed part way
+continues in the same folder: worlds, curation, training and generation resume where they stopped, and
+evaluation is redone from the cached reference statistics. Code changes are not part of the key: delete the
+cache folder after changing the code of a stage.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmarks.table1.config import Row, Table1Config
+from ophora.data.atomic import atomic_write_text
+
+__all__ = ["Stage", "Table1Run", "RowResult", "stable_key"]
+
+DONE = "done.json"
+
+
+def stable_key(payload: Any) -> str:
+    """A short hash of a JSON-able payload (dataclasses and paths allowed)."""
+    text = json.dumps(_plain(payload), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A finished stage: its folder, key, whether this run reused it, and what it recorded."""
+
+    folder: Path
+    key: str
+    cached: bool
+    record: dict
+
+
+@dataclass
+class RowResult:
+    row: Row
+    videos: str  # the fake set's spec for the harness
+    conditional: bool
+    stages: list[Stage] = field(default_factory=list)
+    evaluation: dict | None = None
+
+
+class Table1Run:
+    """Runs the stages of one config under ``cache``; ``log`` receives one line per stage."""
+
+    def __init__(self, config: Table1Config, cache: Path, log: Callable[[str], None] = print,
+                 progress: bool = True):
+        self.config, self.cache, self.log, self.progress = config, Path(cache).absolute(), log, progress
+        self.timings: dict[str, float] = {}
+        self.cache_hits: dict[str, bool] = {}
+        self.data_records: dict[str, Any] = {}
+
+    # -- the cache -------------------------------------------------------------------------------------
+    def stage(self, kind: str, label: str, inputs: Any, work: Callable[[Path], dict]) -> Stage:
+        """Run ``work(folder)`` unless ``folder`` is done; ``work`` returns the record kept in done.json."""
+        key = stable_key({"stage": kind, "inputs": inputs})
+        folder = self.cache / kind / f"{label}-{key}"
+        name = f"{kind}/{label}"
+        done = folder / DONE
+        if done.is_file():
+            self.log(f"[cached] {name}")
+            self.cache_hits[name] = True
+            return Stage(folder, key, True, json.loads(done.read_text())["record"])
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log(f"[run]    {name}")
+        start = time.perf_counter()
+        record = work(folder)
+        self.timings[name] = round(time.perf_counter() - start, 2)
+        atomic_write_text(done, json.dumps({"key": key, "inputs": _plain(inputs), "record": _plain(record)},
+                                           indent=2, default=str) + "\n")
+        self.cache_hits[name] = False
+        return Stage(folder, key, False, record)
+
+    # -- data -----------------------------------------------------------------------------------------
+    def world(self, which: str) -> Stage:
+        spec = getattr(self.config.data, which)
+
+        def work(folder: Path) -> dict:
+            from ophora.sim.world import WorldConfig, build_world
+
+            cfg = WorldConfig(videos=spec.videos, seed=spec.seed, frames=spec.frames, size=tuple(spec.size),
+                              fps=spec.fps, defects=spec.defects)
+            summary = build_world(cfg, folder / "world", progress=self.progress)
+            return {"world": str(folder / "world"), "counts": summary.get("counts")}
+
+        return self.stage("world", which, spec, work)
+
+    def data_sets(self) -> dict[str, Path]:
+        """Paths of the training sets (``original``, ``ophora_160k``, ``ophora_28k``) and the real set."""
+        data = self.config.data
+        if data.source == "files":
+            sets = {name: getattr(data, name) for name in ("original", "ophora_160k", "ophora_28k", "real")}
+            self._keys = {name: stable_key(path) for name, path in sets.items()}
+            return {name: Path(path) for name, path in sets.items() if path}
+        train, heldout = self.world("world"), self.world("heldout")
+        curated = self.curation(train)
+        original = self.original_set(train)
+        self.data_records = {"world": train.record, "heldout": heldout.record, "curation": curated.record,
+                             "original": original.record}
+        self._keys = {"ophora_160k": curated.key + "/160k", "ophora_28k": curated.key + "/28k",
+                      "original": original.key, "real": heldout.key}
+        return {"original": original.folder / "instructions.csv",
+                "ophora_160k": curated.folder / "curated" / "ophora_160k" / "instructions.csv",
+                "ophora_28k": curated.folder / "curated" / "ophora_28k" / "instructions.csv",
+                "real": Path(heldout.record["world"]) / "ophora_instructions" / "instructions.csv"}
+
+    def data_key(self, name: str) -> str:
+        return self._keys[name]
+
+    def curation(self, world: Stage) -> Stage:
+        overrides = self.config.data.curation
+
+        def work(folder: Path) -> dict:
+            from ophora.curation.config import config_from_dict
+            from ophora.curation.run import curate
+
+            summary = curate(Path(world.record["world"]) / "ophvl_raw" / "raw.csv", folder / "curated",
+                             config_from_dict(dict(overrides)), progress=self.progress)
+            return {"input": summary["input"], "ophora_160k": summary["in_160k"], "ophora_28k": summary["in_28k"],
+                    "stages": summary["stages"], "report": str(folder / "curated" / "report.md")}
+
+        return self.stage("curation", "ophsim", {"world": world.key, "config": overrides}, work)
+
+    def original_set(self, world: Stage) -> Stage:
+        """The uncurated raw set in the Ophora-160K layout, narration captions as text (what a baseline trained
+        on narrated surgical videos without Ophora's curation sees); clips are hard-linked."""
+
+        def work(folder: Path) -> dict:
+            from ophora.curation.outputs import link_clip
+            from ophora.data import manifests
+
+            raw = manifests.read_raw_set(Path(world.record["world"]) / "ophvl_raw" / "raw.csv",
+                                         allow_empty_captions=True)
+            kept = [c for c in raw if c.caption.strip()]
+            clips = []
+            for clip in kept:
+                target = folder / "clips" / f"{clip.clip_id}.mp4"
+                link_clip(clip.path, target, "hardlink")
+                clips.append(manifests.InstructionClip(clip.clip_id, clip.caption.strip(), target))
+            manifests.write_instruction_set(folder / "instructions.csv", clips)
+            return {"clips": len(clips), "without_caption": len(raw) - len(kept)}
+
+        return self.stage("data", "original", {"world": world.key}, work)
+
+    # -- prompts ----------------------------------------------------------------------------------------
+    def prompts(self, real: Path) -> tuple[list, str]:
+        from ophora.generation import read_prompts
+        from ophora.hashing import sha256_file
+
+        cfg = self.config.prompts
+        path = real if cfg.source == "heldout" else Path(cfg.file or "")
+        if cfg.source == "file" and not cfg.file:
+            raise ValueError("prompts.source is 'file' but prompts.file is not set")
+        prompts = read_prompts(path, cfg.column)
+        if cfg.limit is not None:
+            prompts = prompts[:cfg.limit]
+        return prompts, stable_key({"file": sha256_file(path), "limit": cfg.limit, "column": cfg.column})
+
+    # -- rows --------------------------------------------------------------------------------------------
+    def generator(self, row: Row):
+        from baselines import get
+
+        return get(row.generator, **row.options)
+
+    def model(self, row: Row, sets: dict[str, Path]) -> tuple[Path, str, list[Stage]]:
+        """The row's trained model folder, its key, and the training stages run or reused."""
+        if row.checkpoint:
+            path = Path(row.checkpoint)
+            return path, stable_key({"checkpoint": str(path.resolve())}), []
+        generator, init, init_key, stages = self.generator(row), None, None, []
+        for step in row.train:
+            inputs = {"generator": row.generator, "options": row.options, "stage": step.stage, "preset": row.preset,
+                      "overrides": row.overrides, "data": self.data_key(step.data), "init": init_key}
+            manifest = sets[step.data]
+
+            def work(folder: Path, manifest=manifest, step=step, init=init) -> dict:
+                model = generator.train(manifest, folder, stage=step.stage, preset=row.preset, init=init,
+                                        overrides=row.overrides, progress=self.progress)
+                return {"model": str(model), "data": str(manifest), "stage": step.stage}
+
+            label = f"{row.generator}-{step.stage or 'train'}-{step.data}"
+            done = self.stage("train", label, inputs, work)
+            stages.append(done)
+            init, init_key = Path(done.record["model"]), done.key
+        return init, init_key, stages
+
+    def videos(self, row: Row, sets: dict[str, Path], prompts: list, prompts_key: str) -> RowResult:
+        if row.external:
+            from baselines.external import ExternalVideos
+
+            external = ExternalVideos(row.external, prompts=row.external_prompts, generator=row.name)
+            external.validate()
+            conditional = bool(row.conditional if row.conditional is not None else row.external_prompts)
+            return RowResult(row, external.spec, conditional)
+        model, model_key, stages = self.model(row, sets)
+        generator = self.generator(row)
+        cfg = self.config.prompts
+        inputs = {"model": model_key, "prompts": prompts_key, "videos_per_prompt": cfg.videos_per_prompt,
+                  "seed": cfg.seed, "overrides": row.generate_overrides, "generator": row.generator}
+
+        def work(folder: Path) -> dict:
+            written = generator.generate(model, prompts, folder / "videos", videos_per_prompt=cfg.videos_per_prompt,
+                                         seed=cfg.seed, overrides=row.generate_overrides, progress=self.progress)
+            return {"videos": str(folder / "videos"), "written_now": len(written), "model": str(model)}
+
+        done = self.stage("generate", row.generator, inputs, work)
+        return RowResult(row, done.record["videos"], bool(generator.conditional), stages + [done])
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def evaluate(self, result: RowResult, real: Path, detectors: dict | None) -> dict:
+        from benchmarks.evaluate import EvalConfig, evaluate
+
+        m = self.config.metrics
+        metrics = tuple(x for x in m.metrics if x != "clipscore" or result.conditional)
+        cfg = EvalConfig(real=str(real), fake=str(result.videos), metrics=metrics,
+                         protocols=tuple(sorted(m.protocols.items())), weights=m.weights,
+                         detector_seed=m.detector_seed, fid_frames=m.fid_frames, clip_frames=m.clip_frames,
+                         clip_model=m.clip_model, tiny_i3d=m.tiny_i3d, seed=self.config.seed,
+                         batch_size=m.batch_size, workers=0, bootstrap=m.bootstrap, progress=False)
+        inputs = {"eval": cfg, "videos": [s.key for s in result.stages] or result.videos,
+                  "real": self.data_key("real")}
+
+        def work(folder: Path) -> dict:
+            from ophora.results import write_json
+
+            payload = evaluate(dataclasses.replace(cfg, out=None), detectors)
+            write_json(folder / "evaluation.json", payload, config=cfg, seed=cfg.seed)
+            return {"evaluation": str(folder / "evaluation.json")}
+
+        done = self.stage("evaluate", _slug(result.row.name), inputs, work)
+        payload = json.loads(Path(done.record["evaluation"]).read_text())
+        result.evaluation = payload
+        return payload
+
+
+def _slug(name: str) -> str:
+    keep = "".join(c.lower() if c.isalnum() else "-" for c in name)
+    return "-".join(part for part in keep.split("-") if part)
+
+
+def clear(cache: Path) -> None:
+    """Remove a cache folder (``--fresh``)."""
+    if cache.exists():
+        shutil.rmtree(cache)

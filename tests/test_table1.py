@@ -1,0 +1,160 @@
+"""Table 1 end to end: the quick config's whole flow (six rows, three metrics), its files, caches and errors."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks.table1 import PreflightError, load_table1_config, run_table1
+from benchmarks.table1 import render
+from benchmarks.table1.preflight import preflight
+from ophora.configs import PresetError
+
+ROWS = ["Endora", "Endora (w/ Ophora-160K)", "Bora", "Bora (w/ Ophora-160K)", "Ophora (TPT-only)", "Ophora"]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory, torch_one_thread):
+    """The quick config run once into a temporary cache and output (about two minutes on 2 cores)."""
+    root = tmp_path_factory.mktemp("table1")
+    lines: list[str] = []
+    config = load_table1_config("quick")
+    payload = run_table1(config, root / "cache", root / "out", progress=False, log=lines.append)
+    return config, root, payload, lines
+
+
+@pytest.mark.slow
+def test_quick_flow_has_six_rows_and_three_metrics(quick):
+    _, root, payload, _ = quick
+    assert [r["name"] for r in payload["rows"]] == ROWS
+    for row in payload["rows"]:
+        for metric in ("fid", "fvd"):
+            value = row["metrics"][metric]["value"]
+            assert value is not None and value >= 0 and value < 1e6, (row["name"], metric, value)
+        if row["name"].startswith("Endora"):
+            assert not row["conditional"] and "clipscore" not in row["metrics"]
+        else:
+            assert row["conditional"] and 0 <= row["metrics"]["clipscore"]["value"] <= 100
+    # training stages are shared where their inputs are equal: both Ophora rows use one TPT model
+    tpt_models = [r["training"][0]["model"] for r in payload["rows"] if r["generator"] == "ophora"]
+    assert tpt_models[0] == tpt_models[1]
+    assert payload["data_records"]["curation"]["ophora_160k"] >= payload["data_records"]["curation"]["ophora_28k"]
+
+
+@pytest.mark.slow
+def test_table_files_parse_and_agree_with_results_json(quick):
+    _, root, payload, _ = quick
+    out = root / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert results["provenance"]["git_commit"] is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?",
+                                                                        results["provenance"]["git_commit"])
+    assert results["config"]["name"] == "quick" and results["seed"] == 0
+    by_name = {r["name"]: r for r in results["rows"]}
+    with open(out / "table.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["model"] for r in table] == ROWS
+    for line in table:
+        row = by_name[line["model"]]
+        for metric in ("fid", "fvd", "clipscore"):
+            m = row["metrics"].get(metric)
+            if m is None:
+                assert line[metric] == ""
+                continue
+            assert float(line[metric]) == pytest.approx(m["value"], rel=1e-12)
+            assert float(line[f"{metric}_low"]) == pytest.approx(m["ci"]["low"], rel=1e-12)
+            assert int(line[f"{metric}_n"]) == m["n_fake"]
+    markdown = (out / "table.md").read_text()
+    md_rows = [l for l in markdown.splitlines() if l.startswith("| ") and not l.startswith("| model")]
+    assert len(md_rows) == 6
+    endora = next(l for l in md_rows if l.startswith("| Endora |"))
+    assert endora.rstrip(" |").endswith("-")  # no CLIPScore for the unconditional model
+    fid_best = min(by_name.values(), key=lambda r: r["metrics"]["fid"]["value"])
+    assert f"**{fid_best['metrics']['fid']['value']:.2f}**" in markdown
+    tex = (out / "table.tex").read_text()
+    assert "\\toprule" in tex and "\\bottomrule" in tex and tex.count("\\\\") == 7
+    for image in ("frame_grid.png", "metrics.png"):
+        assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_rerun_hits_every_cache_and_gives_the_same_numbers(quick):
+    config, root, payload, first_log = quick
+    lines: list[str] = []
+    again = run_table1(config, root / "cache", root / "out2", progress=False, log=lines.append)
+    assert again["cache"]["hits"] and all(again["cache"]["hits"].values()), again["cache"]["hits"]
+    assert not any(line.startswith("[run]") for line in lines)
+    for a, b in zip(payload["rows"], again["rows"]):
+        for metric, m in a["metrics"].items():
+            assert b["metrics"][metric]["value"] == m["value"]
+
+
+def test_render_marks_best_per_direction_and_dashes():
+    results = [
+        {"name": "A", "metrics": {"fid": {"value": 10.0, "n_fake": 4, "ci": {"low": 9.0, "high": 11.0}},
+                                  "clipscore": {"value": 30.0, "n_fake": 4}}},
+        {"name": "B", "metrics": {"fid": {"value": 12.0, "n_fake": 4}}},
+        {"name": "C", "metrics": {"fid": {"value": 11.0, "n_fake": 4}, "clipscore": {"value": 31.0, "n_fake": 4}},
+         "published": {"fid": 42.16}},
+    ]
+    rows = render.table_rows(results, ["fid", "clipscore"])
+    assert render._best(rows, "fid") == 10.0 and render._best(rows, "clipscore") == 31.0
+
+
+def test_render_files(tmp_path):
+    results = [
+        {"name": "A", "metrics": {"fid": {"value": 10.0, "n_fake": 4, "ci": {"low": 9.0, "high": 11.0}},
+                                  "clipscore": {"value": 30.0, "n_fake": 4}}},
+        {"name": "B_x", "metrics": {"fid": {"value": 12.0, "n_fake": 4}}, "published": {"fid": 60.5}},
+    ]
+    rows = render.table_rows(results, ["fid", "clipscore"])
+    md = render.write_markdown(tmp_path / "t.md", rows, ["fid", "clipscore"], ["note"]).read_text()
+    assert "| A | **10.00** [9.00, 11.00] | **30.00** | - | - |" in md
+    assert "| B_x | 12.00 | - | 60.5 | - |" in md
+    tex = render.write_latex(tmp_path / "t.tex", rows, ["fid", "clipscore"], "cap").read_text()
+    assert r"B\_x & 12.00 & - & 60.5 & - \\" in tex and r"\textbf{10.00}" in tex
+
+
+def _write(tmp_path: Path, changes: dict) -> Path:
+    raw = yaml.safe_load(Path(load_table1_config("quick").source).read_text())
+    raw = {k: v for k, v in raw.items() if not k.startswith(".")}
+    raw.update(changes)
+    path = tmp_path / "table1.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(PresetError, match=r"promts: unknown key.*did you mean 'prompts'"):
+        load_table1_config(_write(tmp_path, {"promts": {}}))
+    with pytest.raises(PresetError, match=r"rows\[0\]\.generator: unknown generator 'ophra'.*did you mean 'ophora'"):
+        load_table1_config(_write(tmp_path, {"rows": [{"name": "x", "generator": "ophra",
+                                                       "train": [{"data": "ophora_160k"}]}]}))
+    with pytest.raises(PresetError, match=r"rows\[0\]\.train\[0\]\.data: unknown data set 'ophora_160'"):
+        load_table1_config(_write(tmp_path, {"rows": [{"name": "x", "generator": "ophora",
+                                                       "train": [{"data": "ophora_160"}]}]}))
+    with pytest.raises(PresetError, match=r"rows\[0\]: row 'x' needs exactly one of train, checkpoint or external"):
+        load_table1_config(_write(tmp_path, {"rows": [{"name": "x", "generator": "ophora", "checkpoint": "m",
+                                                       "train": [{"data": "ophora_160k"}]}]}))
+    with pytest.raises(PresetError, match="unknown Table 1 config 'dmeo'.*did you mean 'demo'"):
+        load_table1_config("dmeo")
+
+
+def test_paper_preflight_names_every_missing_asset(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPHORA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPHORA_WEIGHTS_DIR", raising=False)
+    config = load_table1_config("paper")
+    missing = preflight(config)
+    text = "\n".join(f"{m.asset} | {m.expected} | {m.how}" for m in missing)
+    for expected in ("data set 'ophora_160k'", "data set 'real'", "row 'Endora': videos from the official code",
+                     "row 'Bora': prompt mapping", "row 'Ophora (TPT-only)': trained model",
+                     "row 'Ophora': trained model", "fid detector weights", "fvd detector weights",
+                     "clipscore detector weights", "python -m benchmarks.weights fetch stylegan-v-i3d",
+                     "/data/ophora/Ophora-160K/instructions.csv", "runs/paper/p2ft/model"):
+        assert expected in text, expected
+    with pytest.raises(PreflightError, match="cannot start"):
+        run_table1(config, tmp_path / "c", tmp_path / "o", progress=False, log=lambda line: None)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "o").exists()
