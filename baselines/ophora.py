@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import torch
+
 from ophora.configs import Preset, load_preset
 from ophora.generation.prompts import Prompt
 
@@ -17,11 +19,19 @@ def _preset(preset: str | Preset, overrides: Mapping[str, Any] | None) -> Preset
     return preset if isinstance(preset, Preset) else load_preset(preset, dict(overrides or {}))
 
 
+def _state():
+    """accelerate's process state (one process unless started by accelerate launch or torchrun)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 class OphoraGenerator:
     """``fit_vae_steps``: tiny presets fit their random VAE to the TPT manifest's clips first (see
     ``python -m ophora.prepare --fit-vae-steps``)."""
 
     name, conditional, stages = "ophora", True, ("tpt", "p2ft")
+    shards_generation = True  # under accelerate launch / torchrun each process makes its share of the videos
 
     def __init__(self, fit_vae_steps: int = 0):
         self.fit_vae_steps = fit_vae_steps
@@ -55,14 +65,20 @@ class OphoraGenerator:
         run = out / "run"
         if (run / MODEL_NAME / "model_index.json").is_file():
             return run / MODEL_NAME
+        state = _state()  # under accelerate launch / torchrun every process calls train
+        resume = (run / RUN_NAME).is_file()
+        state.wait_for_everyone()
         if init is not None:  # a model folder or a finished run folder; P2FT's must hold a TPT model
             model_dir = check_model_dir(resolve_init(stage, Path(init), None))
         else:
+            if state.is_main_process:  # builds (and fits) a tiny base model once
+                self._base_model(manifest, spec, out / "prep")
+            state.wait_for_everyone()
             model_dir = self._base_model(manifest, spec, out / "prep")
-        prepare(manifest, spec, out / "prep", model_dir, progress=progress)
+        prepare(manifest, spec, out / "prep", model_dir, rank=state.process_index, world=state.num_processes,
+                device=state.device, progress=progress and state.is_main_process, barrier=state.wait_for_everyone)
         init_dir = model_dir if init is not None else resolve_init(stage, None, PreparedSet(out / "prep"))
-        return train(TrainRun(stage, spec, out / "prep", run, init=init_dir, resume=(run / RUN_NAME).is_file(),
-                              progress=progress))
+        return train(TrainRun(stage, spec, out / "prep", run, init=init_dir, resume=resume, progress=progress))
 
     def generate(self, model: str | os.PathLike, prompts: Sequence[Prompt], out: str | os.PathLike, *,
                  videos_per_prompt: int = 1, seed: int = 0, overrides: Mapping[str, Any] | None = None,
@@ -76,4 +92,7 @@ class OphoraGenerator:
             raise ValueError(f"{model} has no ophora_model.json: not a model folder the suite wrote")
         source = str(Path(model) / "ophora_model.json")
         spec = preset_from_dict(apply_overrides(info["config"], dict(overrides or {}), source), source)
-        return generate(model, list(prompts), spec, out, videos_per_prompt, seed, progress=progress)
+        state = _state()
+        return generate(model, list(prompts), spec, out, videos_per_prompt, seed, rank=state.process_index,
+                        world=state.num_processes, device=state.device, progress=progress and state.is_main_process,
+                        barrier=state.wait_for_everyone)

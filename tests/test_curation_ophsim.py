@@ -17,11 +17,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
-from ophora.curation.config import config_from_dict
+from ophora.curation.config import DynamicsConfig, config_from_dict
+from ophora.curation.dynamics import DynamicsStage
 from ophora.curation.ledger import read_ledgers
 from ophora.curation.run import ResumeError, curate
+from ophora.curation.stage import ClipItem
 from ophora.data import manifests
+from ophora.data.video import read_video
 from ophora.sim.captions import noise_markers
 from ophora.sim.world import WorldConfig, build_world
 
@@ -72,6 +76,41 @@ def test_each_filter_finds_the_planted_defects(curated, stage):
     for kind in FILTERS[stage]:  # every kind is found, not only most of the stage's targets
         kind_result = precision_recall(table, truth, stage, [kind])
         assert kind_result["recall"] >= 0.9, (kind, kind_result)
+
+
+def test_dynamics_decoding_only_reference_frames_keeps_the_verdicts_of_every_frame(world, tmp_path):
+    """The stage skips non-reference frames; on cut, frozen and clean clips it must reach the verdicts of
+    decoding every frame, place each cut at the planted frame or the next, and still read truncated files and
+    frame folders correctly."""
+    raw = world / "ophvl_raw"
+    truth = pd.read_csv(raw / "defects.csv").set_index("clip_id")
+    paths = pd.read_csv(raw / "raw.csv", keep_default_na=False).set_index("clip_id")["path"]
+    clean = truth.index[~truth[["cut", "frozen", "lowres", "subtitles", "watermark"]].any(axis=1)]
+    chosen = list(truth.index[truth["cut"]][:5]) + list(truth.index[truth["frozen"]][:3]) + list(clean[:4])
+    fast, every = DynamicsStage(DynamicsConfig()), DynamicsStage(DynamicsConfig())
+    every.DECODE = {"threads": 1}
+    frames = {"fast": 0, "every": 0}
+    for clip_id in chosen:
+        item = ClipItem(clip_id, "", raw / paths[clip_id])
+        got, reference = fast.check(item), every.check(item)
+        assert (got.status, reference.status) == (("keep", "keep") if clip_id in clean else ("drop", "drop")), clip_id
+        if truth.loc[clip_id, "cut"]:
+            planted = json.loads(truth.loc[clip_id, "params"])["cut"]["cut_frame"]
+            assert len(got.scores["cut_frames"]) == 1 and 0 <= got.scores["cut_frames"][0] - planted <= 1, got.scores
+        frames["fast"] += got.scores["frames"]
+        frames["every"] += reference.scores["frames"]
+        assert got.scores["frames_covered"] == reference.scores["frames"] == WORLD.frames
+    assert frames["fast"] < 0.8 * frames["every"], frames  # B-frames were skipped
+    whole = (raw / paths[clean[0]]).read_bytes()
+    (tmp_path / "cut_short.mp4").write_bytes(whole[: len(whole) * 2 // 3])
+    broken = fast.check(ClipItem("short", "", tmp_path / "cut_short.mp4"))
+    assert broken.error and broken.reason.startswith("unreadable video"), broken
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, frame in enumerate(read_video(raw / paths[clean[0]])):
+        Image.fromarray(frame).save(folder / f"frame_{index}.png")
+    as_folder = fast.check(ClipItem("folder", "", folder))
+    assert as_folder.keep and as_folder.scores["frames"] == WORLD.frames, as_folder
 
 
 def test_sets_are_in_the_ophora_layout_and_28k_is_a_subset(curated, world):

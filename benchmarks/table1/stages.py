@@ -72,27 +72,43 @@ class Table1Run:
         self.timings: dict[str, float] = {}
         self.cache_hits: dict[str, bool] = {}
         self.data_records: dict[str, Any] = {}
+        from accelerate import PartialState
+        import torch
+
+        self.state = PartialState(cpu=not torch.cuda.is_available())
+        self.is_main, self.barrier = self.state.is_main_process, self.state.wait_for_everyone
 
     # -- the cache -------------------------------------------------------------------------------------
-    def stage(self, kind: str, label: str, inputs: Any, work: Callable[[Path], dict]) -> Stage:
-        """Run ``work(folder)`` unless ``folder`` is done; ``work`` returns the record kept in done.json."""
+    def stage(self, kind: str, label: str, inputs: Any, work: Callable[[Path], dict], everyone: bool = False) -> Stage:
+        """Run ``work(folder)`` unless ``folder`` is done; ``work`` returns the record kept in done.json.
+
+        Under ``accelerate launch`` / ``torchrun`` the main process alone runs a stage unless ``everyone`` (stages
+        that shard their own work: training, sharded generation, evaluation); the main process's record is kept.
+        """
         key = stable_key({"stage": kind, "inputs": inputs})
         folder = self.cache / kind / f"{label}-{key}"
         name = f"{kind}/{label}"
         done = folder / DONE
         if done.is_file():
-            self.log(f"[cached] {name}")
+            self._log(f"[cached] {name}")
             self.cache_hits[name] = True
             return Stage(folder, key, True, json.loads(done.read_text())["record"])
         folder.mkdir(parents=True, exist_ok=True)
-        self.log(f"[run]    {name}")
+        self._log(f"[run]    {name}")
         start = time.perf_counter()
-        record = work(folder)
+        record = work(folder) if everyone or self.is_main else None
+        self.barrier()
         self.timings[name] = round(time.perf_counter() - start, 2)
-        atomic_write_text(done, json.dumps({"key": key, "inputs": _plain(inputs), "record": _plain(record)},
-                                           indent=2, default=str) + "\n")
+        if self.is_main:
+            atomic_write_text(done, json.dumps({"key": key, "inputs": _plain(inputs), "record": _plain(record)},
+                                               indent=2, default=str) + "\n")
+        self.barrier()
         self.cache_hits[name] = False
-        return Stage(folder, key, False, record)
+        return Stage(folder, key, False, json.loads(done.read_text())["record"])
+
+    def _log(self, line: str) -> None:
+        if self.is_main:
+            self.log(line)
 
     # -- data -----------------------------------------------------------------------------------------
     def world(self, which: str) -> Stage:
@@ -202,7 +218,7 @@ class Table1Run:
                 return {"model": str(model), "data": str(manifest), "stage": step.stage}
 
             label = f"{row.generator}-{step.stage or 'train'}-{step.data}"
-            done = self.stage("train", label, inputs, work)
+            done = self.stage("train", label, inputs, work, everyone=True)
             stages.append(done)
             init, init_key = Path(done.record["model"]), done.key
         return init, init_key, stages
@@ -226,7 +242,8 @@ class Table1Run:
                                          seed=cfg.seed, overrides=row.generate_overrides, progress=self.progress)
             return {"videos": str(folder / "videos"), "written_now": len(written), "model": str(model)}
 
-        done = self.stage("generate", row.generator, inputs, work)
+        sharded = bool(getattr(generator, "shards_generation", False))
+        done = self.stage("generate", row.generator, inputs, work, everyone=sharded)
         return RowResult(row, done.record["videos"], bool(generator.conditional), stages + [done])
 
     # -- evaluation ------------------------------------------------------------------------------------
@@ -246,11 +263,12 @@ class Table1Run:
         def work(folder: Path) -> dict:
             from ophora.results import write_json
 
-            payload = evaluate(dataclasses.replace(cfg, out=None), detectors)
-            write_json(folder / "evaluation.json", payload, config=cfg, seed=cfg.seed)
+            payload = evaluate(dataclasses.replace(cfg, out=None), detectors)  # None on ranks other than 0
+            if payload is not None:
+                write_json(folder / "evaluation.json", payload, config=cfg, seed=cfg.seed)
             return {"evaluation": str(folder / "evaluation.json")}
 
-        done = self.stage("evaluate", _slug(result.row.name), inputs, work)
+        done = self.stage("evaluate", _slug(result.row.name), inputs, work, everyone=True)
         payload = json.loads(Path(done.record["evaluation"]).read_text())
         result.evaluation = payload
         return payload

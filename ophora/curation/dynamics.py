@@ -1,12 +1,20 @@
 """Dynamics filter: scene cuts (PySceneDetect's ContentDetector) and motion energy, on downscaled frames.
 
-Frames are decoded once, already downscaled by FFmpeg while converting (``ophora.data.video.iter_frames``), and
-fed to the detector directly, instead of ``scenedetect.detect`` decoding at full size. A cut means the clip
-splices two scenes; a median motion energy near zero means a frozen or static clip (a still image, a paused
-recording). Both have abnormal temporal dynamics for a generation model and are dropped.
+Each clip is opened once (:class:`ophora.data.video.FrameScan`: metadata and decoding from one container),
+decoded in the calling thread only (parallelism comes from worker processes), skipping the frames no other
+frame is predicted from (non-reference B-frames, about half of an x264 clip's frames and 40% of its decoding)
+and the in-loop deblocking filter, and downscaled while converting; the detector gets these frames directly,
+instead of ``scenedetect.detect`` decoding every frame at full size. A cut still shows between the decoded
+neighbours of a skipped frame; cut frame numbers and ``min_scene_len`` stay in frames of the clip.
+
+A cut means the clip splices two scenes; a median motion energy near zero means a frozen or static clip (a still
+image, a paused recording). Both have abnormal temporal dynamics for a generation model and are dropped.
 """
 from __future__ import annotations
 
+from typing import Iterable
+
+import cv2
 import numpy as np
 from scenedetect import FrameTimecode
 from scenedetect.detector import FlashFilter
@@ -14,7 +22,7 @@ from scenedetect.detectors import ContentDetector
 
 from ophora.curation.config import DynamicsConfig
 from ophora.curation.stage import ClipItem, Stage, Verdict
-from ophora.data.video import VideoDecodeError, VideoInfo, iter_frames, probe
+from ophora.data.video import FrameScan, VideoDecodeError, VideoInfo
 
 __all__ = ["DynamicsStage", "analysis_size", "dynamics_scores"]
 
@@ -26,47 +34,57 @@ def analysis_size(info: VideoInfo, height: int) -> tuple[int, int]:
     return max(2, h // 2 * 2), w // 2 * 2
 
 
-def dynamics_scores(frames, fps: float, config: DynamicsConfig) -> dict:
-    """Cuts and motion energy of ``frames`` (an iterable of uint8 [H, W, 3] RGB) at ``fps``.
+def dynamics_scores(indexed_frames: Iterable[tuple[int, np.ndarray]], fps: float, config: DynamicsConfig) -> dict:
+    """Cuts and motion energy of a clip at ``fps`` from ``(frame index, uint8 [H, W, 3] RGB)`` pairs.
 
-    Returns cuts (count), cut_frames (frame indices), cuts_per_second, motion (median over consecutive frame
-    pairs of the mean absolute grey-level difference, 0..255), motion_max and frames (count analysed).
+    Indices increase and may have gaps (skipped frames); only frames with index below ``config.max_frames``
+    are analysed. Returns frames (count analysed), frames_covered (last index + 1), cuts (count), cut_frames
+    (frame indices), cuts_per_second (over the frames covered), motion (median over consecutive analysed pairs
+    of the mean absolute grey-level difference per frame of distance, grey = mean of R, G, B, 0..255) and
+    motion_max.
     """
     detector = ContentDetector(threshold=config.threshold, min_scene_len=config.min_scene_len,
                                filter_mode=FlashFilter.Mode.SUPPRESS)
-    cuts, energy, previous, count = [], [], None, 0
-    for count, frame in enumerate(frames, start=1):
-        if count > config.max_frames:
-            count -= 1
+    cuts, energy, previous, last, count = [], [], None, -1, 0
+    for index, frame in indexed_frames:
+        if index >= config.max_frames:
             break
-        cuts += detector.process_frame(FrameTimecode(count - 1, fps), np.ascontiguousarray(frame[..., ::-1]))
-        grey = frame.mean(axis=2, dtype=np.float32)
+        cuts += detector.process_frame(FrameTimecode(index, fps), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        grey = _grey_sum(frame)
         if previous is not None:
-            energy.append(float(np.abs(grey - previous).mean()))
-        previous = grey
-    seconds = max(count, 1) / fps
-    return {"frames": count, "cuts": len(cuts), "cut_frames": [int(c.frame_num) for c in cuts],
-            "cuts_per_second": round(len(cuts) / seconds, 4),
+            energy.append(cv2.norm(grey, previous, cv2.NORM_L1) / (3 * grey.size * max(index - last, 1)))
+        previous, last, count = grey, index, count + 1
+    seconds = max(last + 1, 1) / fps
+    return {"frames": count, "frames_covered": last + 1, "cuts": len(cuts),
+            "cut_frames": [int(c.frame_num) for c in cuts], "cuts_per_second": round(len(cuts) / seconds, 4),
             "motion": round(float(np.median(energy)), 4) if energy else 0.0,
             "motion_max": round(max(energy), 4) if energy else 0.0}
+
+
+def _grey_sum(frame: np.ndarray) -> np.ndarray:
+    """R + G + B of a uint8 [H, W, 3] frame as uint16 [H, W] (3x the grey level, exact integers)."""
+    return frame[..., 0].astype(np.uint16) + frame[..., 1] + frame[..., 2]
 
 
 class DynamicsStage(Stage):
     """Drops clips with more than ``max_cuts`` cuts, and frozen/static clips (motion below ``min_motion``).
 
-    Scores: see :func:`dynamics_scores`, plus the analysis size ``analysis_hw`` [H, W] in pixels.
+    Scores: see :func:`dynamics_scores`, plus the analysis size ``analysis_hw`` [H, W] in pixels. ``DECODE``
+    holds the :class:`~ophora.data.video.FrameScan` settings (see the module docstring).
     """
 
     name = "dynamics"
+    algorithm = 2  # v2: reference frames only, integer grey/motion sums (v1 decoded and averaged every frame)
+    DECODE = {"threads": 1, "skip_nonref": True, "skip_deblocking": True}
 
     def __init__(self, config: DynamicsConfig):
         super().__init__(config)
 
     def check(self, item: ClipItem) -> Verdict:
         try:
-            info = item.info or probe(item.path)
-            size = analysis_size(info, self.config.analysis_height)
-            scores = dynamics_scores(iter_frames(item.path, size=size), info.fps, self.config)
+            with FrameScan(item.path, **self.DECODE) as scan:
+                size = analysis_size(scan.info, self.config.analysis_height)
+                scores = dynamics_scores(scan.frames(size), scan.info.fps, self.config)
         except VideoDecodeError as err:
             return self.verdict(False, f"unreadable video: {err.reason}", error=True)
         scores["analysis_hw"] = list(size)
@@ -77,5 +95,5 @@ class DynamicsStage(Stage):
                                        f"({scores['cuts_per_second']:.2f} cuts/s)", scores)
         if scores["motion"] < self.config.min_motion:
             return self.verdict(False, f"frozen or static: median motion {scores['motion']:.3f} grey levels "
-                                       f"< {self.config.min_motion}", scores)
+                                       f"per frame < {self.config.min_motion}", scores)
         return self.verdict(True, "ok", scores)

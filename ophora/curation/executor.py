@@ -1,18 +1,26 @@
 """Running the pipeline over shards: in this process, in a local process pool, or on a Ray cluster.
 
 Clips are cut into shards of ``shard_size`` consecutive clips (in manifest order, so the same manifest gives
-the same shards); each shard has its own ledger and is curated by one worker at a time. Progress is counted
-per clip (local) or per shard (Ray) on a tqdm bar that shows clips/s.
+the same shards); each shard has its own ledger and is curated by one worker at a time. Shards are handed out
+largest first, so that a short shard, not a long one, ends the run while other workers idle. Progress is
+counted per clip (local) or per shard (Ray) on a tqdm bar that shows clips/s.
+
+Every worker process is single-threaded (:func:`limit_threads`): parallelism comes from the workers, and
+libraries that start a thread per core in each of N workers would oversubscribe the cores N times. Workers
+are never forked from the calling process (:func:`worker_context`).
 """
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue as queue_module
+import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import cv2
 from tqdm import tqdm
 
 from ophora.curation.config import CurationConfig
@@ -20,7 +28,11 @@ from ophora.curation.ledger import Ledger, ledger_path
 from ophora.curation.pipeline import Pipeline
 from ophora.curation.stage import ClipItem
 
-__all__ = ["Shard", "plan_shards", "run_shard", "execute"]
+__all__ = ["Shard", "plan_shards", "run_shard", "execute", "limit_threads", "worker_context"]
+
+# Thread-pool sizes read from the environment by native libraries when they start (OpenMP, BLAS, numexpr).
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                     "VECLIB_MAXIMUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -53,10 +65,41 @@ def run_shard(pipeline: Pipeline, shard: Shard, ledger_dir: Path, batch_size: in
     return len(shard.items)
 
 
+def limit_threads() -> None:
+    """Make this (worker) process single-threaded: OpenCV's thread pool, torch's intra-op threads when torch is
+    loaded, and the thread-count variables of libraries loaded later (and of subprocesses). FFmpeg decoding
+    threads are chosen per call (the dynamics stage decodes in the calling thread)."""
+    os.environ.update({name: "1" for name in _THREAD_VARIABLES})
+    cv2.setNumThreads(1)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+def worker_context(preload: Sequence[str] = ("ophora.curation.pipeline",)) -> multiprocessing.context.BaseContext:
+    """The multiprocessing context for worker processes: "forkserver" where the platform has it, else "spawn".
+
+    A worker forked from a process that already ran OpenCV or FFmpeg threads inherits their locks mid-use and
+    can deadlock (``cv2.setNumThreads`` in such a child waits forever); the fork server is a clean process,
+    started once, with ``preload`` imported, so each new worker still starts in milliseconds.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(preload))
+    return context
+
+
+def _largest_first(shards: list[Shard]) -> list[Shard]:
+    """Shards by decreasing size (stable): the run's tail is then a small shard."""
+    return sorted(shards, key=lambda shard: -len(shard.items))
+
+
 _WORKER: dict = {}
 
 
 def _init_worker(config: CurationConfig, progress) -> None:
+    limit_threads()
     _WORKER.update(pipeline=Pipeline(config), progress=progress)
 
 
@@ -74,12 +117,13 @@ def _run_here(config: CurationConfig, shards: list[Shard], ledger_dir: Path, bar
 
 
 def _run_pool(config: CurationConfig, shards: list[Shard], ledger_dir: Path, bar: tqdm) -> None:
-    context = multiprocessing.get_context()
+    context = worker_context()
     progress = context.Queue()
     workers = min(config.execution.workers, len(shards))
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(config, progress)) as pool:
-        pending = {pool.submit(_worker_shard, s, ledger_dir, config.execution.batch_size) for s in shards}
+        pending = {pool.submit(_worker_shard, s, ledger_dir, config.execution.batch_size)
+                   for s in _largest_first(shards)}
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             _drain(progress, bar)
@@ -97,6 +141,7 @@ def _drain(progress, bar: tqdm) -> None:
 
 
 def _ray_shard(config: CurationConfig, shard: Shard, ledger_dir: str) -> int:
+    limit_threads()
     pipeline = Pipeline(config)
     try:
         return run_shard(pipeline, shard, Path(ledger_dir), config.execution.batch_size)
@@ -117,7 +162,7 @@ def _run_ray(config: CurationConfig, shards: list[Shard], ledger_dir: Path, bar:
                  include_dashboard=False, log_to_driver=False)
     try:
         task = ray.remote(_ray_shard)
-        queue, running = list(shards), []
+        queue, running = _largest_first(shards), []
         while queue or running:
             while queue and len(running) < config.execution.workers:
                 running.append(task.remote(config, queue.pop(0), str(ledger_dir)))

@@ -3,7 +3,8 @@ and against plain ``scenedetect.detect()`` with ContentDetector's defaults on th
 
 Run with ``pytest tests/perf/test_perf_curation.py --benchmark-only``. The clips are OphSim clips at 480x720
 (40 frames at 8 fps, about 5 s like an Ophora-160K clip). Worker pools are started and warmed before timing,
-so the figures are steady-state throughput.
+so the figures are steady-state throughput; each worker is single-threaded as in ``ophora.curate``'s pool
+(``limit_threads``), while ``scenedetect.detect()`` runs with its defaults (OpenCV decoding on every core).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from scenedetect import ContentDetector, detect
 
 from ophora.curation.config import DynamicsConfig
 from ophora.curation.dynamics import DynamicsStage
+from ophora.curation.executor import limit_threads, worker_context
 from ophora.curation.stage import ClipItem
 from ophora.data.video import write_video
 from ophora.sim.patient import sample_patient
@@ -34,6 +36,7 @@ def clips(tmp_path_factory):
 
 
 def _init() -> None:
+    limit_threads()
     _STAGE["dynamics"] = DynamicsStage(DynamicsConfig())
 
 
@@ -47,7 +50,7 @@ def _scenedetect_defaults(path: str) -> int:
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["1worker", "2workers"])
 def pool(request, clips):
-    with ProcessPoolExecutor(request.param, initializer=_init) as executor:
+    with ProcessPoolExecutor(request.param, mp_context=worker_context(), initializer=_init) as executor:
         list(executor.map(_check, clips[: request.param]))  # start and warm every worker
         yield request.param, executor
 
