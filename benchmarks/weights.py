@@ -30,10 +30,11 @@ from ophora.registry import lookup
 
 __all__ = [
     "WeightsEntry", "WeightsNotFoundError", "ChecksumMismatchError", "REGISTRY", "register", "get_entry",
+    "FOLDERS", "register_folder",
     "cache_dir", "candidate_paths", "resolve", "verify", "file_sha256", "load", "fetch", "main",
 ]
 
-Loader = Literal["state_dict", "torchscript", "safetensors"]
+Loader = Literal["state_dict", "torchscript", "safetensors", "hf_folder"]  # hf_folder: a diffusers/transformers dir
 _CHUNK = 1 << 20  # bytes read per download step
 
 
@@ -51,6 +52,12 @@ class WeightsEntry:
     sha256_prefix: str | None = None
     size_bytes: int | None = None
     checksum_source: str = ""
+    files: tuple[str, ...] = ()  # hf_folder entries: files the folder must hold (``file`` names the folder)
+
+    @property
+    def is_folder(self) -> bool:
+        """A pretrained folder (diffusers ``from_pretrained`` / transformers layout) rather than one file."""
+        return self.loader == "hf_folder"
 
     def expected(self) -> str:
         """Human-readable expected checksum."""
@@ -68,6 +75,18 @@ class ChecksumMismatchError(RuntimeError):
 
 
 REGISTRY: dict[str, WeightsEntry] = {}
+FOLDERS: dict[str, WeightsEntry] = {}  # pretrained folders (loader "hf_folder"), kept apart from single files
+
+
+def register_folder(entry: WeightsEntry) -> WeightsEntry:
+    """Add a pretrained-folder entry (``loader="hf_folder"``); ``get_entry``/``resolve`` find it like a file."""
+    if not entry.is_folder:
+        raise ValueError(f"{entry.name!r}: register_folder takes hf_folder entries; use register for files")
+    old = FOLDERS.get(entry.name)
+    if (old is not None and old != entry) or entry.name in REGISTRY:
+        raise ValueError(f"weights {entry.name!r} already registered with different content")
+    FOLDERS[entry.name] = entry
+    return entry
 
 
 def register(entry: WeightsEntry) -> WeightsEntry:
@@ -114,10 +133,40 @@ register(WeightsEntry(
     checksum_source="publisher: the URL path segment is the file's sha256 (verified so by clip and open_clip)",
 ))
 
+# Pretrained folders of the baselines (Endora, Bora): no single file, so no sha256; ``files`` must be present.
+register_folder(WeightsEntry(
+    name="sd-vae-ft-ema",
+    file="sd-vae-ft-ema",
+    url="https://huggingface.co/stabilityai/sd-vae-ft-ema",
+    loader="hf_folder",
+    license="MIT (stabilityai/sd-vae-ft-ema)",
+    files=("config.json", "diffusion_pytorch_model.safetensors"),
+    checksum_source="folder: diffusers AutoencoderKL.from_pretrained(<folder>); the Hub pins each file's sha256",
+))
+register_folder(WeightsEntry(
+    name="dino-vits8",
+    file="dino-vits8",
+    url="https://huggingface.co/facebook/dino-vits8",
+    loader="hf_folder",
+    license="Apache-2.0 (facebook/dino-vits8)",
+    files=("config.json",),
+    checksum_source="folder: transformers ViTModel.from_pretrained(<folder>) (weights as pytorch_model.bin or "
+                    "model.safetensors); Endora's ViT-S/8 DINO",
+))
+register_folder(WeightsEntry(
+    name="t5-v1_1-xxl",
+    file="t5-v1_1-xxl",
+    url="https://huggingface.co/DeepFloyd/t5-v1_1-xxl",
+    loader="hf_folder",
+    license="Apache-2.0 (google t5-v1_1-xxl, DeepFloyd re-upload used by Open-Sora and Bora)",
+    files=("config.json", "spiece.model"),
+    checksum_source="folder: transformers T5EncoderModel / AutoTokenizer.from_pretrained(<folder>)",
+))
+
 
 def get_entry(name: str) -> WeightsEntry:
     """The registered entry ``name``; unknown names raise KeyError with close matches."""
-    return lookup(REGISTRY, name, "weights")
+    return lookup({**REGISTRY, **FOLDERS}, name, "weights")
 
 
 def cache_dir() -> Path:
@@ -152,11 +201,22 @@ def resolve(name: str, path: str | os.PathLike | None = None, check: bool = True
     if path is not None:
         tried = tried[:1]
     for candidate in tried:
-        if candidate.is_file():
+        if entry.is_folder and candidate.is_dir():
+            return _check_folder(candidate, entry) if check else candidate
+        if not entry.is_folder and candidate.is_file():
             if check:
                 verify(candidate, entry)
             return candidate
     raise WeightsNotFoundError(_missing_message(entry, tried, explicit=path is not None))
+
+
+def _check_folder(folder: Path, entry: WeightsEntry) -> Path:
+    """A folder entry has no single checksum: check that it holds the entry's ``files``."""
+    missing = [name for name in entry.files if not (folder / name).exists()]
+    if missing:
+        raise WeightsNotFoundError(f"weights {entry.name!r} at {folder} lack {missing}; expected a folder with "
+                                   f"{list(entry.files)} ({entry.url})")
+    return folder
 
 
 def _missing_message(entry: WeightsEntry, tried: list[Path], explicit: bool) -> str:
@@ -165,8 +225,16 @@ def _missing_message(entry: WeightsEntry, tried: list[Path], explicit: bool) -> 
     lines.append(f"expected sha256: {entry.expected()}")
     if not explicit:
         lines.append("set $OPHORA_WEIGHTS_DIR to a folder holding the file, pass an explicit path, or fetch it:")
-    lines.append(f"  python -m benchmarks.weights fetch {entry.name}   (from {entry.url})")
+    lines.append(_fetch_hint(entry))
     return "\n".join(lines)
+
+
+def _fetch_hint(entry: WeightsEntry) -> str:
+    if entry.is_folder:
+        repo = entry.url.rstrip("/").split("huggingface.co/")[-1]
+        return (f"  huggingface-cli download {repo} --local-dir <cache dir>/weights/{entry.file}   (a folder; "
+                f"{entry.url})")
+    return f"  python -m benchmarks.weights fetch {entry.name}   (from {entry.url})"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -222,6 +290,8 @@ def load(name: str, path: str | os.PathLike | None = None) -> Any:
 
     entry = get_entry(name)
     resolved = resolve(name, path)
+    if entry.is_folder:  # loaded by its library's from_pretrained
+        return resolved
     if entry.loader == "torchscript":
         from benchmarks.detectors import jit_load
 
@@ -244,6 +314,9 @@ def fetch(name: str, dest: str | os.PathLike | None = None, url: str | None = No
     ``url`` overrides the registered source (a mirror, or a ``file://`` URL).
     """
     entry = get_entry(name)
+    if entry.is_folder:
+        raise OSError(f"weights {entry.name!r} are a folder of several files; download it with\n"
+                      f"{_fetch_hint(entry)}")
     final = Path(dest).expanduser() / entry.file if dest is not None else cache_dir() / "weights" / entry.file
     source = url or entry.url
     with atomic_path(final) as tmp:
@@ -296,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "list":
-        for name in sorted(REGISTRY):
-            print(f"{name:28s} {REGISTRY[name].file:40s} {_status(name)}")
+        for name in sorted({**REGISTRY, **FOLDERS}):
+            print(f"{name:28s} {get_entry(name).file:40s} {_status(name)}")
     elif args.command == "where":
         print(resolve(args.name))
     else:

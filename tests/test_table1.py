@@ -151,7 +151,8 @@ def test_paper_preflight_names_every_missing_asset(tmp_path, monkeypatch):
     text = "\n".join(f"{m.asset} | {m.expected} | {m.how}" for m in missing)
     for expected in ("data set 'ophora_160k'", "data set 'real'", "row 'Endora': videos from the official code",
                      "row 'Bora': prompt mapping", "row 'Ophora (TPT-only)': trained model",
-                     "row 'Ophora': trained model", "fid detector weights", "fvd detector weights",
+                     "row 'Ophora': trained model", "row 'Endora (w/ Ophora-160K)': prior weights (dino-vits8)",
+                     "row 'Bora (w/ Ophora-160K)': text weights (t5-v1_1-xxl)", "fid detector weights", "fvd detector weights",
                      "clipscore detector weights", "python -m benchmarks.weights fetch stylegan-v-i3d",
                      "/data/ophora/Ophora-160K/instructions.csv", "runs/paper/p2ft/model"):
         assert expected in text, expected

@@ -51,6 +51,8 @@ def run_table1(config: Table1Config, cache: str | Path | None = None, output: st
         run.evaluate(result, sets["real"], None)
         results.append(result)
     payload = _payload(config, run, results, sets, prompts, time.perf_counter() - start)
+    if not run.is_main:
+        return payload
     _write_outputs(config, output, payload, results, sets, prompts)
     log(f"Table 1 ({config.name}) -> {output}  [{payload['timings_s']['total']:.0f} s; "
         f"{sum(run.cache_hits.values())}/{len(run.cache_hits)} stages from cache]")

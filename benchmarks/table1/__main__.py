@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -44,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         print(err, file=sys.stderr)
         return 2
     output = args.output or Path(config.output) / config.name
-    print((output / "table.md").read_text())
+    if os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate launch: once
+        print((output / "table.md").read_text())
     return 0
 
 
