@@ -77,6 +77,7 @@ def test_size_rescales_while_decoding(clip_path):
     assert small.shape == (24, 32, 48, 3)
     assert np.abs(small.astype(int) - reference.astype(int)).mean() < 3.0
     assert read_video(clip_path, Uniform(2), size=(31, 47)).shape == (2, 31, 47, 3)  # odd sizes: swscale path
+    assert read_video(clip_path, Uniform(2), size=(42, 42)).shape == (2, 42, 42, 3)  # H % 4 != 0: swscale path
 
 
 def test_selection_longer_than_clip_names_the_file(clip_path):

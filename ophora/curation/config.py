@@ -114,7 +114,10 @@ class OverlayConfig:
     ``subtitle_min_fraction`` of the frames. Watermarks: in a corner box of ``watermark_box`` = (height, width)
     fractions, bright strokes (white top-hat >= ``watermark_tophat`` grey levels) present in at least
     ``watermark_persistence`` of the frames, and a row crossing at least ``watermark_min_strokes`` of them.
-    ``faces``: run OpenCV's Haar face cascade when this OpenCV has one.
+    Faces (``faces``: on or off): scikit-image's LBP frontal-face cascade on ``face_frames`` of those frames,
+    rescaled so that a face of ``face_min_size`` source pixels fills the cascade's 24-pixel window, at most
+    ``face_max_height`` pixels high; pyramid step ``face_scale_factor``, window step ``face_step_ratio``, and
+    a face needs ``face_min_neighbors`` agreeing windows (see :mod:`ophora.curation.privacy.faces`).
     """
 
     analysis_height: int = 192
@@ -128,6 +131,12 @@ class OverlayConfig:
     watermark_persistence: float = 0.8
     watermark_min_strokes: int = 6
     faces: bool = True
+    face_frames: int = 4
+    face_min_size: int = 32
+    face_max_height: int = 360
+    face_scale_factor: float = 1.1
+    face_step_ratio: float = 1.25
+    face_min_neighbors: int = 8
 
 
 @dataclass(frozen=True)

@@ -256,7 +256,7 @@ def _to_rgb(frame, size: tuple[int, int] | None) -> np.ndarray:
     if size is None:
         return frame.to_ndarray(format="rgb24")
     height, width = size
-    if frame.format.name == "yuv420p" and height % 2 == 0 and width % 2 == 0:
+    if frame.format.name == "yuv420p" and height % 4 == 0 and width % 2 == 0:  # I420 packing needs H % 4 == 0
         return _small_rgb_from_planes(frame, height, width)
     return frame.to_ndarray(format="rgb24", width=width, height=height)
 

@@ -13,8 +13,9 @@ does not produce in the places where overlays sit.
   (frame minus its morphological opening); structure that is present in ``watermark_persistence`` of the
   frames, uniformly spread over the clip, is static while the scene moves; its busiest row in one of the four
   corner boxes gives the stroke count, flagged from ``watermark_min_strokes``.
-- Faces: OpenCV's Haar cascade when the installed OpenCV ships it (OpenCV 4); OpenCV 5 moved cascades out
-  of the main package, and then faces are recorded as not checked.
+- Faces: scikit-image's LBP frontal-face cascade on ``face_frames`` of the decoded frames
+  (:mod:`ophora.curation.privacy.faces`; OpenCV 5 no longer has Haar cascades). The frames are decoded once,
+  high enough for both checks (the text checks get them area-reduced to ``analysis_height``).
 """
 from __future__ import annotations
 
@@ -23,10 +24,11 @@ import numpy as np
 
 from ophora.curation.config import OverlayConfig
 from ophora.curation.dynamics import analysis_size
+from ophora.curation.privacy.faces import face_check_height, face_detector, face_scores, sample_positions
 from ophora.curation.stage import ClipItem, Stage, Verdict
-from ophora.data.video import Uniform, VideoDecodeError, probe, read_video
+from ophora.data.video import Uniform, VideoDecodeError, VideoInfo, probe, read_video
 
-__all__ = ["OverlayPrivacyStage", "subtitle_strokes", "watermark_strokes", "face_detector"]
+__all__ = ["OverlayPrivacyStage", "subtitle_strokes", "watermark_strokes", "face_detector", "decode_size"]
 
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
@@ -64,67 +66,81 @@ def watermark_strokes(grey: np.ndarray, config: OverlayConfig) -> tuple[int, str
     return counts[corner], corner
 
 
-def face_detector():
-    """OpenCV's frontal-face Haar cascade, or (None, why not)."""
-    if not hasattr(cv2, "CascadeClassifier"):
-        return None, f"OpenCV {cv2.__version__} has no CascadeClassifier (Haar cascades left the main package in OpenCV 5)"
-    path = getattr(getattr(cv2, "data", None), "haarcascades", "") + "haarcascade_frontalface_default.xml"
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        return None, f"OpenCV {cv2.__version__} ships no Haar face cascade at {path}"
-    return cascade, ""
+def decode_size(info: VideoInfo, config: OverlayConfig) -> tuple[int, int]:
+    """(height, width) to decode at: the text checks' ``analysis_height``, or the face check's height when that
+    is larger (never above the clip's own size; both even)."""
+    height = config.analysis_height
+    if config.faces:
+        height = max(height, face_check_height(info.height, config))
+    return analysis_size(info, height)
+
+
+def _reduce(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """uint8 [T, H, W, 3] area-reduced to ``size`` (height, width); unchanged when already that size."""
+    if frames.shape[1:3] == tuple(size):
+        return frames
+    return np.stack([cv2.resize(f, (size[1], size[0]), interpolation=cv2.INTER_AREA) for f in frames])
 
 
 class OverlayPrivacyStage(Stage):
     """Keeps a clip in the 28K set only without subtitles, watermark or faces (see the module docstring).
 
     Scores: subtitle_strokes (median per frame), subtitle_fraction (of frames at the threshold),
-    watermark_strokes and watermark_corner, faces (frames with a face; None when not checked), faces_note.
+    watermark_strokes and watermark_corner, and those of :func:`ophora.curation.privacy.faces.face_scores`
+    (faces: frames with a face, None when not checked; faces_note says why not).
     """
 
     name = "privacy"
     gate = "28k"
+    algorithm = 2  # v2: faces checked with scikit-image's LBP cascade (v1 could not check faces on OpenCV 5)
 
     def __init__(self, config: OverlayConfig):
         super().__init__(config)
-        self.faces, self.faces_note = face_detector() if config.faces else (None, "face check disabled")
+        self.faces, self.faces_note = face_detector(config)
 
     def check(self, item: ClipItem) -> Verdict:
         try:
             info = item.info or probe(item.path)
-            size = analysis_size(info, self.config.analysis_height)
-            frames = read_video(item.path, Uniform(min(self.config.frames, max(info.num_frames, 1))), size=size)
+            select = Uniform(min(self.config.frames, max(info.num_frames, 1)))
+            size = decode_size(info, self.config)
+            native = size == (info.height, info.width)  # decode without rescaling (cheaper, any frame size)
+            frames = read_video(item.path, select, size=None if native else size)
         except VideoDecodeError as err:
             return self.verdict(False, f"unreadable video: {err.reason}", error=True)
-        scores, findings = self._scores(frames)
+        indices = select.indices(max(info.num_frames, 1), info.fps)
+        scores, findings = self._scores(frames, indices, info)
         if findings:
             return self.verdict(False, "; ".join(findings), scores)
         return self.verdict(True, "ok", scores)
 
-    def _scores(self, frames: np.ndarray) -> tuple[dict, list[str]]:
+    def _scores(self, frames: np.ndarray, indices: np.ndarray, info: VideoInfo) -> tuple[dict, list[str]]:
         c = self.config
-        grey = frames.mean(axis=3, dtype=np.float32)
+        text_frames = _reduce(frames, analysis_size(info, c.analysis_height))
+        grey = text_frames.mean(axis=3, dtype=np.float32)
         per_frame = subtitle_strokes(grey, c.subtitle_band, c.subtitle_contrast)
         fraction = float(np.mean(per_frame >= c.subtitle_min_strokes))
         marks, corner = watermark_strokes(grey, c)
-        faces = self._face_frames(frames)
         scores = {"subtitle_strokes": float(np.median(per_frame)), "subtitle_fraction": round(fraction, 3),
-                  "watermark_strokes": marks, "watermark_corner": corner, "faces": faces,
-                  "faces_note": self.faces_note}
+                  "watermark_strokes": marks, "watermark_corner": corner}
+        scores.update(self._faces(frames, indices, info))
         findings = []
         if fraction >= c.subtitle_min_fraction:
             findings.append(f"burned-in subtitles ({np.median(per_frame):.0f} strokes per text row in "
                             f"{fraction:.0%} of frames)")
         if marks >= c.watermark_min_strokes:
             findings.append(f"watermark in the {corner} corner ({marks} static strokes in a row)")
-        if faces:
-            findings.append(f"face(s) in {faces} frame(s)")
+        if scores["faces"]:
+            sides = [box[3] for box in scores["face_boxes"]]
+            findings.append(f"face: {scores['faces_found']} found in {scores['faces']} of "
+                            f"{len(scores['faces_checked'])} sampled frames (frames {scores['face_frames']}, "
+                            f"{min(sides)}-{max(sides)} px)")
         return scores, findings
 
-    def _face_frames(self, frames: np.ndarray) -> int | None:
+    def _faces(self, frames: np.ndarray, indices: np.ndarray, info: VideoInfo) -> dict:
+        """Face scores on ``face_frames`` of the decoded frames, or faces None with the reason in faces_note."""
         if self.faces is None:
-            return None
-        h = frames.shape[1]
-        found = [len(self.faces.detectMultiScale(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), 1.1, 5,
-                                                 minSize=(h // 8, h // 8))) > 0 for f in frames]
-        return int(sum(found))
+            return {"faces": None, "faces_note": self.faces_note}
+        picked = sample_positions(len(frames), self.config.face_frames)
+        scores = face_scores(self.faces, frames[picked], indices[picked], (info.height, info.width))
+        scores["faces_note"] = (f"checked {len(picked)} frames, faces of {scores['faces_min_px']} px and larger")
+        return scores
