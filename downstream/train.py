@@ -1,0 +1,425 @@
+"""Train and test one video classifier on labelled clips with a PySlowFast recipe (Table 2's cells).
+
+A recipe is a YAML file under ``downstream/configs/recipes/`` (or any path) read into :class:`Recipe`:
+``slowfast_8x8_r50`` (32 fast frames at stride 2, slow 8, crop 224, SGD lr 0.1 momentum 0.9 nesterov, wd 1e-4,
+cosine with linear warmup, 10 test views) and ``mvitv2_s_16x4`` (16 frames at stride 4, crop 224, AdamW lr 1e-4
+wd 0.05 without decay on 1-D parameters, cosine with warmup, RandAugment m7 n4, mixup 0.8 / cutmix 1.0, label
+smoothing 0.1, gradient clipping 1.0, 5 test views); ``*_tiny`` recipes keep the optimisers at CPU size.
+
+:func:`train_classifier` writes a run folder::
+
+    run.json                    recipe, seed, data sizes, model init, unreadable clips (written first)
+    log.csv                     step, epoch, loss, lr, clips/s, failed clips in the batch
+    checkpoints/step_NNNNNNN/   accelerate state (model, optimizer, scheduler, RNG) + trainer_state.json
+    model.safetensors           final weights
+    eval/<split>.npz            per-clip scores (views averaged), labels, row ids
+    eval/confusion_<split>.png  row-normalised confusion matrix
+    results.json                top-1, top-5, macro and per-class accuracy on every evaluated split
+
+**Exact resume.** The batch of step s is a pure function of (seed, s) (a seeded permutation per epoch), every
+clip's temporal position and augmentation of (seed, epoch, clip), and the per-step randomness (dropout, drop
+path, mixup) of (seed, s); a checkpoint restores model, optimizer, scheduler and step. A run killed after any
+checkpoint and started again ends with the weights of an uninterrupted run (bit for bit on one CPU process).
+**Multi-GPU**: run the same code under ``accelerate launch``; each process takes every world-size-th clip of
+the global batch (the recipe's ``batch_size`` is global) and evaluation gathers the clips' scores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+import yaml
+
+from downstream import metrics
+from downstream.models import ClassifierSpec, build_classifier
+from downstream.ophnet import ClipDataset, ClipSampling
+from ophora.data.atomic import atomic_path
+from ophora.results import write_json
+from ophora.seeding import derive_seed, rng
+
+__all__ = ["Recipe", "RECIPES_DIR", "load_recipe", "train_classifier", "evaluate_classifier", "predict_scores", "lr_at",
+           "TrainingStopped"]
+
+RECIPES_DIR = Path(__file__).parent / "configs" / "recipes"
+RESULTS_NAME, RUN_NAME, MODEL_NAME = "results.json", "run.json", "model.safetensors"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A classifier and how to train and test it. Frames, stride and crops as in :class:`ClipSampling`;
+    ``epochs``/``warmup_epochs`` over the training clips (``max_steps`` caps the steps); lr per global batch
+    of ``batch_size`` clips; ``mixup_alpha``/``cutmix_alpha`` 0 turn them off; ``checkpoint_every`` in steps."""
+
+    name: str
+    arch: str
+    size: str = "full"
+    weights: str = "auto"
+    frames: int = 16
+    stride: int = 4
+    alpha: int = 4
+    crop: int = 224
+    short_side: int = 256
+    test_views: int = 1
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+    zero_wd_1d: bool = False
+    momentum: float = 0.9
+    nesterov: bool = True
+    epochs: int = 10
+    warmup_epochs: float = 0.0
+    warmup_start_factor: float = 0.1
+    cosine_end_factor: float = 0.0
+    max_steps: int | None = None
+    batch_size: int = 8
+    eval_batch_size: int = 8
+    label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0
+    randaugment: tuple[int, int] | None = None
+    grad_clip: float | None = None
+    dropout: float = 0.5
+    workers: int = 0
+    checkpoint_every: int = 100
+
+    def __post_init__(self):
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"recipe {self.name!r}: optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.randaugment is not None:
+            object.__setattr__(self, "randaugment", tuple(int(v) for v in self.randaugment))
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ValueError(f"recipe {self.name!r}: batch_size and epochs must be >= 1")
+
+    def sampling(self) -> ClipSampling:
+        return ClipSampling(self.frames, self.stride, self.crop, self.short_side, self.test_views, self.randaugment)
+
+    def classifier(self) -> ClassifierSpec:
+        return ClassifierSpec(self.arch, self.size, self.frames, self.crop, self.alpha, self.weights, self.dropout)
+
+
+def load_recipe(recipe: str | Path | Recipe, overrides: Mapping[str, Any] | None = None) -> Recipe:
+    """A recipe by name (``downstream/configs/recipes/<name>.yaml``), path or object, with ``overrides``."""
+    if isinstance(recipe, Recipe):
+        values = dataclasses.asdict(recipe)
+        source = f"recipe {recipe.name!r}"
+    else:
+        path = Path(recipe) if str(recipe).endswith((".yaml", ".yml")) else RECIPES_DIR / f"{recipe}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+            raise FileNotFoundError(f"recipe {recipe!r} not found: expected {path} (known recipes: {known})")
+        values = yaml.safe_load(path.read_text()) or {}
+        values.setdefault("name", path.stem)
+        source = str(path)
+    values.update(dict(overrides or {}))
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"{source}: unknown recipe key(s) {unknown}; known keys: {sorted(fields)}")
+    return Recipe(**values)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Schedule, batches, mixing
+
+
+def steps_per_epoch(recipe: Recipe, clips: int) -> int:
+    """Full global batches per epoch (the last partial batch is dropped, as PySlowFast does)."""
+    return max(1, clips // recipe.batch_size)
+
+
+def total_steps(recipe: Recipe, clips: int) -> int:
+    steps = recipe.epochs * steps_per_epoch(recipe, clips)
+    return min(steps, recipe.max_steps) if recipe.max_steps else steps
+
+
+def lr_at(recipe: Recipe, step: int, steps: int) -> float:
+    """PySlowFast's cosine policy in steps: lr * (end + (1 - end) * (1 + cos(pi t / T)) / 2), with a linear
+    warmup from ``warmup_start_factor * lr`` to the cosine value at the end of the warmup."""
+    per_epoch = steps / recipe.epochs
+
+    def cosine(t: float) -> float:
+        end = recipe.cosine_end_factor
+        return recipe.lr * (end + (1 - end) * (1 + math.cos(math.pi * t / steps)) / 2)
+
+    warmup = recipe.warmup_epochs * per_epoch
+    if step < warmup:
+        start = recipe.warmup_start_factor * recipe.lr
+        return start + (cosine(warmup) - start) * step / warmup
+    return cosine(step)
+
+
+def batch_rows(seed: int, step: int, clips: int, batch: int) -> tuple[int, list[int]]:
+    """(epoch, row positions) of the global batch of ``step``: a seeded permutation per epoch."""
+    per_epoch = max(1, clips // batch)
+    epoch, position = divmod(step, per_epoch)
+    order = rng(seed, "order", epoch).permutation(clips)
+    return epoch, order[position * batch:(position + 1) * batch].tolist()
+
+
+def _soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:
+    on = F.one_hot(labels, num_classes).float()
+    return on * (1 - smoothing) + smoothing / num_classes
+
+
+def _mix(video: torch.Tensor, targets: torch.Tensor, recipe: Recipe, g: np.random.Generator):
+    """Mixup or CutMix (one, chosen with equal odds when both are on) with the batch flipped, PySlowFast style."""
+    if video.shape[0] < 2 or (recipe.mixup_alpha <= 0 and recipe.cutmix_alpha <= 0) or g.random() >= recipe.mix_prob:
+        return video, targets
+    use_cutmix = recipe.cutmix_alpha > 0 and (recipe.mixup_alpha <= 0 or g.random() < 0.5)
+    lam = float(g.beta(*(2 * [recipe.cutmix_alpha if use_cutmix else recipe.mixup_alpha])))
+    flipped = video.flip(0)
+    if use_cutmix:
+        height, width = video.shape[-2:]
+        cut_h, cut_w = int(height * math.sqrt(1 - lam)), int(width * math.sqrt(1 - lam))
+        cy, cx = int(g.integers(height)), int(g.integers(width))
+        y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+        x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+        video = video.clone()
+        video[..., y0:y1, x0:x1] = flipped[..., y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (height * width)
+    else:
+        video = lam * video + (1 - lam) * flipped
+    return video, lam * targets + (1 - lam) * targets.flip(0)
+
+
+def _collate(items: list[dict]) -> dict:
+    return {"video": torch.stack([i["video"] for i in items]), "label": torch.tensor([i["label"] for i in items]),
+            "index": [i["index"] for i in items], "error": [i["error"] for i in items]}
+
+
+def _loader(dataset: ClipDataset, batches: list[list[tuple[int, int]]], workers: int):
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=_collate,
+                                       persistent_workers=False)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model, optimiser
+
+
+def _optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if recipe.zero_wd_1d and param.ndim <= 1 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
+    return torch.optim.AdamW(groups, lr=recipe.lr)
+
+
+class TrainingStopped(RuntimeError):
+    """Raised by ``stop_after``: the run stopped after that many steps, as a killed job would."""
+
+
+def _failures(batch: dict, df: pd.DataFrame) -> list[dict]:
+    return [{"row": int(df.index[i]), "video_id": str(df["video_id"].iat[i]), "clip_path": str(df["clip_path"].iat[i]),
+             "reason": e} for i, e in zip(batch["index"], batch["error"]) if e]
+
+
+def train_classifier(recipe: Recipe, train_df: pd.DataFrame, eval_dfs: Mapping[str, pd.DataFrame], num_classes: int,
+                     out: str | Path, *, seed: int = 0, unreadable: pd.DataFrame | None = None,
+                     stop_after: int | None = None, progress: bool = False) -> dict:
+    """Train on ``train_df`` (rows of :func:`downstream.ophnet.load_clips`, ``label`` < ``num_classes``), test on
+    each of ``eval_dfs`` ({"val": ..., "test": ...}) and return the results (also ``out/results.json``).
+
+    A finished run returns its results at once; an unfinished one resumes from its latest checkpoint.
+    ``unreadable``: the clips :func:`~downstream.ophnet.scan_clips` found unreadable, recorded in run.json.
+    """
+    from safetensors.torch import save_file
+
+    from ophora.training.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints
+    from ophora.training.distributed import make_accelerator
+
+    out = Path(out)
+    if (out / RESULTS_NAME).is_file():
+        return json.loads((out / RESULTS_NAME).read_text())
+    _check_labels(train_df, eval_dfs, num_classes)
+    accelerator = make_accelerator()
+    torch.manual_seed(derive_seed(seed, "init"))  # the same initial weights on every process and every run
+    model, init = build_classifier(recipe.classifier(), num_classes)
+    steps = total_steps(recipe, len(train_df))
+    optimizer = _optimizer(model, recipe)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(recipe, s, steps) / recipe.lr)
+    # the scheduler is not prepared (accelerate would step it once per process): one step per global batch
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    run_info = {"recipe": recipe, "num_classes": num_classes, "train_clips": len(train_df), "steps": steps,
+                "eval_clips": {k: len(v) for k, v in eval_dfs.items()}, "init": init,
+                "unreadable": [] if unreadable is None else unreadable.to_dict("records"),
+                "processes": accelerator.num_processes}
+    if accelerator.is_main_process and not (out / RUN_NAME).is_file():
+        write_json(out / RUN_NAME, {"run": run_info}, config=recipe, seed=seed)
+    start, failed = 0, []
+    checkpoint = latest_checkpoint(out)
+    if checkpoint is not None:
+        state = load_checkpoint(accelerator, checkpoint)
+        start, failed = int(state["step"]), list(state.get("failed", []))
+    if accelerator.is_main_process:
+        _trim_log(out / "log.csv", start)
+    failed = _train_steps(accelerator, model, optimizer, scheduler, recipe, train_df, num_classes, out, seed,
+                          start, steps, stop_after, progress, failed)
+    model.eval()
+    if accelerator.is_main_process:
+        with atomic_path(out / MODEL_NAME) as tmp:
+            save_file({k: v.contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}, str(tmp))
+    splits = {name: evaluate_classifier(accelerator, model, recipe, df, num_classes, out / "eval", name, seed)
+              for name, df in eval_dfs.items()}
+    results = {"recipe": recipe.name, "num_classes": num_classes, "steps": steps, "init": init["init"],
+               "train_clips": len(train_df), "train_failed": failed, "splits": splits}
+    if accelerator.is_main_process:
+        write_json(out / RESULTS_NAME, results, config=recipe, seed=seed)
+        prune_checkpoints(out, 1)
+    accelerator.wait_for_everyone()
+    return json.loads(json.dumps(results, default=str))
+
+
+def _check_labels(train_df: pd.DataFrame, eval_dfs: Mapping[str, pd.DataFrame], num_classes: int) -> None:
+    for name, df in {"train": train_df, **eval_dfs}.items():
+        if len(df) and (df["label"].min() < 0 or df["label"].max() >= num_classes):
+            raise ValueError(f"{name} clips have labels {int(df['label'].min())}..{int(df['label'].max())}, "
+                             f"outside 0..{num_classes - 1}")
+    if not len(train_df):
+        raise ValueError("no training clips (all unreadable, or an empty train split)")
+
+
+def _train_steps(accelerator, model, optimizer, scheduler, recipe, train_df, num_classes, out, seed, start, steps,
+                 stop_after, progress, failed: list[dict]) -> list[dict]:
+    """Steps [start, steps) with checkpoints; returns the clips that failed to decode (also logged)."""
+    from ophora.training.checkpoint import save_checkpoint
+
+    dataset = ClipDataset(train_df, recipe.sampling(), train=True, seed=seed)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    plan = [batch_rows(seed, s, len(train_df), recipe.batch_size) for s in range(start, steps)]
+    # a process whose share of a (tiny) batch is empty repeats the first clip, so every process steps
+    batches = [[(i, epoch) for i in rows[rank::world]] or [(rows[0], epoch)] for epoch, rows in plan]
+    log_path = out / "log.csv"
+    model.train()
+    tick = time.perf_counter()
+    for step, batch in zip(range(start, steps), _loader(dataset, batches, recipe.workers)):
+        loss = _train_step(accelerator, model, optimizer, scheduler, recipe, batch, num_classes, seed, step)
+        bad = _failures(batch, train_df)
+        failed += bad
+        done = step + 1
+        if accelerator.is_main_process:
+            rate = len(batch["label"]) * world / max(time.perf_counter() - tick, 1e-9)
+            _append_log(log_path, done, plan[step - start][0], loss, scheduler.get_last_lr()[0], rate, len(bad))
+            if progress:
+                print(f"step {done}/{steps} loss {loss:.4f}", flush=True)
+        tick = time.perf_counter()
+        if done % recipe.checkpoint_every == 0 or done == steps:
+            save_checkpoint(accelerator, out, done, {"recipe": recipe.name, "seed": seed, "failed": failed})
+        if stop_after is not None and done - start >= stop_after and done < steps:
+            raise TrainingStopped(f"stopped after step {done} of {steps} (stop_after={stop_after})")
+    return failed
+
+
+def _train_step(accelerator, model, optimizer, scheduler, recipe, batch, num_classes, seed, step) -> float:
+    torch.manual_seed(derive_seed(seed, "step", step, accelerator.process_index))
+    video, labels = batch["video"].to(accelerator.device), batch["label"].to(accelerator.device)
+    valid = torch.tensor([not e for e in batch["error"]], dtype=torch.float32, device=video.device)
+    targets = _soft_targets(labels, num_classes, recipe.label_smoothing)
+    video, targets = _mix(video, targets, recipe, rng(seed, "mix", step, accelerator.process_index))
+    valid = valid * valid.flip(0) if recipe.mixup_alpha > 0 or recipe.cutmix_alpha > 0 else valid
+    logits = model(video)
+    per_clip = -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    loss = (per_clip * valid).sum() / valid.sum().clamp(min=1)
+    optimizer.zero_grad(set_to_none=True)
+    accelerator.backward(loss)
+    if recipe.grad_clip:
+        accelerator.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(accelerator.reduce(loss.detach(), "mean"))  # the mean over processes, for the log
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(kept) + "\n", encoding="utf-8")
+
+
+def _append_log(path: Path, step: int, epoch: int, loss: float, lr: float, rate: float, failed: int) -> None:
+    new = not path.is_file()
+    with open(path, "a", encoding="utf-8") as handle:
+        if new:
+            handle.write("step,epoch,loss,lr,clips_per_s,failed_clips\n")
+        handle.write(f"{step},{epoch},{loss:.6f},{lr:.6e},{rate:.2f},{failed}\n")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Testing
+
+
+@torch.no_grad()
+def predict_scores(accelerator, model, recipe: Recipe, df: pd.DataFrame, seed: int = 0
+                   ) -> tuple[np.ndarray, list[dict]]:
+    """Softmax scores float [N, C] per clip (mean over the recipe's temporal views; NaN rows for clips that
+    failed to decode) and the failures. Clips are sharded over processes and gathered."""
+    model.eval()
+    dataset = ClipDataset(df, recipe.sampling(), train=False, seed=seed)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    mine = list(range(rank, len(df), world))
+    batches = [[(i, 0) for i in mine[k:k + recipe.eval_batch_size]]
+               for k in range(0, len(mine), recipe.eval_batch_size)]
+    found: list[tuple[int, list[float] | None, str]] = []
+    for batch in _loader(dataset, batches, recipe.workers):
+        video = batch["video"].to(accelerator.device)  # [B, V, 3, T, H, W]
+        b, v = video.shape[:2]
+        probs = model(video.flatten(0, 1)).float().softmax(dim=1).view(b, v, -1).mean(dim=1).cpu().numpy()
+        for i, p, e in zip(batch["index"], probs, batch["error"]):
+            found.append((i, None if e else p.tolist(), e))
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        found = gather_object(found)
+    failures = []
+    rows: dict[int, list[float]] = {}
+    for i, p, e in found:
+        if e:
+            failures.append({"row": int(df.index[i]), "video_id": str(df["video_id"].iat[i]),
+                             "clip_path": str(df["clip_path"].iat[i]), "reason": e})
+        else:
+            rows[i] = p
+    width = len(next(iter(rows.values()))) if rows else 0
+    scores = np.full((len(df), width), np.nan)
+    for i, p in rows.items():
+        scores[i] = p
+    return scores, failures
+
+
+def evaluate_classifier(accelerator, model, recipe: Recipe, df: pd.DataFrame, num_classes: int, out: Path,
+                        split: str, seed: int = 0) -> dict:
+    """Metrics of one split (clips that failed to decode are listed and left out of the metrics)."""
+    scores, failures = predict_scores(accelerator, model, recipe, df, seed)
+    ok = ~np.isnan(scores).any(axis=1) if scores.size else np.zeros(len(df), bool)
+    labels = df["label"].to_numpy(np.int64)
+    summary = metrics.summarise(scores[ok], labels[ok], num_classes) if ok.any() else {"clips": 0}
+    summary.update({"failed": len(failures), "failures": failures, "views": recipe.test_views})
+    if accelerator.is_main_process and ok.any():
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / f"{split}.npz") as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, scores=scores, labels=labels, rows=df.index.to_numpy(), ok=ok)
+        matrix = metrics.confusion_matrix(scores[ok], labels[ok], num_classes)
+        metrics.plot_confusion(matrix, out / f"confusion_{split}.png", f"{recipe.name}, {split}: top-1 "
+                                                                        f"{summary['top1']:.3f}")
+        summary["confusion_png"] = str(out / f"confusion_{split}.png")
+    return summary
+
+
