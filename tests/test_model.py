@@ -184,3 +184,16 @@ def test_fitting_the_tiny_vae_learns_to_reconstruct(tiny):
     with torch.no_grad():
         means = vae.encode(clips).latent_dist.mean
     assert (means * vae.config.scaling_factor).std().item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_offline_tokenizer_is_the_same_in_every_process():
+    import subprocess
+    import sys
+
+    script = ("from ophora.model.tokenizer import builtin_corpus, train_t5_tokenizer;"
+              "print(train_t5_tokenizer(builtin_corpus(), 256).backend_tokenizer.to_str())")
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert runs[0] == runs[1] == train_t5_tokenizer(builtin_corpus(), 256).backend_tokenizer.to_str() + "\n"
+    with pytest.raises(ValueError, match="vocab_size 50 is too small: the corpus alone has 85 characters"):
+        train_t5_tokenizer(builtin_corpus(), 50)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import Iterable
 
-__all__ = ["builtin_corpus", "train_t5_tokenizer"]
+__all__ = ["builtin_corpus", "unigram_pieces", "train_t5_tokenizer"]
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
 
@@ -21,20 +21,51 @@ def builtin_corpus() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def unigram_pieces(corpus: Iterable[str], vocab_size: int) -> list[tuple[str, float]]:
+    """The Unigram vocabulary, computed deterministically: T5's special tokens, the word boundary ``▁`` and every
+    character of the (NFKC-normalised) corpus, so any corpus text encodes without ``<unk>``, then the most frequent
+    whole words (``▁word``; ties broken alphabetically) up to ``vocab_size`` pieces. Each piece scores the log of
+    its relative frequency, so Viterbi segmentation prefers whole words over their characters.
+
+    (``tokenizers``' UnigramTrainer was used before; its scores differed by up to 1e-3 between processes, so two
+    fresh tiny models could tokenize a prompt differently.)
+    """
+    import collections
+    import math
+
+    from tokenizers import normalizers
+
+    normalize = normalizers.NFKC().normalize_str
+    lines = [normalize(line) for line in corpus]
+    chars = collections.Counter(c for line in lines for c in line if not c.isspace())
+    words = collections.Counter("\u2581" + w for line in lines for w in line.split())
+    chars["\u2581"] = sum(words.values())
+    base = sorted(chars, key=lambda c: (-chars[c], c))
+    if len(SPECIAL_TOKENS) + len(base) > vocab_size:
+        raise ValueError(f"vocab_size {vocab_size} is too small: the corpus alone has {len(base) - 1} characters "
+                         f"(+ the word boundary and {len(SPECIAL_TOKENS)} special tokens)")
+    room = vocab_size - len(SPECIAL_TOKENS) - len(base)
+    frequent = sorted(words, key=lambda w: (-words[w], w))[:room]
+    total = sum(chars.values()) + sum(words[w] for w in frequent)
+    pieces = [(token, 0.0) for token in SPECIAL_TOKENS]
+    pieces += [(c, math.log(chars[c] / total)) for c in base]
+    pieces += [(w, math.log(words[w] / total)) for w in frequent]
+    return pieces
+
+
 def train_t5_tokenizer(corpus: Iterable[str], vocab_size: int):
-    """Train a Unigram tokenizer on ``corpus`` (at most ``vocab_size`` pieces) and return a ``T5TokenizerFast``.
+    """A Unigram tokenizer for ``corpus`` (at most ``vocab_size`` pieces, see :func:`unigram_pieces`) wrapped in
+    ``T5TokenizerFast``; the same corpus gives the same tokenizer in every process.
 
     Encoding appends ``</s>`` like T5; padding uses ``<pad>`` (id 0).
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import T5TokenizerFast
 
-    backend = Tokenizer(models.Unigram())
+    backend = Tokenizer(models.Unigram(unigram_pieces(corpus, vocab_size), unk_id=2, byte_fallback=False))
     backend.normalizer = normalizers.NFKC()
     backend.pre_tokenizer = pre_tokenizers.Metaspace()
     backend.decoder = decoders.Metaspace()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), unk_token="<unk>")
-    backend.train_from_iterator(list(corpus), trainer)
     backend.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
                                                            special_tokens=[("</s>", 1)])
     return T5TokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
