@@ -88,7 +88,7 @@ def test_dynamics_decoding_only_reference_frames_keeps_the_verdicts_of_every_fra
     clean = truth.index[~truth[["cut", "frozen", "lowres", "subtitles", "watermark"]].any(axis=1)]
     chosen = list(truth.index[truth["cut"]][:5]) + list(truth.index[truth["frozen"]][:3]) + list(clean[:4])
     fast, every = DynamicsStage(DynamicsConfig()), DynamicsStage(DynamicsConfig())
-    every.DECODE = {"threads": 1}
+    every.DECODE = {}  # every frame, with deblocking
     frames = {"fast": 0, "every": 0}
     for clip_id in chosen:
         item = ClipItem(clip_id, "", raw / paths[clip_id])

@@ -12,6 +12,8 @@ image, a paused recording). Both have abnormal temporal dynamics for a generatio
 """
 from __future__ import annotations
 
+import os
+
 from typing import Iterable
 
 import cv2
@@ -66,6 +68,13 @@ def _grey_sum(frame: np.ndarray) -> np.ndarray:
     return frame[..., 0].astype(np.uint16) + frame[..., 1] + frame[..., 2]
 
 
+def set_decode_threads(workers: int) -> int:
+    """Give each of ``workers`` processes its share of the cores for decoding (at least one thread): one worker
+    decodes with every core, N workers on N cores decode single-threaded. Returns the threads per worker."""
+    DynamicsStage.decode_threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    return DynamicsStage.decode_threads
+
+
 class DynamicsStage(Stage):
     """Drops clips with more than ``max_cuts`` cuts, and frozen/static clips (motion below ``min_motion``).
 
@@ -75,14 +84,15 @@ class DynamicsStage(Stage):
 
     name = "dynamics"
     algorithm = 2  # v2: reference frames only, integer grey/motion sums (v1 decoded and averaged every frame)
-    DECODE = {"threads": 1, "skip_nonref": True, "skip_deblocking": True}
+    DECODE = {"skip_nonref": True, "skip_deblocking": True}
+    decode_threads = 1  # FFmpeg threads per check; the executor sets cores // workers (set_decode_threads)
 
     def __init__(self, config: DynamicsConfig):
         super().__init__(config)
 
     def check(self, item: ClipItem) -> Verdict:
         try:
-            with FrameScan(item.path, **self.DECODE) as scan:
+            with FrameScan(item.path, threads=DynamicsStage.decode_threads, **self.DECODE) as scan:
                 size = analysis_size(scan.info, self.config.analysis_height)
                 scores = dynamics_scores(scan.frames(size), scan.info.fps, self.config)
         except VideoDecodeError as err:

@@ -24,6 +24,7 @@ import cv2
 from tqdm import tqdm
 
 from ophora.curation.config import CurationConfig
+from ophora.curation.dynamics import set_decode_threads
 from ophora.curation.ledger import Ledger, ledger_path
 from ophora.curation.pipeline import Pipeline
 from ophora.curation.stage import ClipItem
@@ -98,8 +99,9 @@ def _largest_first(shards: list[Shard]) -> list[Shard]:
 _WORKER: dict = {}
 
 
-def _init_worker(config: CurationConfig, progress) -> None:
+def _init_worker(config: CurationConfig, progress, workers: int) -> None:
     limit_threads()
+    set_decode_threads(workers)
     _WORKER.update(pipeline=Pipeline(config), progress=progress)
 
 
@@ -108,6 +110,7 @@ def _worker_shard(shard: Shard, ledger_dir: Path, batch_size: int) -> int:
 
 
 def _run_here(config: CurationConfig, shards: list[Shard], ledger_dir: Path, bar: tqdm) -> None:
+    set_decode_threads(1)
     pipeline = Pipeline(config)
     try:
         for shard in shards:
@@ -121,7 +124,7 @@ def _run_pool(config: CurationConfig, shards: list[Shard], ledger_dir: Path, bar
     progress = context.Queue()
     workers = min(config.execution.workers, len(shards))
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(config, progress)) as pool:
+                             initargs=(config, progress, workers)) as pool:
         pending = {pool.submit(_worker_shard, s, ledger_dir, config.execution.batch_size)
                    for s in _largest_first(shards)}
         while pending:
@@ -142,6 +145,7 @@ def _drain(progress, bar: tqdm) -> None:
 
 def _ray_shard(config: CurationConfig, shard: Shard, ledger_dir: str) -> int:
     limit_threads()
+    set_decode_threads(config.execution.workers)
     pipeline = Pipeline(config)
     try:
         return run_shard(pipeline, shard, Path(ledger_dir), config.execution.batch_size)

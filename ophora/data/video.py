@@ -282,7 +282,9 @@ class FrameScan:
     plus :func:`iter_frames`, stream probing without decoding (see ``_open``), and
 
     - ``threads``: FFmpeg decoding threads; 1 (default) decodes in the calling thread only, for worker
-      processes that run in parallel; 0 lets FFmpeg choose.
+      processes that run in parallel; 0 lets FFmpeg choose. ``thread_type`` (with more than one thread):
+      ``SLICE`` (default; on 480x720 x264 clips with 2 threads it decoded 1.5x faster than 1 thread here, where
+      ``FRAME`` gave 1.2x), ``FRAME`` or ``AUTO``.
     - ``skip_nonref``: the decoder skips the frames no other frame is predicted from (non-reference B-frames:
       about half the frames and 40% of the decoding of an x264 clip), so the indices :meth:`frames` yields
       have gaps. Cuts still show between the decoded neighbours.
@@ -300,11 +302,14 @@ class FrameScan:
     """
 
     def __init__(self, path: str | os.PathLike, threads: int = 1, skip_nonref: bool = False,
-                 skip_deblocking: bool = False):
+                 skip_deblocking: bool = False, thread_type: str = "SLICE"):
         if threads < 0:
             raise ValueError(f"{path}: threads must be >= 0 (0 lets FFmpeg choose), got {threads}")
         self.path = Path(path)
+        if thread_type not in ("SLICE", "FRAME", "AUTO"):
+            raise ValueError(f"{path}: thread_type must be SLICE, FRAME or AUTO, got {thread_type!r}")
         self.threads, self.skip_nonref, self.skip_deblocking = threads, skip_nonref, skip_deblocking
+        self.thread_type = thread_type
         self.info: VideoInfo | None = None
         self._container = None
 
@@ -349,6 +354,8 @@ class FrameScan:
         stream = self._container.streams.video[0]
         context = stream.codec_context
         context.thread_count = self.threads
+        if self.threads != 1:
+            context.thread_type = self.thread_type
         if self.skip_nonref:
             context.skip_frame = "NONREF"
         if self.skip_deblocking:

@@ -3,8 +3,10 @@ and against plain ``scenedetect.detect()`` with ContentDetector's defaults on th
 
 Run with ``pytest tests/perf/test_perf_curation.py --benchmark-only``. The clips are OphSim clips at 480x720
 (40 frames at 8 fps, about 5 s like an Ophora-160K clip). Worker pools are started and warmed before timing,
-so the figures are steady-state throughput; each worker is single-threaded as in ``ophora.curate``'s pool
-(``limit_threads``), while ``scenedetect.detect()`` runs with its defaults (OpenCV decoding on every core).
+so the figures are steady-state throughput. As in ``ophora.curate``'s pool, each worker is otherwise
+single-threaded (``limit_threads``) and decodes with cores // workers FFmpeg threads (``set_decode_threads``:
+2 for one worker on 2 cores, 1 each for two workers); ``1worker-1thread`` is one worker decoding in one thread.
+``scenedetect.detect()`` runs with its defaults (OpenCV decoding on every core).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 from scenedetect import ContentDetector, detect
 
 from ophora.curation.config import DynamicsConfig
-from ophora.curation.dynamics import DynamicsStage
+from ophora.curation.dynamics import DynamicsStage, set_decode_threads
 from ophora.curation.executor import limit_threads, worker_context
 from ophora.curation.stage import ClipItem
 from ophora.data.video import write_video
@@ -35,8 +37,11 @@ def clips(tmp_path_factory):
     return paths
 
 
-def _init() -> None:
+def _init(workers: int, threads: int | None) -> None:
     limit_threads()
+    set_decode_threads(workers)
+    if threads is not None:
+        DynamicsStage.decode_threads = threads
     _STAGE["dynamics"] = DynamicsStage(DynamicsConfig())
 
 
@@ -48,11 +53,13 @@ def _scenedetect_defaults(path: str) -> int:
     return len(detect(path, ContentDetector()))
 
 
-@pytest.fixture(scope="module", params=[1, 2], ids=["1worker", "2workers"])
+@pytest.fixture(scope="module", params=[(1, None), (2, None), (1, 1)], ids=["1worker", "2workers", "1worker-1thread"])
 def pool(request, clips):
-    with ProcessPoolExecutor(request.param, mp_context=worker_context(), initializer=_init) as executor:
-        list(executor.map(_check, clips[: request.param]))  # start and warm every worker
-        yield request.param, executor
+    workers, threads = request.param
+    with ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_init,
+                             initargs=(workers, threads)) as executor:
+        list(executor.map(_check, clips[:workers]))  # start and warm every worker
+        yield workers, threads, executor
 
 
 def test_dynamics_scenedetect_defaults(benchmark, clips):
@@ -62,8 +69,9 @@ def test_dynamics_scenedetect_defaults(benchmark, clips):
 
 
 def test_dynamics_stage(benchmark, clips, pool):
-    workers, executor = pool
+    workers, threads, executor = pool
     baseline = "test_dynamics_scenedetect_defaults" if workers == 1 else "test_dynamics_stage[1worker]"
-    benchmark.extra_info.update(items=len(clips), unit="clips", baseline=baseline, workers=workers)
+    benchmark.extra_info.update(items=len(clips), unit="clips", baseline=baseline, workers=workers,
+                                decode_threads=threads or "cores // workers")
     kept = benchmark.pedantic(lambda: list(executor.map(_check, clips)), rounds=3, iterations=1)
     assert all(kept)
