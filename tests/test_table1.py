@@ -92,6 +92,36 @@ def test_rerun_hits_every_cache_and_gives_the_same_numbers(quick):
             assert b["metrics"][metric]["value"] == m["value"]
 
 
+@pytest.mark.slow
+def test_a_run_killed_while_training_resumes_to_the_same_numbers(quick, tmp_path):
+    """Simulate a kill during Ophora's P2FT: no final model, only its first checkpoint, no videos of that row, no
+    done.json from there on. The rerun resumes training and gives the same numbers as the uninterrupted run."""
+    import shutil
+
+    config, root, payload, _ = quick
+    cache = root / "cache"  # in place (run folders record absolute paths); the rerun below completes it again
+    p2ft = next(cache.glob("train/ophora-p2ft-*"))
+    (p2ft / "done.json").unlink()
+    shutil.rmtree(p2ft / "run" / "model")
+    checkpoints = sorted((p2ft / "run" / "checkpoints").iterdir())
+    assert len(checkpoints) >= 2
+    for later in checkpoints[1:]:
+        shutil.rmtree(later)
+    for done in cache.glob("generate/ophora-*/done.json"):
+        if "p2ft" in json.loads(done.read_text())["record"]["model"]:
+            shutil.rmtree(done.parent)
+    for done in cache.glob("evaluate/*/done.json"):
+        done.unlink()
+    lines: list[str] = []
+    again = run_table1(config, cache, tmp_path / "out", progress=False, log=lines.append)
+    assert any(line.startswith("[run]    train/ophora-p2ft") for line in lines)
+    assert not any(line.startswith("[run]    train/ophora-tpt") or "endora" in line and "[run]    train" in line
+                   for line in lines)
+    for a, b in zip(payload["rows"], again["rows"]):
+        for metric, m in a["metrics"].items():
+            assert b["metrics"][metric]["value"] == m["value"], (a["name"], metric)
+
+
 def test_render_marks_best_per_direction_and_dashes():
     results = [
         {"name": "A", "metrics": {"fid": {"value": 10.0, "n_fake": 4, "ci": {"low": 9.0, "high": 11.0}},

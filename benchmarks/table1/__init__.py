@@ -11,6 +11,7 @@ lists every missing asset (:mod:`benchmarks.table1.preflight`), then runs the sa
 """
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -44,10 +45,10 @@ def run_table1(config: Table1Config, cache: str | Path | None = None, output: st
     output = Path(output or Path(config.output) / config.name)
     run = Table1Run(config, cache, log=log, progress=progress)
     sets = run.data_sets()
-    prompts, prompts_key = run.prompts(sets["real"])
+    prompts, _ = run.prompts(sets["real"])
     results = []
     for row in config.rows:
-        result = run.videos(row, sets, prompts, prompts_key)
+        result = run.videos(row, sets)
         run.evaluate(result, sets["real"], None)
         results.append(result)
     payload = _payload(config, run, results, sets, prompts, time.perf_counter() - start)
@@ -79,6 +80,7 @@ def _row_record(result) -> dict[str, Any]:
         "generator": result.row.generator,
         "external": result.row.external,
         "conditional": result.conditional,
+        "prompts": None if result.row.prompts is None else dataclasses.asdict(result.row.prompts),
         "videos": result.videos,
         "training": [s.record for s in result.stages if "stage" in s.record],
         "generation": next((s.record for s in result.stages if "written_now" in s.record), None),

@@ -98,7 +98,8 @@ class TrainStep:
 @dataclass(frozen=True)
 class Row:
     """One line of Table 1. Exactly one of ``train`` (with ``generator``), ``checkpoint`` (with ``generator``)
-    or ``external`` says where its videos come from. ``published``: the paper's numbers for this row."""
+    or ``external`` says where its videos come from. ``prompts``: this row's prompt set, number of videos per
+    prompt and seed (default: the config's). ``published``: the paper's numbers for this row."""
 
     name: str
     generator: str | None = None
@@ -106,6 +107,7 @@ class Row:
     checkpoint: str | None = None
     external: str | None = None
     external_prompts: str | None = None
+    prompts: PromptConfig | None = None
     conditional: bool | None = None  # external rows: whether the videos follow their prompts
     preset: str = "tiny"
     options: dict = field(default_factory=dict)  # keyword arguments of the generator (baselines.get)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.table1.config import Row, Table1Config
+from benchmarks.table1.config import PromptConfig, Row, Table1Config
 from ophora.data.atomic import atomic_write_text
 
 __all__ = ["Stage", "Table1Run", "RowResult", "stable_key"]
@@ -182,11 +182,12 @@ class Table1Run:
         return self.stage("data", "original", {"world": world.key}, work)
 
     # -- prompts ----------------------------------------------------------------------------------------
-    def prompts(self, real: Path) -> tuple[list, str]:
+    def prompts(self, real: Path, cfg: PromptConfig | None = None) -> tuple[list, str]:
+        """The prompts of ``cfg`` (default: the config's prompt set) and a key of their content."""
         from ophora.generation import read_prompts
         from ophora.hashing import sha256_file
 
-        cfg = self.config.prompts
+        cfg = cfg or self.config.prompts
         path = real if cfg.source == "heldout" else Path(cfg.file or "")
         if cfg.source == "file" and not cfg.file:
             raise ValueError("prompts.source is 'file' but prompts.file is not set")
@@ -223,7 +224,8 @@ class Table1Run:
             init, init_key = Path(done.record["model"]), done.key
         return init, init_key, stages
 
-    def videos(self, row: Row, sets: dict[str, Path], prompts: list, prompts_key: str) -> RowResult:
+    def videos(self, row: Row, sets: dict[str, Path]) -> RowResult:
+        """The row's video set: generated from its prompt set (its own ``prompts`` or the config's), or external."""
         if row.external:
             from baselines.external import ExternalVideos
 
@@ -233,7 +235,8 @@ class Table1Run:
             return RowResult(row, external.spec, conditional)
         model, model_key, stages = self.model(row, sets)
         generator = self.generator(row)
-        cfg = self.config.prompts
+        cfg = row.prompts or self.config.prompts
+        prompts, prompts_key = self.prompts(sets["real"], cfg)
         inputs = {"model": model_key, "prompts": prompts_key, "videos_per_prompt": cfg.videos_per_prompt,
                   "seed": cfg.seed, "overrides": row.generate_overrides, "generator": row.generator}
 
