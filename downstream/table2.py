@@ -164,9 +164,9 @@ def _set_dotted(raw: dict, key: str, value: Any) -> None:
 
 def cache_key(*parts: Any) -> str:
     """16 hex digits of the sha256 of ``parts`` as canonical JSON (dataclasses and paths as plain values)."""
-    from ophora.results import _plain
+    from ophora.results import plain
 
-    text = json.dumps(_plain(list(parts)), sort_keys=True, default=str)
+    text = json.dumps(plain(list(parts)), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

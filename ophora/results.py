@@ -60,20 +60,20 @@ def provenance() -> dict[str, Any]:
 def write_json(path: str | os.PathLike, payload: dict[str, Any], *, config: Any = None,
                seed: int | None = None) -> Path:
     """Write ``payload`` plus ``config``, ``seed`` and :func:`provenance` to ``path`` atomically."""
-    document = {"config": _plain(config), "seed": seed, "provenance": provenance(), **payload}
+    document = {"config": plain(config), "seed": seed, "provenance": provenance(), **payload}
     return atomic_write_text(path, json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Dataclasses and paths to JSON-ready values."""
     import dataclasses
 
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+        return {k: plain(v) for k, v in dataclasses.asdict(value).items()}
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, Path):
         return str(value)
     return value

@@ -26,15 +26,8 @@ FAST = {"vae.fit_steps": 30, "vae.fit_batch_size": 8, "train.batch_size": 4}  # 
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from ophora.sim.world import WorldConfig, build_world
-
-    root = tmp_path_factory.mktemp("bora_world")
-    build_world(WorldConfig(videos=1, seed=0, frames=16, size=(64, 64)), root / "world", progress=False)
-    instructions = root / "world" / "ophora_instructions" / "instructions.csv"
-    four = instructions.parent / "four.csv"
-    manifests.write_instruction_set(four, manifests.read_instruction_set(instructions)[:4])
-    return root / "world", four
+def world(four_clip_world):
+    return four_clip_world
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from benchmarks.table1.config import PromptConfig, Row, Table1Config
 from ophora.data.atomic import atomic_write_text
+from ophora.results import plain
 
 __all__ = ["Stage", "Table1Run", "RowResult", "stable_key"]
 
@@ -28,20 +29,8 @@ DONE = "done.json"
 
 def stable_key(payload: Any) -> str:
     """A short hash of a JSON-able payload (dataclasses and paths allowed)."""
-    text = json.dumps(_plain(payload), sort_keys=True, default=str)
+    text = json.dumps(plain(payload), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 @dataclass(frozen=True)
@@ -100,7 +89,7 @@ class Table1Run:
         self.barrier()
         self.timings[name] = round(time.perf_counter() - start, 2)
         if self.is_main:
-            atomic_write_text(done, json.dumps({"key": key, "inputs": _plain(inputs), "record": _plain(record)},
+            atomic_write_text(done, json.dumps({"key": key, "inputs": plain(inputs), "record": plain(record)},
                                                indent=2, default=str) + "\n")
         self.barrier()
         self.cache_hits[name] = False
