@@ -46,7 +46,7 @@ import yaml
 from ophora.configs import PresetError, apply_overrides
 from ophora.data import manifests
 from ophora.data.atomic import atomic_path, atomic_write_text
-from ophora.data.video import FrameSelection, VideoDecodeError, read_video, write_video
+from ophora.data.video import FrameSelection, VideoDecodeError, read_video
 from ophora.hashing import sha256_file
 from ophora.registry import did_you_mean
 from ophora.seeding import derive_seed
@@ -750,34 +750,16 @@ def generate_videos(generator: str, model_dir: str | os.PathLike, prompts, out: 
     """Write the missing videos into ``out`` like :func:`ophora.generation.sampler.generate`: ``iiiii_kk.mp4``
     with seed ``derive_seed(seed, i, k)``, written then renamed, then one ``manifest.jsonl`` line; a
     ``generation.json`` refuses other settings. ``render(jobs)`` -> uint8 [B, T, H, W, 3]."""
-    from tqdm import tqdm
-
-    from ophora.data.manifests import MANIFEST_NAME, GeneratedVideo, append_generated, read_generated
-    from ophora.generation.sampler import _check_folder, _locked, plan_jobs
+    from ophora.generation.sampler import write_videos
     from ophora.model import transformer_sha256
 
-    model_dir, out = Path(model_dir), Path(os.path.abspath(out))
     prompts = list(prompts)
     if not prompts:
         raise ValueError("no prompts given: generation needs at least one prompt (Endora ignores its text but "
                          "makes videos_per_prompt videos per prompt)")
-    checkpoint = transformer_sha256(model_dir)
-    _check_folder(out, {"seed": seed, "videos_per_prompt": videos_per_prompt, "checkpoint_hash": checkpoint,
-                        "settings": settings}, True, lambda: None)
-    done = {r.path.name for r in read_generated(out)} if (out / MANIFEST_NAME).is_file() else set()
-    todo = [job for job in plan_jobs(prompts, videos_per_prompt, seed) if job.name not in done]
-    written = []
-    for start in tqdm(range(0, len(todo), batch_size), desc=generator, disable=not progress):
-        batch = todo[start:start + batch_size]
-        for job, frames in zip(batch, render(batch)):
-            path = write_video(out / job.name, frames, fps=fps)
-            record = GeneratedVideo(path, job.prompt.text, job.seed, generator, checkpoint, settings,
-                                    {"prompt_index": job.prompt.index, "video_index": job.k,
-                                     "source": job.prompt.source})
-            with _locked(out):
-                append_generated(out, record)
-            written.append(path)
-    return written
+    return write_videos(out, prompts, videos_per_prompt, seed, render=render, generator=generator,
+                        checkpoint=transformer_sha256(model_dir), settings=settings, batch_size=batch_size, fps=fps,
+                        progress=progress)
 
 
 def base_settings(spec, model_dir: Path, conditional: bool) -> dict[str, Any]:

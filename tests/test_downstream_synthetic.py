@@ -3,7 +3,6 @@ folders, mixing at a ratio and confidence filtering."""
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np

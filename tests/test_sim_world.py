@@ -113,7 +113,7 @@ def test_same_seed_same_world_and_another_seed_differs(tmp_path):
     config = WorldConfig(videos=1, seed=3, **SMALL)
     a = build_world(config, tmp_path / "a", progress=False)
     b = build_world(config, tmp_path / "b", progress=False)
-    c = build_world(WorldConfig(videos=1, seed=4, **SMALL), tmp_path / "c", progress=False)
+    build_world(WorldConfig(videos=1, seed=4, **SMALL), tmp_path / "c", progress=False)
     assert a["counts"] == b["counts"] and a["patients"] == b["patients"]
     first = sorted((tmp_path / "a" / "ophora_instructions" / "clips").iterdir())[0].name
     frames_a = read_video(tmp_path / "a" / "ophora_instructions" / "clips" / first)

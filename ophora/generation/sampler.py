@@ -17,7 +17,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from ophora.generation.prompts import Prompt
 from ophora.model import DTYPES, load_pipeline, transformer_sha256
 from ophora.seeding import derive_seed
 
-__all__ = ["GENERATOR", "Job", "plan_jobs", "settings_of", "generate", "SETTINGS_NAME"]
+__all__ = ["GENERATOR", "Job", "plan_jobs", "settings_of", "write_videos", "generate", "SETTINGS_NAME"]
 
 GENERATOR, SETTINGS_NAME = "ophora", "generation.json"
 
@@ -104,15 +104,20 @@ def _sample(pipeline, jobs: list[Job], preset: Preset, device) -> np.ndarray:
     return out.frames
 
 
-def generate(model_dir: str | os.PathLike, prompts: list[Prompt], preset: Preset, out: str | os.PathLike,
-             videos_per_prompt: int = 1, seed: int = 0, rank: int = 0, world: int = 1, device="cpu",
-             progress: bool = False, barrier=lambda: None) -> list[Path]:
-    """Make this process's missing videos; return the paths it wrote."""
+def write_videos(out: str | os.PathLike, prompts: list[Prompt], videos_per_prompt: int, seed: int, *,
+                 render: Callable[[list[Job]], np.ndarray], generator: str, checkpoint: str,
+                 settings: dict[str, Any], batch_size: int, fps: float, rank: int = 0, world: int = 1,
+                 progress: bool = False, barrier=lambda: None) -> list[Path]:
+    """The folder protocol every generator shares (Ophora here, the baselines in :mod:`baselines.latent_video`).
+
+    Checks ``generation.json`` against (seed, videos per prompt, checkpoint hash, settings), refuses videos listed
+    with another prompt, and makes this process's missing jobs (job ``n`` goes to process ``n % world``) in
+    batches: ``render(jobs)`` -> uint8 [B, T, H, W, 3]; each mp4 is written then renamed, then gets its manifest
+    line under a file lock. Returns the paths written.
+    """
     from tqdm import tqdm
 
-    model_dir, out = Path(model_dir), Path(os.path.abspath(out))
-    settings = settings_of(preset, model_dir)
-    checkpoint = transformer_sha256(model_dir)
+    out = Path(os.path.abspath(out))
     _check_folder(out, {"seed": seed, "videos_per_prompt": videos_per_prompt, "checkpoint_hash": checkpoint,
                         "settings": settings}, rank == 0, barrier)
     done = {r.path.name: r.prompt for r in read_generated(out)} if (out / MANIFEST_NAME).is_file() else {}
@@ -123,16 +128,12 @@ def generate(model_dir: str | os.PathLike, prompts: list[Prompt], preset: Preset
         raise ValueError(f"{out / j.name} was made from another prompt ({done[j.name]!r}, now {j.prompt.text!r}; "
                          f"{len(changed)} video(s) differ): a prompt file changed between runs; choose another --out")
     todo = [j for j in jobs if j.name not in done]
-    if not todo:
-        return []
-    pipeline = load_pipeline(model_dir, preset.sampling, DTYPES[preset.sampling.dtype]).to(device)
-    pipeline.set_progress_bar_config(disable=True)
-    written, size = [], preset.sampling.batch_size
-    for start in tqdm(range(0, len(todo), size), desc=f"generate (rank {rank})", disable=not progress):
-        batch = todo[start:start + size]
-        for job, frames in zip(batch, _sample(pipeline, batch, preset, device)):
-            path = write_video(out / job.name, _to_uint8(frames), fps=preset.data.fps)
-            record = GeneratedVideo(path, job.prompt.text, job.seed, GENERATOR, checkpoint, settings,
+    written = []
+    for start in tqdm(range(0, len(todo), batch_size), desc=f"{generator} (rank {rank})", disable=not progress):
+        batch = todo[start:start + batch_size]
+        for job, frames in zip(batch, render(batch)):
+            path = write_video(out / job.name, frames, fps=fps)
+            record = GeneratedVideo(path, job.prompt.text, job.seed, generator, checkpoint, settings,
                                     {"prompt_index": job.prompt.index, "video_index": job.k,
                                      "source": job.prompt.source})
             with _locked(out):
@@ -140,3 +141,23 @@ def generate(model_dir: str | os.PathLike, prompts: list[Prompt], preset: Preset
             written.append(path)
     return written
 
+
+def generate(model_dir: str | os.PathLike, prompts: list[Prompt], preset: Preset, out: str | os.PathLike,
+             videos_per_prompt: int = 1, seed: int = 0, rank: int = 0, world: int = 1, device="cpu",
+             progress: bool = False, barrier=lambda: None) -> list[Path]:
+    """Make this process's missing videos; return the paths it wrote. The pipeline is loaded only if a video is
+    missing."""
+    model_dir = Path(model_dir)
+    loaded: list = []
+
+    def render(jobs: list[Job]) -> np.ndarray:
+        if not loaded:
+            pipeline = load_pipeline(model_dir, preset.sampling, DTYPES[preset.sampling.dtype]).to(device)
+            pipeline.set_progress_bar_config(disable=True)
+            loaded.append(pipeline)
+        return _to_uint8(_sample(loaded[0], jobs, preset, device))
+
+    return write_videos(out, prompts, videos_per_prompt, seed, render=render, generator=GENERATOR,
+                        checkpoint=transformer_sha256(model_dir), settings=settings_of(preset, model_dir),
+                        batch_size=preset.sampling.batch_size, fps=preset.data.fps, rank=rank, world=world,
+                        progress=progress, barrier=barrier)
