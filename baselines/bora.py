@@ -329,6 +329,7 @@ class BoraGenerator:
     """Bora behind :class:`baselines.registry.VideoGenerator` (text-conditioned)."""
 
     name, conditional, stages = "bora", True, ("train",)
+    shards_generation = True  # under accelerate launch / torchrun each process makes its share
 
     def missing_assets(self, preset: str = "tiny", overrides: Mapping[str, Any] | None = None) -> list[tuple[str, str, str]]:
         """Pretrained parts ``preset`` needs that are missing here: (asset, expected at, how to get it)."""

@@ -239,6 +239,7 @@ class EndoraGenerator:
     the videos)."""
 
     name, conditional, stages = "endora", False, ("train",)
+    shards_generation = True  # under accelerate launch / torchrun each process makes its share
 
     def missing_assets(self, preset: str = "tiny", overrides: Mapping[str, Any] | None = None) -> list[tuple[str, str, str]]:
         """Pretrained parts ``preset`` needs that are missing here: (asset, expected at, how to get it)."""

@@ -740,8 +740,15 @@ def decode_latents(vae, latents: torch.Tensor) -> np.ndarray:
 
 
 def compute_device() -> torch.device:
-    """Where generation runs: the first CUDA device when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Where generation runs: this process's accelerate device (its own GPU under accelerate launch), else the
+    CPU."""
+    return _process_state().device
+
+
+def _process_state():
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def generate_videos(generator: str, model_dir: str | os.PathLike, prompts, out: str | os.PathLike,
@@ -757,9 +764,11 @@ def generate_videos(generator: str, model_dir: str | os.PathLike, prompts, out: 
     if not prompts:
         raise ValueError("no prompts given: generation needs at least one prompt (Endora ignores its text but "
                          "makes videos_per_prompt videos per prompt)")
+    state = _process_state()  # under accelerate launch / torchrun each process makes its share of the videos
     return write_videos(out, prompts, videos_per_prompt, seed, render=render, generator=generator,
                         checkpoint=transformer_sha256(model_dir), settings=settings, batch_size=batch_size, fps=fps,
-                        progress=progress)
+                        rank=state.process_index, world=state.num_processes,
+                        progress=progress and state.is_main_process, barrier=state.wait_for_everyone)
 
 
 def base_settings(spec, model_dir: Path, conditional: bool) -> dict[str, Any]:
