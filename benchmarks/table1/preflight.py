@@ -113,8 +113,10 @@ def _detectors(config: Table1Config) -> list[Missing]:
             missing.append(Missing(f"{metric} detector weights", name, "not in the weights registry"))
         except (FileNotFoundError, RuntimeError) as err:
             tried = weights.candidate_paths(name)
-            missing.append(Missing(f"{metric} detector weights ({name})", str(tried[0]) if tried else name,
-                                   f"python -m benchmarks.weights fetch {name}  ({str(err).splitlines()[0]})"))
+            reason = "wrong checksum: " if "sha256" in str(err).splitlines()[0].lower() else ""
+            missing.append(Missing(f"{metric} detector weights ({name})", str(tried[-1]) if tried else name,
+                                   f"{reason}python -m benchmarks.weights fetch {name} (or put the file in "
+                                   f"$OPHORA_WEIGHTS_DIR)"))
     return missing
 
 
