@@ -5,8 +5,10 @@ the same shards); each shard has its own ledger and is curated by one worker at 
 largest first, so that a short shard, not a long one, ends the run while other workers idle. Progress is
 counted per clip (local) or per shard (Ray) on a tqdm bar that shows clips/s.
 
-Every worker process is single-threaded (:func:`limit_threads`): parallelism comes from the workers, and
-libraries that start a thread per core in each of N workers would oversubscribe the cores N times. Workers
+Every worker process is single-threaded (:func:`limit_threads`) except for video decoding, which gets the
+worker's share of the cores (:func:`ophora.curation.dynamics.set_decode_threads`: cores // workers): parallelism
+comes from the workers, and libraries that start a thread per core in each of N workers would oversubscribe the
+cores N times. Workers
 are never forked from the calling process (:func:`worker_context`).
 """
 from __future__ import annotations
