@@ -1,7 +1,8 @@
 """Dynamics filter: scene cuts (PySceneDetect's ContentDetector) and motion energy, on downscaled frames.
 
 Each clip is opened once (:class:`ophora.data.video.FrameScan`: metadata and decoding from one container),
-decoded in the calling thread only (parallelism comes from worker processes), skipping the frames no other
+decoded with the worker's share of the cores (``set_decode_threads``: cores // workers FFmpeg slice threads; one
+thread each when there are as many workers as cores), skipping the frames no other
 frame is predicted from (non-reference B-frames, about half of an x264 clip's frames and 40% of its decoding)
 and the in-loop deblocking filter, and downscaled while converting; the detector gets these frames directly,
 instead of ``scenedetect.detect`` decoding every frame at full size. A cut still shows between the decoded
