@@ -122,6 +122,35 @@ def test_a_run_killed_while_training_resumes_to_the_same_numbers(quick, tmp_path
             assert b["metrics"][metric]["value"] == m["value"], (a["name"], metric)
 
 
+@pytest.mark.slow
+def test_an_external_row_scores_videos_from_official_code(quick, tmp_path):
+    """A row whose videos come from an official repository: the quick run's Bora videos as a plain mp4 folder
+    with a `video,prompt` mapping; scored like the generated row they came from, CLIPScore included."""
+    import shutil
+
+    config, root, payload, _ = quick
+    bora = next(r for r in payload["rows"] if r["name"] == "Bora")
+    official = tmp_path / "bora_official"
+    official.mkdir()
+    lines = ["video,prompt"]
+    for record in (json.loads(line) for line in (Path(bora["videos"]) / "manifest.jsonl").read_text().splitlines()):
+        shutil.copy(Path(bora["videos"]) / record["path"], official / record["path"])
+        lines.append(f'{record["path"]},"{record["prompt"]}"')
+    (tmp_path / "prompts.csv").write_text("\n".join(lines) + "\n")
+    raw = yaml.safe_load(Path(config.source).read_text())
+    raw = {k: v for k, v in raw.items() if not k.startswith(".")}
+    raw.update(name="quick-external", rows=[{"name": "Bora (official code)", "external": str(official),
+                                             "external_prompts": str(tmp_path / "prompts.csv")}])
+    (tmp_path / "external.yaml").write_text(yaml.safe_dump(raw))
+    result = run_table1(load_table1_config(tmp_path / "external.yaml"), root / "cache", tmp_path / "out",
+                        progress=False, log=lambda line: None)
+    row = result["rows"][0]
+    assert row["conditional"] and row["external"] == str(official)
+    for metric in ("fid", "fvd", "clipscore"):
+        assert row["metrics"][metric]["value"] == pytest.approx(bora["metrics"][metric]["value"], rel=1e-9), metric
+    assert (tmp_path / "out" / "table.md").read_text().count("| Bora (official code) |") == 1
+
+
 def test_render_marks_best_per_direction_and_dashes():
     results = [
         {"name": "A", "metrics": {"fid": {"value": 10.0, "n_fake": 4, "ci": {"low": 9.0, "high": 11.0}},

@@ -46,12 +46,12 @@ def _best(rows: list[dict[str, Any]], metric: str) -> float | None:
     return min(values) if METRICS[metric][1] else max(values)
 
 
-def _cell(row: dict[str, Any], metric: str, bold: tuple[str, str], interval: bool = True) -> str:
+def _cell(row: dict[str, Any], metric: str) -> str:
     value = row[metric]
     if value is None:
         return "-"
     text = f"{value:.2f}"
-    if interval and row[f"{metric}_low"] is not None:
+    if row[f"{metric}_low"] is not None:
         text += f" [{row[f'{metric}_low']:.2f}, {row[f'{metric}_high']:.2f}]"
     return text
 
@@ -74,7 +74,7 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str
     for row in rows:
         cells = [row["model"]]
         for metric in metrics:
-            text = _cell(row, metric, ("**", "**"))
+            text = _cell(row, metric)
             if row[metric] is not None and row[metric] == _best(rows, metric):
                 value, _, rest = text.partition(" ")
                 text = f"**{value}** {rest}".strip()

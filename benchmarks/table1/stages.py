@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,9 +218,9 @@ class Table1Run:
             from baselines.external import ExternalVideos
 
             external = ExternalVideos(row.external, prompts=row.external_prompts, generator=row.name)
-            external.validate()
-            conditional = bool(row.conditional if row.conditional is not None else row.external_prompts)
-            return RowResult(row, external.spec, conditional)
+            external.validate(decode=False)  # headers, sizes, mapping; evaluation decodes (and lists failures)
+            conditional = external.conditional if row.conditional is None else row.conditional
+            return RowResult(row, external.spec(), conditional)
         model, model_key, stages = self.model(row, sets)
         generator = self.generator(row)
         cfg = row.prompts or self.config.prompts
@@ -270,8 +269,3 @@ def _slug(name: str) -> str:
     keep = "".join(c.lower() if c.isalnum() else "-" for c in name)
     return "-".join(part for part in keep.split("-") if part)
 
-
-def clear(cache: Path) -> None:
-    """Remove a cache folder (``--fresh``)."""
-    if cache.exists():
-        shutil.rmtree(cache)
