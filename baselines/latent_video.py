@@ -46,13 +46,13 @@ import yaml
 from ophora.configs import PresetError, apply_overrides
 from ophora.data import manifests
 from ophora.data.atomic import atomic_path, atomic_write_text
-from ophora.data.video import FrameSelection, VideoDecodeError, read_video
+from ophora.data.video import Strided, VideoDecodeError, read_video
 from ophora.hashing import sha256_file
 from ophora.registry import did_you_mean
 from ophora.seeding import derive_seed
 
 __all__ = ["DataSpec", "VaeSpec", "DiffusionSpec", "TrainSpec", "SamplingSpec", "load_spec", "spec_fingerprint",
-           "TrainClip", "read_training_clips", "Strided", "load_window", "resolve_pretrained", "build_vae",
+           "TrainClip", "read_training_clips", "load_window", "resolve_pretrained", "build_vae",
            "LatentCache", "Recipe", "train_baseline", "generate_videos", "sample_latents", "decode_latents",
            "read_baseline_info", "compute_device", "INFO_NAME", "MODEL_NAME", "RUN_NAME"]
 
@@ -272,21 +272,6 @@ def read_training_clips(manifest: str | os.PathLike) -> tuple[list[TrainClip], s
         return [TrainClip(c.clip_id, c.caption, c.path) for c in manifests.read_raw_set(manifest)], "raw"
     return [TrainClip(c.clip_id, c.instruction, c.path) for c in manifests.read_instruction_set(manifest)], \
         "instructions"
-
-
-@dataclass(frozen=True)
-class Strided(FrameSelection):
-    """``count`` frames, one every ``interval`` source frames, from the first (the clip must be long enough)."""
-
-    count: int
-    interval: int = 1
-
-    def indices(self, num_frames: int, fps: float) -> np.ndarray:
-        needed = (self.count - 1) * self.interval + 1
-        if num_frames < needed:
-            raise ValueError(f"clip has {num_frames} frames; {self.count} frames every {self.interval} need "
-                             f"{needed}")
-        return np.arange(0, needed, self.interval, dtype=np.int64)
 
 
 def load_window(path: Path, data: DataSpec) -> torch.Tensor:

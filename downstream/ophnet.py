@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from ophora.data.manifests import read_ophnet_csv
-from ophora.data.video import FrameSelection, VideoDecodeError, probe, read_video
+from ophora.data.video import Strided, VideoDecodeError, probe, read_video
 from ophora.seeding import derive_seed, rng
 
 __all__ = ["TASKS", "OPHNET_NUM_CLASSES", "KINETICS_MEAN", "KINETICS_STD", "ClipSampling", "StridedWindow",
@@ -82,19 +82,10 @@ class ClipSampling:
 
 
 @dataclass(frozen=True)
-class StridedWindow(FrameSelection):
-    """``frames`` indices ``stride`` apart from ``position * max(N - span, 0)``, clamped to the last frame."""
+class StridedWindow(Strided):
+    """:class:`ophora.data.video.Strided` with PySlowFast's rule for short clips: the last frame repeats."""
 
-    frames: int
-    stride: int
-    position: float = 0.5
-
-    def indices(self, num_frames: int, fps: float) -> np.ndarray:
-        if num_frames < 1:
-            raise ValueError("the clip has no frame")
-        span = (self.frames - 1) * self.stride + 1
-        start = int(round(min(max(self.position, 0.0), 1.0) * max(num_frames - span, 0)))
-        return np.minimum(start + self.stride * np.arange(self.frames, dtype=np.int64), num_frames - 1)
+    repeat_last: bool = True
 
 
 @dataclass(frozen=True)

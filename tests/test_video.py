@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from ophora.data.video import (
-    AllFrames, Consecutive, Resample, Uniform, VideoDecodeError, VideoWriter, probe, read_video, write_video,
+    AllFrames, Consecutive, Resample, Strided, Uniform, VideoDecodeError, VideoWriter, probe, read_video, write_video,
 )
 
 
@@ -222,3 +222,11 @@ def test_same_frames_give_the_same_file(tmp_path):
         digests.add(write_video(tmp_path / "clip.mp4", frames, fps=8).read_bytes())
         read_video(tmp_path / "clip.mp4")
     assert len(digests) == 1
+
+
+def test_strided_selection_positions_and_short_clips():
+    assert Strided(3, 4).indices(20, 8.0).tolist() == [0, 4, 8]
+    assert Strided(3, 4, position=1.0).indices(20, 8.0).tolist() == [11, 15, 19]
+    with pytest.raises(ValueError, match="clip has 5 frames; 3 frames every 4 need 9"):
+        Strided(3, 4).indices(5, 8.0)
+    assert Strided(3, 4, repeat_last=True).indices(5, 8.0).tolist() == [0, 4, 4]

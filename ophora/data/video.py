@@ -24,7 +24,7 @@ import numpy as np
 from ophora.data.atomic import atomic_path
 
 __all__ = [
-    "VideoDecodeError", "VideoInfo", "FrameSelection", "AllFrames", "Consecutive", "Uniform", "Resample",
+    "VideoDecodeError", "VideoInfo", "FrameSelection", "AllFrames", "Consecutive", "Strided", "Uniform", "Resample",
     "probe", "iter_frames", "FrameScan", "read_video", "write_video", "VideoWriter",
 ]
 
@@ -89,6 +89,27 @@ class Consecutive(FrameSelection):
             raise ValueError(f"Consecutive(k={self.k}, offset={self.offset}) needs {self.offset + self.k} frames, "
                              f"the clip has {num_frames}")
         return np.arange(self.offset, self.offset + self.k, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class Strided(FrameSelection):
+    """``frames`` frames ``stride`` source frames apart (video models' clip sampling), starting ``position`` of the
+    way into the clip: 0 at the first frame, 1 as late as the span fits. A clip shorter than the span raises, or
+    with ``repeat_last`` is read from its first frame with the last frame repeated (PySlowFast's rule)."""
+
+    frames: int
+    stride: int = 1
+    position: float = 0.0
+    repeat_last: bool = False
+
+    def indices(self, num_frames: int, fps: float) -> np.ndarray:
+        if num_frames < 1:
+            raise ValueError("the clip has no frame")
+        span = (self.frames - 1) * self.stride + 1
+        if num_frames < span and not self.repeat_last:
+            raise ValueError(f"clip has {num_frames} frames; {self.frames} frames every {self.stride} need {span}")
+        start = int(round(min(max(self.position, 0.0), 1.0) * max(num_frames - span, 0)))
+        return np.minimum(start + self.stride * np.arange(self.frames, dtype=np.int64), num_frames - 1)
 
 
 @dataclass(frozen=True)
