@@ -47,7 +47,7 @@ def test_secrets_are_redacted_and_operational_knobs_do_not_change_versions():
     base = DynamicsStage(DynamicsConfig())
     assert base.version == DynamicsStage(DynamicsConfig()).version
     assert base.version != DynamicsStage(DynamicsConfig(threshold=30.0)).version
-    assert base.version.startswith("dynamics/v2+")
+    assert base.version.startswith("dynamics/v3+")
 
 
 def test_ledger_ignores_and_repairs_a_torn_last_line(tmp_path):

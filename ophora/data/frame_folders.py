@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ophora.data.video import AllFrames, FrameSelection, VideoDecodeError, VideoInfo, _window_frames
+from ophora.data.video import (SHRINK_FILTERS, AllFrames, FrameSelection, VideoDecodeError, VideoInfo,
+                               _window_frames)
 
 __all__ = ["IMAGE_SUFFIXES", "DEFAULT_FPS", "natural_key", "is_frame_folder", "list_frames", "probe",
            "iter_frames", "read_video"]
@@ -114,22 +115,25 @@ def _load(path: Path, expected: tuple[int, int] | None) -> np.ndarray:
     return rgb
 
 
-def _resized(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """``frame`` rescaled to ``size`` (height, width): area filter down, bilinear up (as cheap previews)."""
+def _resized(frame: np.ndarray, size: tuple[int, int] | None, shrink: str = "area") -> np.ndarray:
+    """``frame`` rescaled to ``size`` (height, width): down with the ``shrink`` filter
+    (:data:`ophora.data.video.SHRINK_FILTERS`), bilinear up (as cheap previews)."""
     if size is None or frame.shape[:2] == tuple(size):
         return frame
     height, width = size
-    shrink = height <= frame.shape[0] and width <= frame.shape[1]
-    return cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    down = height <= frame.shape[0] and width <= frame.shape[1]
+    return cv2.resize(frame, (width, height), interpolation=SHRINK_FILTERS[shrink] if down else cv2.INTER_LINEAR)
 
 
-def iter_frames(folder: str | os.PathLike, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-    """Yield every frame of ``folder`` as ``uint8 [H, W, 3]`` RGB (rescaled to ``size`` = (height, width))."""
+def iter_frames(folder: str | os.PathLike, size: tuple[int, int] | None = None,
+                shrink: str = "area") -> Iterator[np.ndarray]:
+    """Yield every frame of ``folder`` as ``uint8 [H, W, 3]`` RGB (rescaled to ``size`` = (height, width),
+    downscaling with the ``shrink`` filter)."""
     expected = None
     for path in list_frames(folder):
         frame = _load(path, expected)
         expected = frame.shape[:2]
-        yield _resized(frame, size)
+        yield _resized(frame, size, shrink)
 
 
 def read_video(folder: str | os.PathLike, select: FrameSelection | None = None,

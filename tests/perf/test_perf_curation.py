@@ -3,10 +3,14 @@ and against plain ``scenedetect.detect()`` with ContentDetector's defaults on th
 
 Run with ``pytest tests/perf/test_perf_curation.py --benchmark-only``. The clips are OphSim clips at 480x720
 (40 frames at 8 fps, about 5 s like an Ophora-160K clip). Worker pools are started and warmed before timing,
-so the figures are steady-state throughput. As in ``ophora.curate``'s pool, each worker is otherwise
-single-threaded (``limit_threads``) and decodes with cores // workers FFmpeg threads (``set_decode_threads``:
-2 for one worker on 2 cores, 1 each for two workers); ``1worker-1thread`` is one worker decoding in one thread.
-``scenedetect.detect()`` runs with its defaults (OpenCV decoding on every core).
+so the figures are steady-state throughput. Each worker is otherwise single-threaded (``limit_threads``).
+
+- ``1worker-1thread`` and ``2workers-1thread``: workers that decode in one thread each, the setting in which
+  adding workers is the only parallelism (scaling: 2 workers against 1; speed: 1 worker against ``detect()``).
+- ``1worker``: ``ophora.curate --workers 1`` as it runs by default, decoding with every core
+  (``set_decode_threads``: cores // workers FFmpeg threads).
+
+``scenedetect.detect()`` runs with its defaults (OpenCV decoding with FFmpeg's threads on every core).
 """
 from __future__ import annotations
 
@@ -53,25 +57,31 @@ def _scenedetect_defaults(path: str) -> int:
     return len(detect(path, ContentDetector()))
 
 
-@pytest.fixture(scope="module", params=[(1, None), (2, None), (1, 1)], ids=["1worker", "2workers", "1worker-1thread"])
+POOLS = {"1worker-1thread": (1, 1), "2workers-1thread": (2, 1), "1worker": (1, None)}
+BASELINES = {"1worker-1thread": "test_dynamics_scenedetect_defaults",
+             "2workers-1thread": "test_dynamics_stage[1worker-1thread]",
+             "1worker": "test_dynamics_scenedetect_defaults"}
+ROUNDS = 5
+
+
+@pytest.fixture(scope="module", params=list(POOLS), ids=list(POOLS))
 def pool(request, clips):
-    workers, threads = request.param
+    workers, threads = POOLS[request.param]
     with ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_init,
                              initargs=(workers, threads)) as executor:
         list(executor.map(_check, clips[:workers]))  # start and warm every worker
-        yield workers, threads, executor
+        yield request.param, workers, threads, executor
 
 
 def test_dynamics_scenedetect_defaults(benchmark, clips):
     benchmark.extra_info.update(items=len(clips), unit="clips")
-    cuts = benchmark.pedantic(lambda: [_scenedetect_defaults(p) for p in clips], rounds=3, iterations=1)
+    cuts = benchmark.pedantic(lambda: [_scenedetect_defaults(p) for p in clips], rounds=ROUNDS, iterations=1)
     assert len(cuts) == len(clips)
 
 
 def test_dynamics_stage(benchmark, clips, pool):
-    workers, threads, executor = pool
-    baseline = "test_dynamics_scenedetect_defaults" if workers == 1 else "test_dynamics_stage[1worker]"
-    benchmark.extra_info.update(items=len(clips), unit="clips", baseline=baseline, workers=workers,
+    name, workers, threads, executor = pool
+    benchmark.extra_info.update(items=len(clips), unit="clips", baseline=BASELINES[name], workers=workers,
                                 decode_threads=threads or "cores // workers")
-    kept = benchmark.pedantic(lambda: list(executor.map(_check, clips)), rounds=3, iterations=1)
+    kept = benchmark.pedantic(lambda: list(executor.map(_check, clips)), rounds=ROUNDS, iterations=1)
     assert all(kept)
