@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,9 @@ def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str | None
 
 
 def provenance() -> dict[str, Any]:
-    """Where and when a result was made: commit, UTC time, Python, platform, CPU count, package versions."""
-    return {
+    """Where and when a result was made: commit, UTC time, Python, platform, CPU count, torch's thread count
+    (when torch is loaded: float results on the CPU depend on it), package versions."""
+    document = {
         "git_commit": git_commit(),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": platform.python_version(),
@@ -55,6 +57,10 @@ def provenance() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "packages": package_versions(),
     }
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        document["torch_threads"] = torch.get_num_threads()
+    return document
 
 
 def write_json(path: str | os.PathLike, payload: dict[str, Any], *, config: Any = None,

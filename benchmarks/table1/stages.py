@@ -4,8 +4,8 @@ Every stage works in ``<cache>/<stage>/<label>-<key>/``, where ``key`` hashes ev
 depends on (its settings and the keys of the stages it reads). A finished stage leaves ``done.json`` there
 (written last, atomically); a rerun with the same inputs reuses the folder at once, and a run killed part way
 continues in the same folder: worlds, curation, training and generation resume where they stopped, and
-evaluation is redone from the cached reference statistics. Code changes are not part of the key: delete the
-cache folder after changing the code of a stage.
+evaluation is redone from the cached reference statistics. Code changes are not part of the key, except the
+curation stages' algorithm versions; delete the cache folder after changing the code of another stage.
 """
 from __future__ import annotations
 
@@ -146,7 +146,11 @@ class Table1Run:
             return {"input": summary["input"], "ophora_160k": summary["in_160k"], "ophora_28k": summary["in_28k"],
                     "stages": summary["stages"], "report": str(folder / "curated" / "report.md")}
 
-        return self.stage("curation", "ophsim", {"world": world.key, "config": overrides}, work)
+        from ophora.curation.config import config_from_dict
+        from ophora.curation.pipeline import build_stages
+
+        versions = {stage.name: stage.version for stage in build_stages(config_from_dict(dict(overrides)))}
+        return self.stage("curation", "ophsim", {"world": world.key, "config": overrides, "versions": versions}, work)
 
     def original_set(self, world: Stage) -> Stage:
         """The uncurated raw set in the Ophora-160K layout, narration captions as text (what a baseline trained
