@@ -147,6 +147,28 @@ def test_epsilon_loss_is_an_option_and_is_recorded(data, tmp_path):
     assert (info["loss"], info["timestep_sampling"]) == ("epsilon", "uniform")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU's mixed precision")
+def test_mixed_precision_records_what_really_ran(data, tmp_path):
+    """bf16 autocasts on the CPU (its losses move off fp32's, the saved weights stay fp32); fp16, which CPU
+    autocast lacks and accelerate then quietly skips, warns and is recorded as fp32 instead of claimed."""
+    losses, records = {}, {}
+    for precision in ("no", "bf16", "fp16"):
+        out = tmp_path / precision
+        preset = tiny(tpt__max_steps=3, tpt__mixed_precision=precision)
+        if precision == "fp16":
+            with pytest.warns(UserWarning, match="mixed_precision=fp16 is not available on cpu"):
+                train(TrainRun("tpt", preset, data, out, progress=False))
+        else:
+            train(TrainRun("tpt", preset, data, out, progress=False))
+        losses[precision] = [row["loss"] for row in read_log(out)]
+        records[precision] = json.loads((out / "model" / "ophora_model.json").read_text())["precision"]
+        assert {w.dtype for w in load_file(out / WEIGHTS).values()} == {torch.float32}
+    assert records == {"no": "fp32", "bf16": "bf16 autocast", "fp16": "fp32"}
+    assert losses["fp16"] == losses["no"]  # it really ran in fp32
+    assert losses["bf16"] != losses["no"]
+    assert losses["bf16"] == pytest.approx(losses["no"], rel=0.05)  # bf16 keeps about 3 significant digits
+
+
 def test_lora_trains_adapters_and_saves_merged_weights(data, base, tmp_path):
     train(TrainRun("tpt", tiny(tpt__max_steps=3, tpt__lora_rank=4, tpt__learning_rate=1e-2), data,
                    tmp_path / "lora", progress=False))

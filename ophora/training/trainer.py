@@ -28,7 +28,7 @@ from ophora.results import write_json
 from ophora.seeding import derive_seed
 from ophora.training import checkpoint as ckpt
 from ophora.training.data import BatchPlan, PreparedSet, StepBatches
-from ophora.training.distributed import make_accelerator
+from ophora.training.distributed import effective_precision, make_accelerator
 from ophora.training.logs import TrainLog, plot_loss
 from ophora.training.objective import diffusion_loss, latents_from_moments, sample_timesteps
 
@@ -158,7 +158,7 @@ class _Session:
         self.data = PreparedSet(run.data)
         self.init = resolve_init(run.stage, run.init, self.data)
         check_preset_matches(run.preset, self.init)
-        self.record = _run_record(run, self.init)
+        self.record = {**_run_record(run, self.init), "precision": effective_precision(self.accelerator)}
         _check_run_folder(run, self.record)
         model = _build_model(self.init, stage)
         self.data.check_model(model.config, frozen_fingerprint(self.init))
@@ -261,8 +261,8 @@ def _finish(run: TrainRun, accelerator, model, ema, init: Path, record: dict, st
         final = type(unwrapped).from_config(unwrapped.config)
         final.load_state_dict(state)
         save_trained_model(run.out / MODEL_NAME, init, final, run.preset, run.stage, step=step,
-                           weights="ema" if ema else "final", **{k: record[k] for k in ("loss", "timestep_sampling",
-                                                                                         "data", "init")})
+                           weights="ema" if ema else "final",
+                           **{k: record[k] for k in ("loss", "timestep_sampling", "precision", "data", "init")})
         plot_loss(run.out)
     accelerator.wait_for_everyone()
     return run.out / MODEL_NAME
