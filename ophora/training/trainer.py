@@ -245,6 +245,18 @@ def _ema(model, stage: StageConfig):
     return EMAModel([p for p in model.parameters() if p.requires_grad], decay=stage.ema_decay)
 
 
+def _from_state(cls, config, state: dict):
+    """A fresh ``cls`` model holding ``state``'s tensors themselves (parameters built empty, then assigned): no
+    second copy of a 1.7-billion-parameter transformer in memory. Buffers are built as usual (CogVideoX's
+    positional embeddings are not in the state dict)."""
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        model = cls.from_config(config)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model
+
+
 def _finish(run: TrainRun, accelerator, model, ema, init: Path, record: dict, step: int) -> Path:
     """Save the final transformer (EMA weights when EMA is on, LoRA merged) as ``RUN/model``."""
     accelerator.wait_for_everyone()
@@ -258,8 +270,7 @@ def _finish(run: TrainRun, accelerator, model, ema, init: Path, record: dict, st
     else:
         state = accelerator.get_state_dict(model)
     if accelerator.is_main_process:
-        final = type(unwrapped).from_config(unwrapped.config)
-        final.load_state_dict(state)
+        final = _from_state(type(unwrapped), unwrapped.config, state)
         save_trained_model(run.out / MODEL_NAME, init, final, run.preset, run.stage, step=step,
                            weights="ema" if ema else "final",
                            **{k: record[k] for k in ("loss", "timestep_sampling", "precision", "data", "init")})
