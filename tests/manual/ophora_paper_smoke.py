@@ -1,5 +1,5 @@
 """Smoke run of the Ophora paper preset's code at CogVideoX-2b size on a CPU (not part of the test suite; about
-4 minutes and 45 GB of disk on 2 cores). Run from the repository root:
+7 minutes, 19 GB of memory and 45 GB of disk on 2 cores). Run from the repository root:
 
     python tests/manual/ophora_paper_smoke.py [FOLDER]
 
@@ -8,30 +8,36 @@ their place, with CogVideoX-2b's architecture and seeded random weights: the tra
 parameters) and the VAE with diffusers' default arguments, which are CogVideoX-2b's; the 2b's scheduler settings;
 a T5 encoder of T5-XXL's width (d_model 4096, the transformer's text input) cut from 24 blocks to 2, because the
 full 4.8-billion-parameter encoder would need 19 GB in float32 beside the transformer; and the suite's offline
-tokenizer, as no SentencePiece model can be fetched. :func:`run` then drives the three command-line tools with
+tokenizer, as no SentencePiece model can be fetched. :func:`run` then drives the command-line tools with
 ``--config paper --set model.pretrained=<the stand-in>``, on OphSim clips:
 
-- ``python -m ophora.prepare``: the stand-in VAE and T5 encode 4 clips;
-- ``python -m ophora.train --stage tpt``: LoRA rank 128 (the preset's option for a 16-24 GB GPU; full AdamW on
-  1.69 billion parameters needs about 27 GB), 2 steps of batch 1, then ``--stage p2ft`` from the TPT model for
-  1 step;
-- ``python -m ophora.generate``: one video with dynamic CFG and the DPM scheduler, 2 denoising steps.
+- ``accelerate launch --config_file ophora/configs/accelerate/ddp.yaml --num_processes 2 -m ophora.prepare``:
+  the stand-in VAE and T5 encode 4 clips in 2 shards, one per process;
+- the same launch of ``ophora.train --stage tpt``: DDP over 2 processes (gloo on a CPU), LoRA rank 128 (the
+  preset's option for a 16-24 GB GPU; full AdamW on 1.69 billion parameters needs about 27 GB per process),
+  2 steps of batch 1 per process; then ``--stage p2ft`` from the TPT model for 1 step;
+- ``python -m ophora.generate``: one video with dynamic CFG and the DPM scheduler, 2 denoising steps, in one
+  process (two float32 pipelines of this size do not fit in 24 GB beside each other).
 
 To fit a CPU, clips are 9 frames of 96x144 instead of 49 of 480x720, sampling runs in float32, and the preset's
-fp16 training is recorded as fp32 (CPU autocast has no fp16). It checks the code path at CogVideoX-2b size and
-the files it writes, not numbers. ``FOLDER/smoke.json`` records the timings and checks.
+fp16 training is recorded as fp32 (CPU autocast has no fp16). Training peaked at about 19 GB of memory for the two
+processes. It checks the code path at CogVideoX-2b size and the files it writes, not numbers.
+``FOLDER/smoke.json`` records the timings and checks.
 """
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-GEOMETRY = ["--set", "data.frames=9", "--set", "data.height=96", "--set", "data.width=144"]
+DDP = Path(__file__).resolve().parents[2] / "ophora" / "configs" / "accelerate" / "ddp.yaml"
+GEOMETRY = ["--set", "data.frames=9", "--set", "data.height=96", "--set", "data.width=144",
+            "--set", "prepare.shard_size=2"]
 SCHEDULER_2B = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "clip_sample": False,
                 "num_train_timesteps": 1000, "prediction_type": "v_prediction", "rescale_betas_zero_snr": True,
                 "set_alpha_to_one": True, "snr_shift_scale": 3.0, "steps_offset": 0, "timestep_spacing": "trailing"}
@@ -74,45 +80,56 @@ def make_clips(out: Path) -> Path:
     return manifests.write_instruction_set(world / "ophora_instructions" / "four.csv", clips)
 
 
-def _timed(record: dict, name: str, call, *args):
+def _timed(record: dict, name: str, command: list[str]) -> None:
+    """Run ``command`` (OMP_NUM_THREADS=1 per process), record its wall time, fail on a non-zero exit."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     start = time.perf_counter()
-    result = call(*args)
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
     record["seconds"][name] = round(time.perf_counter() - start, 1)
     print(f"{name}: {record['seconds'][name]} s", flush=True)
-    return result
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} failed ({' '.join(command)}):\n{result.stderr[-4000:]}")
+
+
+def launch(module: str, args: list[str]) -> list[str]:
+    """``accelerate launch`` with the shipped DDP config, 2 processes (on a CPU: gloo, one thread each)."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(DDP), "--num_processes", "2",
+            "-m", module, *args]
 
 
 def run(folder: Path) -> dict:
     from diffusers import CogVideoXPipeline
 
-    from ophora import generate, prepare, train
+    from ophora.data.atomic import atomic_write_text
     from ophora.data.manifests import read_generated
     from ophora.data.video import probe, read_video
-    from ophora.data.atomic import atomic_write_text
+    from ophora.training.logs import read_log
 
     folder.mkdir(parents=True, exist_ok=True)
     record: dict = {"seconds": {}, "checks": {}}
-    stand_in = _timed(record, "stand-in", make_stand_in, folder / "cogvideox-2b-stand-in")
+    start = time.perf_counter()
+    stand_in = make_stand_in(folder / "cogvideox-2b-stand-in")
+    record["seconds"]["stand-in"] = round(time.perf_counter() - start, 1)
     manifest = make_clips(folder)
     paper = ["--config", "paper", "--set", f"model.pretrained={stand_in}"] + GEOMETRY
-    _timed(record, "prepare", prepare.main, paper + ["--manifest", str(manifest), "--out", str(folder / "prep"),
-                                                     "--no-progress"])
+    _timed(record, "prepare", launch("ophora.prepare", paper + ["--manifest", str(manifest), "--out",
+                                                                str(folder / "prep"), "--no-progress"]))
     recipe = ["--set", "train.{s}.lora_rank=128", "--set", "train.{s}.batch_size=1", "--set",
               "train.{s}.lr_warmup_steps=1", "--set", "train.{s}.dataloader_workers=0", "--set",
               "train.{s}.checkpoints_kept=1", "--set", "train.{s}.max_steps={n}", "--set", "train.{s}.checkpoint_every={n}",
               "--no-progress"]
-    tpt = [a.format(s="tpt", n=2) for a in recipe]
-    p2ft = [a.format(s="p2ft", n=1) for a in recipe]
-    _timed(record, "train tpt", train.main, paper + tpt + ["--stage", "tpt", "--data", str(folder / "prep"),
-                                                           "--out", str(folder / "tpt")])
-    _timed(record, "train p2ft", train.main, paper + p2ft + ["--stage", "p2ft", "--data", str(folder / "prep"),
-                                                             "--out", str(folder / "p2ft"), "--init", str(folder / "tpt")])
+    tpt = [a.format(s="tpt", n=2) for a in recipe] + ["--stage", "tpt", "--out", str(folder / "tpt")]
+    p2ft = [a.format(s="p2ft", n=1) for a in recipe] + ["--stage", "p2ft", "--out", str(folder / "p2ft"),
+                                                         "--init", str(folder / "tpt")]
+    data = ["--data", str(folder / "prep")]
+    _timed(record, "train tpt", launch("ophora.train", paper + data + tpt))
+    _timed(record, "train p2ft", launch("ophora.train", paper + data + p2ft))
     (folder / "prompts.txt").write_text(PROMPT + "\n")
-    _timed(record, "generate", generate.main, ["--model", str(folder / "p2ft" / "model"), "--prompts",
-                                               str(folder / "prompts.txt"), "--out", str(folder / "videos"),
-                                               "--steps", "2", "--set", "sampling.dtype=float32", "--seed", "7",
-                                               "--no-progress"])
+    _timed(record, "generate", [sys.executable, "-m", "ophora.generate", "--model", str(folder / "p2ft" / "model"),
+                                "--prompts", str(folder / "prompts.txt"), "--out", str(folder / "videos"),
+                                "--steps", "2", "--set", "sampling.dtype=float32", "--seed", "7", "--no-progress"])
     checks = record["checks"]
+    checks["tpt_loss"] = [row["loss"] for row in read_log(folder / "tpt")]
     pipe = CogVideoXPipeline.from_pretrained(folder / "p2ft" / "model")
     checks["transformer_parameters"] = sum(p.numel() for p in pipe.transformer.parameters())
     checks["transformer_layers"] = pipe.transformer.config.num_layers
@@ -123,7 +140,6 @@ def run(folder: Path) -> dict:
     video = read_video(videos[0].path)
     checks["video_shape"] = list(video.shape)
     checks["video_fps"] = probe(videos[0].path).fps
-    checks["video_std"] = float(np.std(video))
     checks["manifest_seed"] = videos[0].seed
     assert checks["transformer_parameters"] > 1.6e9 and checks["transformer_layers"] == 30, checks
     assert checks["model_info"]["stage"] == "p2ft" and checks["model_info"]["precision"] == "fp32", checks
