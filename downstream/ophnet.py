@@ -16,8 +16,12 @@ N frames: a random position in [0, 1] per (seed, epoch, clip) for training, ``vi
 (0.5 for one view) for testing. **Short clips**: when a clip has fewer than ``span`` frames the window starts at
 frame 0 and every index past the end is clamped to the last frame, so the last frame repeats (PySlowFast's
 ``temporal_sampling`` does the same). Frames are resized so the shorter side is ``short_side`` pixels, then
-cropped to ``crop`` x ``crop`` (random crop + horizontal flip [+ RandAugment] for training, centre crop for
-testing) and normalised with the Kinetics mean and std used by PySlowFast (0.45, 0.225).
+cropped to ``crop`` x ``crop`` (random crop + horizontal flip [+ RandAugment] for training) and normalised with
+the Kinetics mean and std used by PySlowFast (0.45, 0.225). **Testing** follows PySlowFast's multi-view test:
+with one spatial crop, the centre ``test_crop`` x ``test_crop`` of frames whose shorter side is ``short_side``;
+with ``spatial_crops`` > 1 (SlowFast's Kinetics recipe: 3 at 256), frames are resized so that the shorter side
+is ``test_crop`` and crops of that size are taken evenly along the longer side (first, centre, last), each
+temporal view with every crop; the model's scores are averaged over all views.
 
 **Unreadable clips** are never skipped silently: :func:`scan_clips` probes every clip before training and
 returns the problems (row, video, path, reason) beside the readable rows; a clip that fails later while
@@ -40,6 +44,7 @@ from ophora.data.video import Strided, VideoDecodeError, probe, read_video
 from ophora.seeding import derive_seed, rng
 
 __all__ = ["TASKS", "OPHNET_NUM_CLASSES", "KINETICS_MEAN", "KINETICS_STD", "ClipSampling", "StridedWindow",
+           "crop_offsets", "spatial_crops",
            "ClipSource", "load_clips", "scan_clips", "describe_problems", "ClipDataset", "num_classes_of"]
 
 TASKS = {"phase": "phase_id", "operation": "operation_id"}
@@ -51,7 +56,8 @@ Trim = Literal["auto", "segments", "untrimmed"]
 @dataclass(frozen=True)
 class ClipSampling:
     """How a model sees a clip: ``frames`` frames ``stride`` source frames apart, resized to ``short_side`` px
-    (shorter side) and cropped to ``crop`` px; ``views`` temporal views averaged at test time;
+    (shorter side) and cropped to ``crop`` px for training; at test time ``views`` temporal views times
+    ``spatial_crops`` crops of ``test_crop`` px (default ``crop``; see the module docstring), averaged;
     ``randaugment``: RandAugment (m, n) for training, or None."""
 
     frames: int
@@ -60,12 +66,30 @@ class ClipSampling:
     short_side: int
     views: int = 1
     randaugment: tuple[int, int] | None = None
+    spatial_crops: int = 1
+    test_crop: int | None = None
 
     def __post_init__(self):
-        if min(self.frames, self.stride, self.crop, self.short_side, self.views) < 1:
+        if self.test_crop is None:
+            object.__setattr__(self, "test_crop", self.crop)
+        if min(self.frames, self.stride, self.crop, self.short_side, self.views, self.spatial_crops,
+               self.test_crop) < 1:
             raise ValueError(f"ClipSampling fields must be >= 1, got {self}")
         if self.short_side < self.crop:
             raise ValueError(f"short_side ({self.short_side}) must be >= crop ({self.crop})")
+        if self.test_short_side < self.test_crop:
+            raise ValueError(f"short_side ({self.short_side}) must be >= test_crop ({self.test_crop})")
+
+    @property
+    def test_short_side(self) -> int:
+        """Shorter side of test frames: ``test_crop`` with several spatial crops (PySlowFast), else
+        ``short_side``."""
+        return self.test_crop if self.spatial_crops > 1 else self.short_side
+
+    @property
+    def test_views(self) -> int:
+        """Views per clip at test time: temporal views x spatial crops."""
+        return self.views * self.spatial_crops
 
     @property
     def span(self) -> int:
@@ -189,11 +213,11 @@ def scan_clips(df: pd.DataFrame, workers: int = 8) -> tuple[pd.DataFrame, pd.Dat
 
 
 def _transforms(sampling: ClipSampling, train: bool):
-    """torchvision.transforms.v2 pipeline on a uint8 video [T, 3, H, W] -> float [T, 3, crop, crop]."""
+    """torchvision.transforms.v2 pipeline on a uint8 video [T, 3, H, W] -> float [T, 3, H', W']: random crop,
+    flip [and RandAugment] for training; testing only converts (see :func:`spatial_crops`)."""
     from torchvision.transforms import v2
 
-    steps = [v2.RandomCrop(sampling.crop, pad_if_needed=True), v2.RandomHorizontalFlip()] if train else \
-        [v2.CenterCrop(sampling.crop)]
+    steps = [v2.RandomCrop(sampling.crop, pad_if_needed=True), v2.RandomHorizontalFlip()] if train else []
     if train and sampling.randaugment is not None:
         magnitude, ops = sampling.randaugment
         steps.append(v2.RandAugment(num_ops=ops, magnitude=magnitude))
@@ -201,12 +225,36 @@ def _transforms(sampling: ClipSampling, train: bool):
     return v2.Compose(steps)
 
 
+def crop_offsets(length: int, size: int, count: int) -> list[int]:
+    """Start offsets of ``count`` crops of ``size`` along a side of ``length`` px: the centre for one crop
+    (rounded up, as PySlowFast's ``uniform_crop``), else evenly from the first to the last position."""
+    if count == 1:
+        return [int(math.ceil((length - size) / 2))]
+    return [int(math.ceil(k * (length - size) / (count - 1))) for k in range(count)]
+
+
+def spatial_crops(video: torch.Tensor, size: int, count: int) -> list[torch.Tensor]:
+    """``count`` crops of ``size`` x ``size`` of a video [..., H, W]: along the longer side at
+    :func:`crop_offsets`, centred on the shorter one. Sides shorter than ``size`` are zero-padded first."""
+    height, width = video.shape[-2:]
+    if height < size or width < size:
+        pad_w, pad_h = max(size - width, 0), max(size - height, 0)
+        video = torch.nn.functional.pad(video, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        height, width = video.shape[-2:]
+    if height > width:
+        left = crop_offsets(width, size, 1)[0]
+        return [video[..., top:top + size, left:left + size] for top in crop_offsets(height, size, count)]
+    top = crop_offsets(height, size, 1)[0]
+    return [video[..., top:top + size, left:left + size] for left in crop_offsets(width, size, count)]
+
+
 class ClipDataset(torch.utils.data.Dataset):
     """Clips of ``df`` (from :func:`load_clips`, best after :func:`scan_clips`) as model inputs.
 
     Items are looked up by ``(row position, epoch)`` so that sampling and augmentation depend only on
     (seed, epoch, clip), whatever the number of workers. An item is a dict: ``video`` float [3, T, crop, crop]
-    (training) or [V, 3, T, crop, crop] (testing, V = ``views``), ``label`` int, ``index`` (row position),
+    (training) or [V, 3, T, test_crop, test_crop] (testing, V = ``views`` x ``spatial_crops``, crops of one
+    temporal view together), ``label`` int, ``index`` (row position),
     ``error`` ('' or why the clip could not be decoded; its video is then zeros).
     """
 
@@ -218,19 +266,23 @@ class ClipDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.df)
 
+    @property
+    def short_side(self) -> int:
+        return self.sampling.short_side if self.train else self.sampling.test_short_side
+
     def _size(self, row) -> tuple[int, int] | None:
         height, width = getattr(row, "height", None), getattr(row, "width", None)
         if not height or not width:
             return None
-        scale = self.sampling.short_side / min(height, width)
-        return max(self.sampling.short_side, round(height * scale)), max(self.sampling.short_side, round(width * scale))
+        scale = self.short_side / min(height, width)
+        return max(self.short_side, round(height * scale)), max(self.short_side, round(width * scale))
 
     def _decode(self, row, position: float) -> np.ndarray:
         window = None if math.isnan(row.window_start) else (float(row.window_start), float(row.window_end))
         select = StridedWindow(self.sampling.frames, self.sampling.stride, position)
         frames = read_video(row.clip_path, select, window=window, size=self._size(row))
         if self._size(row) is None:
-            frames = _resize_short_side(frames, self.sampling.short_side)
+            frames = _resize_short_side(frames, self.short_side)
         return frames
 
     def __getitem__(self, key) -> dict:
@@ -247,10 +299,11 @@ class ClipDataset(torch.utils.data.Dataset):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(derive_seed(self.seed, "augment", epoch, index, view))
                 video = self.transform(_as_video(frames))
-            views.append(video.permute(1, 0, 2, 3).contiguous())
+            crops = [video] if self.train else spatial_crops(video, s.test_crop, s.spatial_crops)
+            views += [crop.permute(1, 0, 2, 3).contiguous() for crop in crops]
         if error:
-            count = 1 if self.train else s.views
-            views = [torch.zeros(3, s.frames, s.crop, s.crop) for _ in range(count)]
+            count, size = (1, s.crop) if self.train else (s.test_views, s.test_crop)
+            views = [torch.zeros(3, s.frames, size, size) for _ in range(count)]
         video = views[0] if self.train else torch.stack(views)
         return {"video": video, "label": int(row.label), "index": int(index), "error": error}
 

@@ -2,7 +2,7 @@
 
 A recipe is a YAML file under ``downstream/configs/recipes/`` (or any path) read into :class:`Recipe`:
 ``slowfast_8x8_r50`` (32 fast frames at stride 2, slow 8, crop 224, SGD lr 0.1 momentum 0.9 nesterov, wd 1e-4,
-cosine with linear warmup, 10 test views) and ``mvitv2_s_16x4`` (16 frames at stride 4, crop 224, AdamW lr 1e-4
+cosine with linear warmup, 10 test views x 3 crops of 256) and ``mvitv2_s_16x4`` (16 frames at stride 4, crop 224, AdamW lr 1e-4
 wd 0.05 without decay on 1-D parameters, cosine with warmup, RandAugment m7 n4, mixup 0.8 / cutmix 1.0, label
 smoothing 0.1, gradient clipping 1.0, 5 test views); ``*_tiny`` recipes keep the optimisers at CPU size.
 
@@ -55,7 +55,8 @@ RESULTS_NAME, RUN_NAME, MODEL_NAME = "results.json", "run.json", "model.safetens
 
 @dataclass(frozen=True)
 class Recipe:
-    """A classifier and how to train and test it. Frames, stride and crops as in :class:`ClipSampling`;
+    """A classifier and how to train and test it. Frames, stride and crops as in :class:`ClipSampling`
+    (``test_views`` temporal views x ``spatial_crops`` crops of ``test_crop`` px at test time);
     ``epochs``/``warmup_epochs`` over the training clips (``max_steps`` caps the steps); lr per global batch
     of ``batch_size`` clips; ``mixup_alpha``/``cutmix_alpha`` 0 turn them off; ``checkpoint_every`` in steps."""
 
@@ -69,6 +70,8 @@ class Recipe:
     crop: int = 224
     short_side: int = 256
     test_views: int = 1
+    spatial_crops: int = 1
+    test_crop: int | None = None
     optimizer: str = "sgd"
     lr: float = 0.1
     weight_decay: float = 1e-4
@@ -101,7 +104,8 @@ class Recipe:
             raise ValueError(f"recipe {self.name!r}: batch_size and epochs must be >= 1")
 
     def sampling(self) -> ClipSampling:
-        return ClipSampling(self.frames, self.stride, self.crop, self.short_side, self.test_views, self.randaugment)
+        return ClipSampling(self.frames, self.stride, self.crop, self.short_side, self.test_views, self.randaugment,
+                            self.spatial_crops, self.test_crop)
 
     def classifier(self) -> ClassifierSpec:
         return ClassifierSpec(self.arch, self.size, self.frames, self.crop, self.alpha, self.weights, self.dropout)
@@ -369,8 +373,9 @@ def _append_log(path: Path, step: int, epoch: int, loss: float, lr: float, rate:
 @torch.no_grad()
 def predict_scores(accelerator, model, recipe: Recipe, df: pd.DataFrame, seed: int = 0
                    ) -> tuple[np.ndarray, list[dict]]:
-    """Softmax scores float [N, C] per clip (mean over the recipe's temporal views; NaN rows for clips that
-    failed to decode) and the failures. Clips are sharded over processes and gathered."""
+    """Softmax scores float [N, C] per clip (mean over the recipe's temporal views x spatial crops; NaN rows for
+    clips that failed to decode) and the failures. Clips are sharded over processes and gathered; the model sees
+    at most ``eval_batch_size`` views at once."""
     model.eval()
     dataset = ClipDataset(df, recipe.sampling(), train=False, seed=seed)
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -379,9 +384,12 @@ def predict_scores(accelerator, model, recipe: Recipe, df: pd.DataFrame, seed: i
                for k in range(0, len(mine), recipe.eval_batch_size)]
     found: list[tuple[int, list[float] | None, str]] = []
     for batch in _loader(dataset, batches, recipe.workers):
-        video = batch["video"].to(accelerator.device)  # [B, V, 3, T, H, W]
+        video = batch["video"]  # [B, V, 3, T, H, W]
         b, v = video.shape[:2]
-        probs = model(video.flatten(0, 1)).float().softmax(dim=1).view(b, v, -1).mean(dim=1).cpu().numpy()
+        views = video.flatten(0, 1)
+        probs = torch.cat([model(chunk.to(accelerator.device)).float().softmax(dim=1).cpu()
+                           for chunk in views.split(recipe.eval_batch_size)])
+        probs = probs.view(b, v, -1).mean(dim=1).numpy()
         for i, p, e in zip(batch["index"], probs, batch["error"]):
             found.append((i, None if e else p.tolist(), e))
     if world > 1:
@@ -410,7 +418,8 @@ def evaluate_classifier(accelerator, model, recipe: Recipe, df: pd.DataFrame, nu
     ok = ~np.isnan(scores).any(axis=1) if scores.size else np.zeros(len(df), bool)
     labels = df["label"].to_numpy(np.int64)
     summary = metrics.summarise(scores[ok], labels[ok], num_classes) if ok.any() else {"clips": 0}
-    summary.update({"failed": len(failures), "failures": failures, "views": recipe.test_views})
+    summary.update({"failed": len(failures), "failures": failures, "views": recipe.test_views,
+                    "spatial_crops": recipe.spatial_crops})
     if accelerator.is_main_process and ok.any():
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / f"{split}.npz") as tmp:

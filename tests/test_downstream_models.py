@@ -51,6 +51,17 @@ def test_slowfast_gets_a_fresh_pathway_list_each_call():
     assert isinstance(model, SlowFastClassifier)
 
 
+def test_slowfast_is_fully_convolutional_for_larger_test_crops():
+    """PySlowFast tests SlowFast on 256-px crops of a network trained on 224: the head pools what it gets.
+    Here a network built for 32-px crops scores 64-px and 96-px crops."""
+    torch.manual_seed(0)
+    model, _ = build_classifier(ClassifierSpec("slowfast_r50", "tiny", frames=8, crop=32), num_classes=5)
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 8, 64, 64)).shape == (2, 5)
+        assert model(torch.randn(1, 3, 8, 96, 96)).shape == (1, 5)
+
+
 def test_full_sizes_match_the_published_architectures(no_weights):
     slowfast, init = build_classifier(ClassifierSpec("slowfast_r50", "full", frames=32, crop=224), 400)
     assert init["init"] == "scratch" and "not found" in init["note"]

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from downstream.ophnet import (ClipDataset, ClipSampling, ClipSource, StridedWindow, describe_problems, load_clips,
-                               num_classes_of, scan_clips)
+from downstream.ophnet import (ClipDataset, ClipSampling, ClipSource, StridedWindow, crop_offsets, describe_problems,
+                               load_clips, num_classes_of, scan_clips, spatial_crops)
 from ophora.data.manifests import split_counts
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -150,6 +150,36 @@ def test_a_clip_that_breaks_after_the_scan_comes_back_with_its_error(world, tmp_
     item = ClipDataset(df, sampling, train=False)[(4, 0)]
     assert "empty" in item["error"] and item["video"].shape == (3, 3, 4, 32, 32)
     assert float(item["video"].abs().sum()) == 0.0
+
+
+def test_crop_offsets_follow_pyslowfast_uniform_crop():
+    assert crop_offsets(341, 256, 3) == [0, 43, 85]  # first, centre rounded up, last
+    assert crop_offsets(341, 256, 1) == [43]
+    assert crop_offsets(256, 256, 3) == [0, 0, 0]
+    video = torch.arange(2 * 40 * 60).reshape(2, 1, 40, 60)  # [T, C, H, W], wider than high
+    crops = spatial_crops(video, 40, 3)
+    assert [tuple(c.shape) for c in crops] == [(2, 1, 40, 40)] * 3
+    assert [int(c[0, 0, 0, 0]) for c in crops] == [0, 10, 20]  # left, centre, right columns
+    tall = spatial_crops(video.transpose(-1, -2), 40, 3)  # higher than wide: crops go down the frame
+    assert [tuple(c.shape) for c in tall] == [(2, 1, 40, 40)] * 3
+    assert all(torch.equal(t, c.transpose(-1, -2)) for t, c in zip(tall, crops))
+
+
+def test_test_views_are_temporal_views_times_spatial_crops(world):
+    """With 3 crops the frames are resized to a shorter side of ``test_crop`` and cropped left, centre and
+    right; each temporal view comes with its crops, and the error path keeps the shape."""
+    df = load_clips(ClipSource(world / "OphSim_loca_phase.csv", "phase", segments_root=world / "segments"))
+    wide = ClipSampling(frames=4, stride=1, crop=32, short_side=48, views=2, spatial_crops=3, test_crop=48)
+    item = ClipDataset(df, wide, train=False)[(0, 0)]
+    assert not item["error"] and item["video"].shape == (6, 3, 4, 48, 48)
+    one = ClipSampling(frames=4, stride=1, crop=32, short_side=48, views=2)
+    centre = ClipDataset(df, one, train=False)[(0, 0)]["video"]
+    assert centre.shape == (2, 3, 4, 32, 32)
+    # 64x64 source frames: the shorter side is 48 for both, so the middle of the 3 crops (offset 0 on a square
+    # frame) and a centre crop of 48 agree, and the 32-px centre crop sits inside it.
+    assert torch.equal(item["video"][1, :, :, 8:40, 8:40], centre[0])
+    with pytest.raises(ValueError, match="test_crop"):
+        ClipSampling(frames=4, stride=1, crop=32, short_side=48, test_crop=64)
 
 
 def test_window_past_the_end_is_a_problem(world):

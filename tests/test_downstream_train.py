@@ -61,7 +61,11 @@ def test_paper_recipes_follow_pyslowfast():
     slowfast, mvit = load_recipe("slowfast_8x8_r50"), load_recipe("mvitv2_s_16x4")
     assert (slowfast.frames, slowfast.stride, slowfast.alpha, slowfast.crop) == (32, 2, 4, 224)
     assert (slowfast.optimizer, slowfast.lr, slowfast.momentum, slowfast.weight_decay) == ("sgd", 0.1, 0.9, 1e-4)
+    sampling = slowfast.sampling()  # 10 temporal views x 3 crops of 256 from a short side of 256
+    assert (sampling.views, sampling.spatial_crops, sampling.test_crop, sampling.test_short_side) == (10, 3, 256, 256)
+    assert sampling.test_views == 30
     assert (mvit.frames, mvit.stride, mvit.crop, mvit.test_views) == (16, 4, 224, 5)
+    assert (mvit.sampling().test_views, mvit.sampling().test_crop, mvit.sampling().test_short_side) == (5, 224, 256)
     assert (mvit.optimizer, mvit.lr, mvit.weight_decay, mvit.label_smoothing) == ("adamw", 1e-4, 0.05, 0.1)
     assert (mvit.mixup_alpha, mvit.cutmix_alpha, mvit.randaugment) == (0.8, 1.0, (7, 4))
     with pytest.raises(ValueError, match="unknown recipe key"):
