@@ -8,8 +8,8 @@ Run from the repository root, beside ``../shared/data/ophnet2024`` (the paper co
 OphSim (240x320, 15 fps, 20 s), ``id,name`` class-name CSVs, and folders of stand-in synthetic clips with
 ``manifest.jsonl`` (one per class, prompted with the paper config's template). :func:`run` then runs
 ``python -m downstream.table2 --config paper`` on them: full-size SlowFast-R50 and MViTv2-S (224 crops, 32 and 16
-frames, on-the-fly trimming), trained from scratch for one epoch and tested with 2 temporal views (x 3 crops of 256 for SlowFast). It checks the
-code path at paper scale, not numbers.
+frames, on-the-fly trimming), trained from scratch for one epoch and tested with 2 temporal views (times 3 crops
+of 256 for SlowFast). It checks the code path at paper scale, not numbers.
 """
 from __future__ import annotations
 
