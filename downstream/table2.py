@@ -496,7 +496,8 @@ def _predict(recipe, run_dir: Path, clips: pd.DataFrame, num_classes: int, seed:
 
 def _slim(results: dict) -> dict:
     """Per-split numbers of a classifier run (per-class accuracies kept, failures counted and listed)."""
-    keep = ("clips", "top1", "top5", "macro_top1", "per_class_top1", "support", "failed", "failures", "views")
+    keep = ("clips", "top1", "top5", "macro_top1", "per_class_top1", "support", "failed", "failures", "views",
+            "spatial_crops")
     return {"init": results.get("init"), "steps": results.get("steps"), "train_failed": results.get("train_failed"),
             "splits": {s: {k: v for k, v in r.items() if k in keep} for s, r in results["splits"].items()}}
 
