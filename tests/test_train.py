@@ -113,6 +113,28 @@ def test_final_model_loads_with_diffusers(straight):
     assert (info["stage"], info["step"], info["weights"], info["loss"]) == ("tpt", 6, "ema", "v_prediction")
 
 
+def test_final_save_reuses_the_trained_tensors_and_keeps_float32(base):
+    """The saved model is built around the trained tensors (no second copy of a 1.7B transformer), with the
+    same buffers, so it computes what the trained one does; 16-bit weights (ZeRO-3's gathered state) come back
+    as float32."""
+    from ophora.model import load_transformer
+    from ophora.training.trainer import _from_state
+
+    model = load_transformer(base).eval()
+    state = model.state_dict()
+    final = _from_state(type(model), model.config, state).eval()
+    assert all(final.state_dict()[k].data_ptr() == v.data_ptr() for k, v in state.items())
+    config = model.config
+    latents = torch.randn(1, 3, config.in_channels, config.sample_height, config.sample_width)
+    text = torch.randn(1, config.max_text_seq_length, config.text_embed_dim)
+    with torch.no_grad():
+        outputs = [m(latents, text, torch.tensor([500])).sample for m in (model, final)]
+    assert torch.equal(*outputs)
+    half = _from_state(type(model), model.config, {k: v.half() for k, v in state.items()})
+    assert {p.dtype for p in half.parameters()} == {torch.float32}
+    assert all(torch.equal(half.state_dict()[k], v.half().float()) for k, v in state.items())
+
+
 def test_p2ft_starts_from_the_tpt_model_on_the_privacy_filtered_manifest(demo, straight, tmp_path):
     from ophora.train import main
 

@@ -246,13 +246,15 @@ def _ema(model, stage: StageConfig):
 
 
 def _from_state(cls, config, state: dict):
-    """A fresh ``cls`` model holding ``state``'s tensors themselves (parameters built empty, then assigned): no
-    second copy of a 1.7-billion-parameter transformer in memory. Buffers are built as usual (CogVideoX's
-    positional embeddings are not in the state dict)."""
+    """A fresh float32 ``cls`` model holding ``state``'s tensors themselves (parameters built empty, then
+    assigned): no second copy of a 1.7-billion-parameter transformer in memory. Half-precision tensors (ZeRO-3's
+    gathered 16-bit weights) are cast to float32, as loading them into a float32 model did. Buffers are built as
+    usual (CogVideoX's positional embeddings are not in the state dict)."""
     from accelerate import init_empty_weights
 
     with init_empty_weights(include_buffers=False):
         model = cls.from_config(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     return model
 
