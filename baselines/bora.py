@@ -15,8 +15,11 @@ What is matched from the released code (``configs/train.py``, ``configs/infer.py
 - **Diffusion**: IDDPM's linear schedule (1e-4 .. 0.02, 1000 steps), epsilon MSE with uniform timesteps,
   AdamW lr 1e-5, batch 4, gradient clipping 1.0, bf16; sampling: 100 respaced DDPM steps with guidance 7
   applied to the first 3 latent channels (``cfg_channel=3``). Not matched: Open-Sora learns the variance
-  (``learn_sigma``, an extra VLB term); here it is fixed. Bora starts from Open-Sora's pretrained STDiT; the
-  suite trains from scratch unless ``init`` names a model folder this class wrote.
+  (``learn_sigma``, an extra VLB term); here it is fixed.
+- **Start**: like Bora, from Open-Sora 1.0's released STDiT-XL/2 when ``init_from`` names one (a weights-registry
+  name such as ``opensora-v1-hq-16x256x256``, the ``paper`` preset's, or a file): :mod:`baselines.opensora`
+  converts it (fused qkv split, Conv3d patch kernel, the epsilon half of the learned-sigma head, the null
+  caption) and the model folder's ``init_from.json`` records the file and its sha256; otherwise random init.
 """
 from __future__ import annotations
 
@@ -74,6 +77,7 @@ class BoraSpec:
     diffusion: lv.DiffusionSpec = field(default_factory=lv.DiffusionSpec)
     train: lv.TrainSpec = field(default_factory=lv.TrainSpec)
     sampling: lv.SamplingSpec = field(default_factory=lv.SamplingSpec)
+    init_from: str | None = None  # Open-Sora 1.0 STDiT checkpoint: weights-registry name or file (None: random)
 
     def __post_init__(self):
         import inspect
@@ -287,8 +291,15 @@ class BoraRecipe(lv.Recipe):
         return {"caption": hidden[0], "caption_mask": mask[0]}
 
     def build_model(self, spec: BoraSpec):
-        """Needs :meth:`frozen` first (latent geometry, T5 width)."""
+        """Needs :meth:`frozen` first (latent geometry, T5 width). ``spec.init_from``: start from that Open-Sora
+        1.0 checkpoint (recorded in ``init_from.json`` of the model folder)."""
         model = STDiT(**self._args)
+        self._init_record = None
+        if spec.init_from:
+            from baselines.opensora import init_stdit_from_opensora, resolve_opensora
+
+            self._init_record = {"init_from": spec.init_from,
+                                 **init_stdit_from_opensora(model, resolve_opensora(spec.init_from))}
         model.gradient_checkpointing = spec.train.gradient_checkpointing
         return model
 
@@ -306,6 +317,10 @@ class BoraRecipe(lv.Recipe):
 
     def save_model(self, model, spec: BoraSpec, frozen: dict, folder: Path) -> None:
         model.save_pretrained(folder / "transformer")
+        if getattr(self, "_init_record", None):
+            import json
+
+            (folder / "init_from.json").write_text(json.dumps(self._init_record, indent=2) + "\n")
         if spec.vae.pretrained is None:
             frozen["vae"].save_pretrained(folder / "vae")
         if spec.text.pretrained is None:
@@ -333,7 +348,10 @@ class BoraGenerator:
 
     def missing_assets(self, preset: str = "tiny", overrides: Mapping[str, Any] | None = None) -> list[tuple[str, str, str]]:
         """Pretrained parts ``preset`` needs that are missing here: (asset, expected at, how to get it)."""
-        return lv.missing_pretrained(load_bora_spec(preset, overrides))
+        from baselines.opensora import missing_opensora
+
+        spec = load_bora_spec(preset, overrides)
+        return lv.missing_pretrained(spec) + missing_opensora(spec.init_from)
 
     def train(self, manifest: str | os.PathLike, out: str | os.PathLike, *, stage: str | None = None,
               preset: str = "tiny", init: str | os.PathLike | None = None,
@@ -344,7 +362,8 @@ class BoraGenerator:
         if stage not in (None, *self.stages):
             raise ValueError(f"bora has the single stage {self.stages}, not {stage!r}")
         if init is not None:
-            raise ValueError("bora trains from scratch here; init (Open-Sora's pretrained STDiT) is not supported")
+            raise ValueError("bora takes no init folder; to start from Open-Sora's pretrained STDiT set the "
+                             "preset's init_from (e.g. overrides={'init_from': 'opensora-v1-hq-16x256x256'})")
         spec = preset if isinstance(preset, BoraSpec) else load_bora_spec(preset, overrides)
         return lv.train_baseline(BoraRecipe(), manifest, out, spec, stop_after=stop_after, progress=progress)
 

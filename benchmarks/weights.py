@@ -163,6 +163,22 @@ register_folder(WeightsEntry(
     checksum_source="folder: transformers T5EncoderModel / AutoTokenizer.from_pretrained(<folder>)",
 ))
 
+# Open-Sora 1.0 STDiT-XL/2 checkpoints (Bora's starting point; baselines/opensora.py converts them). File names
+# and URLs as in Open-Sora's own table (opensora/utils/ckpt_utils.py ``pretrained_models``).
+for _name, _file in (("opensora-v1-hq-16x256x256", "OpenSora-v1-HQ-16x256x256.pth"),
+                     ("opensora-v1-hq-16x512x512", "OpenSora-v1-HQ-16x512x512.pth"),
+                     ("opensora-v1-16x256x256", "OpenSora-v1-16x256x256.pth")):
+    register(WeightsEntry(
+        name=_name,
+        file=_file,
+        url=f"https://huggingface.co/hpcai-tech/Open-Sora/resolve/main/{_file}",
+        loader="state_dict",
+        license="Apache-2.0 (hpcai-tech/Open-Sora)",
+        checksum_source="not pinned: the Hub lists each LFS file's sha256 but none could be fetched and verified "
+                        "here (no network), so any file of this name is accepted; baselines.opensora records the "
+                        "sha256 of the file it loads",
+    ))
+
 
 def get_entry(name: str) -> WeightsEntry:
     """The registered entry ``name``; unknown names raise KeyError with close matches."""
