@@ -14,12 +14,18 @@ What is matched from the released code (``configs/train.py``, ``configs/infer.py
   1152, 16 heads.
 - **Diffusion**: IDDPM's linear schedule (1e-4 .. 0.02, 1000 steps), epsilon MSE with uniform timesteps,
   AdamW lr 1e-5, batch 4, gradient clipping 1.0, bf16; sampling: 100 respaced DDPM steps with guidance 7
-  applied to the first 3 latent channels (``cfg_channel=3``). Not matched: Open-Sora learns the variance
-  (``learn_sigma``, an extra VLB term); here it is fixed.
+  applied to the first 3 latent channels (``cfg_channel=3``).
+- **Learned variance** (``diffusion.learn_sigma: true`` in the ``paper`` preset, as Open-Sora 1.0's IDDPM:
+  ``learn_sigma=True``, ``rescale_learned_sigmas=False``): the STDiT head outputs 2C channels (epsilon, then
+  IDDPM's variance interpolation ``v``), the loss is epsilon MSE + the VLB term with the mean detached
+  (:func:`baselines.latent_video.diffusion_loss`), DDPM sampling draws with the learned variance, and guidance
+  touches only the first ``cfg_channels`` (null: the C epsilon channels) while the other channels, the
+  variance included, are the conditional prediction (Open-Sora's ``forward_with_cfg``). The ``tiny`` preset
+  keeps the fixed variance.
 - **Start**: like Bora, from Open-Sora 1.0's released STDiT-XL/2 when ``init_from`` names one (a weights-registry
   name such as ``opensora-v1-hq-16x256x256``, the ``paper`` preset's, or a file): :mod:`baselines.opensora`
-  converts it (fused qkv split, Conv3d patch kernel, the epsilon half of the learned-sigma head, the null
-  caption) and the model folder's ``init_from.json`` records the file and its sha256; otherwise random init.
+  converts it (fused qkv split, Conv3d patch kernel, the learned-sigma head: all 2C rows with learn_sigma, its
+  epsilon half without, the null caption) and the model folder's ``init_from.json`` records the file and its sha256; otherwise random init.
 """
 from __future__ import annotations
 
@@ -83,7 +89,7 @@ class BoraSpec:
         import inspect
 
         accepted = set(inspect.signature(STDiT.__init__).parameters) - {"self"}
-        fixed = {"in_channels", "input_size", "num_frames", "caption_channels", "model_max_length"}
+        fixed = {"in_channels", "out_channels", "input_size", "num_frames", "caption_channels", "model_max_length"}
         unknown = sorted(set(self.transformer) - (accepted - fixed))
         if unknown:
             where = "set from data, vae and text; leave it out" if unknown[0] in fixed else \
@@ -172,14 +178,15 @@ class STDiTBlock(nn.Module):
 
 class STDiT(ModelMixin, ConfigMixin):
     """Open-Sora 1.0 STDiT. Input latents [B, C, T, h, w], timesteps [B], caption embeddings [B, L, Dc] with
-    mask [B, L] (1: token); output epsilon [B, C, T, h, w]. ``null_caption`` holds the learned null caption
-    used for caption dropout and classifier-free guidance."""
+    mask [B, L] (1: token); output epsilon [B, C, T, h, w], or with ``out_channels`` = 2C (learned variance)
+    epsilon then IDDPM's variance interpolation ``v`` [B, 2C, T, h, w] (Open-Sora's learn_sigma head).
+    ``null_caption`` holds the learned null caption used for caption dropout and classifier-free guidance."""
 
     @register_to_config
     def __init__(self, in_channels: int = 4, input_size: tuple = (32, 32), num_frames: int = 16,
                  patch_size: int = 2, hidden_size: int = 1152, depth: int = 28, num_heads: int = 16,
                  mlp_ratio: float = 4.0, caption_channels: int = 4096, model_max_length: int = 120,
-                 space_scale: float = 1.0, time_scale: float = 1.0):
+                 space_scale: float = 1.0, time_scale: float = 1.0, out_channels: int | None = None):
         super().__init__()
         h, w = input_size
         self.x_embedder = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size)
@@ -196,7 +203,11 @@ class STDiT(ModelMixin, ConfigMixin):
         self.blocks = nn.ModuleList([STDiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)])
         self.final_norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
         self.final_table = nn.Parameter(torch.randn(2, hidden_size) / hidden_size ** 0.5)
-        self.final_linear = nn.Linear(hidden_size, patch_size * patch_size * in_channels)
+        self.out_channels = in_channels if out_channels is None else out_channels
+        if self.out_channels not in (in_channels, 2 * in_channels):
+            raise ValueError(f"out_channels must be in_channels ({in_channels}) or twice it (learned variance), "
+                             f"got {out_channels}")
+        self.final_linear = nn.Linear(hidden_size, patch_size * patch_size * self.out_channels)
         self.gradient_checkpointing = False
         self._init_weights()
 
@@ -226,9 +237,10 @@ class STDiT(ModelMixin, ConfigMixin):
             else:
                 x = block(*args)
         shift, scale = (self.final_table[None] + temb[:, None]).chunk(2, 1)
-        x = self.final_linear(_modulate(self.final_norm(x), shift, scale))  # [B, T*S, p*p*C]
-        x = x.reshape(b, t, h // p, w // p, p, p, c)
-        return torch.einsum("bthwpqc->bcthpwq", x).reshape(b, c, t, h, w)
+        x = self.final_linear(_modulate(self.final_norm(x), shift, scale))  # [B, T*S, p*p*C_out]
+        c_out = self.out_channels
+        x = x.reshape(b, t, h // p, w // p, p, p, c_out)
+        return torch.einsum("bthwpqc->bcthpwq", x).reshape(b, c_out, t, h, w)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -311,9 +323,8 @@ class BoraRecipe(lv.Recipe):
         null = _unwrap(model).null_caption[None].expand_as(captions)
         captions = torch.where(drop[:, None, None], null, captions)
         mask = torch.where(drop[:, None], torch.ones_like(mask), mask)
-        eps = model(noisy, extras["timesteps"], captions, mask)
-        mse = lv.epsilon_mse(eps, noise)
-        return mse, {"mse": mse.item()}
+        output = model(noisy, extras["timesteps"], captions, mask)
+        return lv.diffusion_loss(output, noise, latents, noisy, extras["timesteps"], scheduler)
 
     def save_model(self, model, spec: BoraSpec, frozen: dict, folder: Path) -> None:
         model.save_pretrained(folder / "transformer")
@@ -335,7 +346,8 @@ def _unwrap(model):
 def _stdit_args(spec: BoraSpec, channels: int, factor: int, text_width: int) -> dict[str, Any]:
     if spec.data.height % factor or spec.data.width % factor:
         raise PresetError("data.height", f"must be a multiple of the VAE factor {factor}")
-    return {"patch_size": 2, **spec.transformer, "in_channels": channels, "num_frames": spec.data.frames,
+    learned = {"out_channels": 2 * channels} if spec.diffusion.learn_sigma else {}
+    return {"patch_size": 2, **spec.transformer, "in_channels": channels, **learned, "num_frames": spec.data.frames,
             "input_size": (spec.data.height // factor, spec.data.width // factor), "caption_channels": text_width,
             "model_max_length": spec.text.max_length}
 
@@ -399,7 +411,9 @@ def _load_for_sampling(model: Path, spec: BoraSpec) -> dict:
 
 
 def _guided(transformer, captions, mask, scale: float, channels: int | None):
-    """epsilon(x, t) with classifier-free guidance against the null caption on the first ``channels``."""
+    """The denoiser output at (x, t) with classifier-free guidance against the null caption on the first
+    ``channels`` (null: all epsilon channels, i.e. the first C of a learned-variance model's 2C); the other
+    channels (and the variance ``v``) are the conditional prediction, as Open-Sora's ``forward_with_cfg``."""
     null = transformer.null_caption[None].expand_as(captions)
     both_captions = torch.cat([captions, null])
     both_masks = torch.cat([mask, torch.ones_like(mask)])
@@ -409,9 +423,10 @@ def _guided(transformer, captions, mask, scale: float, channels: int | None):
             return transformer(x, t, captions, mask)
         cond, uncond = transformer(torch.cat([x, x]), torch.cat([t, t]), both_captions, both_masks).chunk(2)
         guided = uncond + scale * (cond - uncond)
-        if channels is None:
+        limit = x.shape[1] if channels is None else channels
+        if limit >= cond.shape[1]:
             return guided
-        return torch.cat([guided[:, :channels], cond[:, channels:]], dim=1)
+        return torch.cat([guided[:, :limit], cond[:, limit:]], dim=1)
 
     return predict
 

@@ -18,8 +18,12 @@ What is matched from the released code (``models/EnDora.py``, ``diffusion/gaussi
   (Endora pools the flattened token sequence with ``AdaptiveAvgPool1d(64)``). DINO is frozen and sees clean
   frames only, so its channel-averaged maps are computed once per clip and cached with the latents.
 - **Diffusion**: DDPM with a linear beta schedule (1e-4 .. 0.02, 1000 steps), epsilon MSE, uniform timesteps,
-  AdamW lr 1e-4 without weight decay, constant LR; sampling DDPM with 250 steps, no guidance. Not matched:
-  Endora learns the variance (``learn_sigma``, an extra VLB term); here the variance is fixed.
+  AdamW lr 1e-4 without weight decay, constant LR; sampling DDPM with 250 steps, no guidance.
+- **Learned variance** (``diffusion.learn_sigma: true`` in the ``paper`` preset, as Endora's ``learn_sigma=True``
+  with IDDPM's ``LossType.MSE``): Latte's ``out_channels`` is 2C, epsilon first then IDDPM's variance
+  interpolation ``v`` (Latte's own layout, which diffusers' ``LattePipeline`` splits the same way); the loss is
+  ``mse + vlb + 0.5 * prior`` (:func:`baselines.latent_video.diffusion_loss`) and DDPM sampling draws with the
+  learned variance. The ``tiny`` preset keeps the fixed variance (``learn_sigma: false``).
 """
 from __future__ import annotations
 
@@ -122,7 +126,8 @@ class EndoraDenoiser(nn.Module):
         self._hidden = output
 
     def forward(self, latents: torch.Tensor, timesteps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``latents`` [B, C, T, h, w] -> (epsilon like latents, projected features [B*T, N, dino width])."""
+        """``latents`` [B, C, T, h, w] -> (epsilon like latents, or [B, 2C, T, h, w] epsilon + variance ``v``
+        with learn_sigma; projected features [B*T, N, dino width])."""
         null = latents.new_zeros(latents.shape[0], 1, 1)
         eps = self.transformer(latents, timestep=timesteps, encoder_hidden_states=null, return_dict=False)[0]
         return eps, self.prior_head(self._hidden)
@@ -139,7 +144,7 @@ def pearson_prior(projected: torch.Tensor, dino_map: torch.Tensor, eps: float = 
 
 
 def prior_loss(model: EndoraDenoiser, noisy: torch.Tensor, timesteps: torch.Tensor, dino_map: torch.Tensor):
-    """(epsilon prediction, prior term) of one batch; ``dino_map`` [B, T, N]."""
+    """(denoiser output, prior term) of one batch; ``dino_map`` [B, T, N]."""
     eps, projected = model(noisy, timesteps)
     return eps, pearson_prior(projected, dino_map.reshape(-1, dino_map.shape[-1]))
 
@@ -171,9 +176,9 @@ class EndoraRecipe(lv.Recipe):
     def loss(self, model, spec: EndoraSpec, scheduler, latents, extras, generator):
         noise = torch.randn(latents.shape, generator=generator).to(latents.device)
         noisy = scheduler.add_noise(latents, noise, extras["timesteps"])
-        eps, prior = prior_loss(model, noisy, extras["timesteps"], extras["dino"])
-        mse = lv.epsilon_mse(eps, noise)
-        return mse + spec.prior.weight * prior, {"mse": mse.item(), "prior": prior.item()}
+        output, prior = prior_loss(model, noisy, extras["timesteps"], extras["dino"])
+        denoising, parts = lv.diffusion_loss(output, noise, latents, noisy, extras["timesteps"], scheduler)
+        return denoising + spec.prior.weight * prior, {**parts, "prior": prior.item()}
 
     def save_model(self, model: EndoraDenoiser, spec: EndoraSpec, frozen: dict, folder: Path) -> None:
         from safetensors.torch import save_file
@@ -196,7 +201,7 @@ def _latte(spec: EndoraSpec, geometry: tuple[int, int]):
     channels, side = geometry
     args = {"norm_type": "ada_norm_single", "num_embeds_ada_norm": 1000, "activation_fn": "gelu-approximate",
             "attention_bias": True, "patch_size": 2, **spec.transformer, "in_channels": channels,
-            "out_channels": channels, "sample_size": side, "video_length": spec.data.frames,
+            "out_channels": channels * (2 if spec.diffusion.learn_sigma else 1), "sample_size": side, "video_length": spec.data.frames,
             "cross_attention_dim": None, "caption_channels": 1}
     return LatteTransformer3DModel(**args)
 

@@ -2,7 +2,11 @@
 
 Both are DiT-style denoisers on the latents of a per-frame SD VAE (``AutoencoderKL``, scaling 0.18215), trained
 with the DDPM epsilon objective on a linear 1000-step beta schedule (the IDDPM code both released repositories
-use), and sampled with DDPM/DDIM. This module holds what they share; :mod:`baselines.endora` and
+use), and sampled with DDPM/DDIM. With ``diffusion.learn_sigma`` (both paper presets, as both releases) the
+denoiser also predicts IDDPM's variance interpolation and trains it with the VLB term (:func:`diffusion_loss`,
+:func:`vlb_terms`, checked against a numpy transcription of IDDPM's formulas in
+``tests/test_baselines_learned_variance.py``); DDPM sampling then uses the learned variance. The tiny presets
+keep the fixed variance. This module holds what they share; :mod:`baselines.endora` and
 :mod:`baselines.bora` add the denoiser, its conditioning and its extra loss terms as a :class:`Recipe`.
 
 Run folder (``train(manifest, out)``), the same layout as an Ophora stage (:mod:`ophora.training.trainer`)::
@@ -54,7 +58,8 @@ from ophora.seeding import derive_seed
 __all__ = ["DataSpec", "VaeSpec", "DiffusionSpec", "TrainSpec", "SamplingSpec", "load_spec", "spec_fingerprint",
            "TrainClip", "read_training_clips", "load_window", "resolve_pretrained", "build_vae",
            "LatentCache", "Recipe", "train_baseline", "generate_videos", "sample_latents", "decode_latents",
-           "read_baseline_info", "compute_device", "INFO_NAME", "MODEL_NAME", "RUN_NAME"]
+           "read_baseline_info", "compute_device", "diffusion_loss", "vlb_terms", "learned_log_variance",
+           "INFO_NAME", "MODEL_NAME", "RUN_NAME"]
 
 PRESET_DIR = Path(__file__).parent / "configs"
 INFO_NAME, MODEL_NAME, RUN_NAME = "baseline_model.json", "model", "run.json"
@@ -117,17 +122,24 @@ class VaeSpec:
 
 @dataclass(frozen=True)
 class DiffusionSpec:
-    """The training noise schedule (diffusers ``DDPMScheduler`` arguments; epsilon prediction)."""
+    """The training noise schedule (diffusers ``DDPMScheduler`` arguments; epsilon prediction).
+
+    ``learn_sigma``: IDDPM's learned variance as Latte/Endora and Open-Sora 1.0 release it: the denoiser outputs
+    2C channels (epsilon, then the interpolation ``v`` in [-1, 1] between the log posterior variance and
+    log beta), the loss is epsilon MSE + the VLB term (:func:`vlb_terms`, mean detached) and DDPM sampling draws
+    with the learned variance (``variance_type="learned_range"``). False (the tiny presets): fixed variance."""
 
     num_train_timesteps: int = 1000
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "linear"
     beta_start: float = 1e-4
     beta_end: float = 0.02
+    learn_sigma: bool = False
 
     def scheduler_config(self) -> dict[str, Any]:
+        learned = {"variance_type": "learned_range"} if self.learn_sigma else {}
         return {"num_train_timesteps": self.num_train_timesteps, "beta_schedule": self.beta_schedule,
                 "beta_start": self.beta_start, "beta_end": self.beta_end, "prediction_type": "epsilon",
-                "clip_sample": False}
+                "clip_sample": False, **learned}
 
 
 @dataclass(frozen=True)
@@ -239,6 +251,8 @@ def spec_fingerprint(spec) -> str:
     """Short hash of what makes checkpoints compatible: everything but the run length, checkpoint cadence
     and sampler."""
     payload = dataclasses.asdict(spec)
+    if not payload.get("diffusion", {}).get("learn_sigma", True):
+        payload["diffusion"].pop("learn_sigma")  # fixed variance: the fingerprints from before the option
     for section, keys in _RUN_ONLY.items():
         if keys is None:
             payload.pop(section, None)
@@ -522,8 +536,9 @@ def _encode_shard(recipe: Recipe, spec, frozen: dict, clips: list[TrainClip], sh
 
 
 def _run_record(recipe: Recipe, spec, manifest: Path, kind: str) -> dict:
+    learned = {"learn_sigma": True} if spec.diffusion.learn_sigma else {}  # absent: fixed variance (older runs)
     return {"generator": recipe.name, "preset": spec.name, "preset_fingerprint": spec_fingerprint(spec),
-            "manifest_kind": kind, **_manifest_record(manifest)}
+            "manifest_kind": kind, **learned, **_manifest_record(manifest)}
 
 
 def _check_run_folder(out: Path, record: dict) -> None:
@@ -653,6 +668,7 @@ class _Session:
                 self.recipe.save_model(model, self.spec, self.frozen, tmp)
                 self.scheduler.save_pretrained(tmp / "scheduler")
                 info = {**self.record, "step": step, "config": dataclasses.asdict(self.spec),
+                        "variance": "learned_range" if self.spec.diffusion.learn_sigma else "fixed_small",
                         "frozen": self.frozen["record"], "clips": len(self.cache),
                         "skipped_clips": len(self.cache.skipped)}
                 (tmp / INFO_NAME).write_text(json.dumps(info, indent=2, default=str) + "\n")
@@ -674,6 +690,99 @@ def epsilon_mse(prediction: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     return error.reshape(error.shape[0], -1).mean(dim=1).mean()
 
 
+def diffusion_loss(output: torch.Tensor, noise: torch.Tensor, x_start: torch.Tensor, x_t: torch.Tensor,
+                   timesteps: torch.Tensor, scheduler) -> tuple[torch.Tensor, dict[str, float]]:
+    """The denoising loss of a batch and its parts. ``output`` [B, C, ...]: epsilon MSE; ``output``
+    [B, 2C, ...] (learned variance): IDDPM's hybrid loss (LossType.MSE with LEARNED_RANGE, as Latte, DiT and
+    Open-Sora 1.0 train): ``mean_b(mse_b + vlb_b)`` with the VLB in bits per dim on the epsilon half detached,
+    so it trains the variance only."""
+    channels = noise.shape[1]
+    if output.shape[1] == channels:
+        mse = epsilon_mse(output, noise)
+        return mse, {"mse": mse.item()}
+    if output.shape[1] != 2 * channels:
+        raise ValueError(f"denoiser output has {output.shape[1]} channels; expected {channels} (epsilon) or "
+                         f"{2 * channels} (epsilon + learned variance)")
+    eps, v = output[:, :channels], output[:, channels:]
+    mse = epsilon_mse(eps, noise)
+    vlb = vlb_terms(scheduler, x_start, x_t, timesteps, eps.detach(), v).mean()
+    return mse + vlb, {"mse": mse.item(), "vlb": vlb.item()}
+
+
+def _diffusion_arrays(scheduler_or_betas) -> dict[str, np.ndarray]:
+    """IDDPM's float64 schedule arrays for ``betas`` [N] (or a diffusers scheduler's ``betas``)."""
+    betas = getattr(scheduler_or_betas, "betas", scheduler_or_betas)
+    betas = np.asarray(betas.double().cpu() if isinstance(betas, torch.Tensor) else betas, dtype=np.float64)
+    alphas = 1.0 - betas
+    cumprod = np.cumprod(alphas)
+    prev = np.append(1.0, cumprod[:-1])
+    posterior = betas * (1.0 - prev) / (1.0 - cumprod)
+    return {"betas": betas, "cumprod": cumprod, "posterior_log_variance_clipped":
+            np.log(np.append(posterior[1], posterior[1:])) if len(betas) > 1 else np.log(betas),
+            "coef_start": betas * np.sqrt(prev) / (1.0 - cumprod),
+            "coef_t": (1.0 - prev) * np.sqrt(alphas) / (1.0 - cumprod)}
+
+
+def learned_log_variance(scheduler_or_betas, timesteps: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """IDDPM's LEARNED_RANGE log variance: ``frac * log(beta_t) + (1 - frac) * log(posterior variance_t)``
+    (clipped at t = 0), ``frac = (v + 1) / 2``; ``v`` [B, ...], ``timesteps`` [B] -> like ``v``."""
+    arrays = _diffusion_arrays(scheduler_or_betas)
+    min_log = _gather(arrays["posterior_log_variance_clipped"], timesteps, v)
+    max_log = _gather(np.log(arrays["betas"]), timesteps, v)
+    frac = (v.float() + 1) / 2
+    return frac * max_log + (1 - frac) * min_log
+
+
+def _gather(array: np.ndarray, timesteps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``array[timesteps]`` as float32 shaped [B, 1, ...] to broadcast against ``like``."""
+    values = torch.from_numpy(array).to(like.device)[timesteps.long()].float()
+    return values.reshape(-1, *([1] * (like.ndim - 1)))
+
+
+def _normal_kl(mean1, logvar1, mean2, logvar2) -> torch.Tensor:
+    """KL(N(mean1, e^logvar1) || N(mean2, e^logvar2)) elementwise, in nats."""
+    return 0.5 * (-1.0 + logvar2 - logvar1 + torch.exp(logvar1 - logvar2) + (mean1 - mean2) ** 2 * torch.exp(-logvar2))
+
+
+def _approx_normal_cdf(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _discretized_gaussian_log_likelihood(x, means, log_scales) -> torch.Tensor:
+    """log P(x) of x (data in [-1, 1], bins of 2/255) under N(means, e^(2 log_scales)), elementwise, in nats;
+    the edge bins take the tails (IDDPM's decoder at t = 0)."""
+    centered, inv_std = x - means, torch.exp(-log_scales)
+    cdf_plus = _approx_normal_cdf(inv_std * (centered + 1.0 / 255.0))
+    cdf_min = _approx_normal_cdf(inv_std * (centered - 1.0 / 255.0))
+    log_cdf_plus = torch.log(cdf_plus.clamp(min=1e-12))
+    log_one_minus_cdf_min = torch.log((1.0 - cdf_min).clamp(min=1e-12))
+    log_delta = torch.log((cdf_plus - cdf_min).clamp(min=1e-12))
+    return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_delta))
+
+
+def vlb_terms(scheduler_or_betas, x_start: torch.Tensor, x_t: torch.Tensor, timesteps: torch.Tensor,
+              mean_eps: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """IDDPM's ``_vb_terms_bpd`` per sample, in bits per dim: [B].
+
+    ``x_start``, ``x_t``, ``mean_eps`` (the predicted epsilon that sets the model mean; pass it detached to
+    train only the variance, as IDDPM's ``frozen_out``) and ``v`` (the variance interpolation in [-1, 1]) are
+    [B, C, ...]; ``timesteps`` [B] index the schedule (``betas`` [N] or a scheduler's). t > 0: KL(q(x_{t-1} |
+    x_t, x_0) || p(x_{t-1} | x_t)); t == 0: the discretized Gaussian NLL of ``x_start`` (bins 2/255)."""
+    arrays = _diffusion_arrays(scheduler_or_betas)
+    x_start, x_t, mean_eps = x_start.float(), x_t.float(), mean_eps.float()
+    cumprod = _gather(arrays["cumprod"], timesteps, x_t)
+    coef_start, coef_t = _gather(arrays["coef_start"], timesteps, x_t), _gather(arrays["coef_t"], timesteps, x_t)
+    true_mean = coef_start * x_start + coef_t * x_t
+    true_log_variance = _gather(arrays["posterior_log_variance_clipped"], timesteps, x_t)
+    pred_start = torch.sqrt(1.0 / cumprod) * x_t - torch.sqrt(1.0 / cumprod - 1.0) * mean_eps
+    model_mean = coef_start * pred_start + coef_t * x_t
+    model_log_variance = learned_log_variance(arrays["betas"], timesteps, v)
+    kl = _normal_kl(true_mean, true_log_variance, model_mean, model_log_variance)
+    nll = -_discretized_gaussian_log_likelihood(x_start, model_mean, 0.5 * model_log_variance)
+    per_dim = torch.where(timesteps.reshape(-1, *([1] * (x_t.ndim - 1))) == 0, nll, kl)
+    return per_dim.reshape(per_dim.shape[0], -1).mean(dim=1) / math.log(2.0)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Model folders and sampling
 
@@ -691,7 +800,8 @@ def read_baseline_info(model: str | os.PathLike, generator: str) -> dict:
 
 
 def sampling_scheduler(model_dir: Path, sampling: SamplingSpec):
-    """The sampler of ``sampling`` on the model's training noise schedule."""
+    """The sampler of ``sampling`` on the model's training noise schedule; a learned-variance model's saved
+    schedule holds ``variance_type="learned_range"``, so its DDPM sampler draws with the learned variance."""
     from diffusers import DDIMScheduler, DDPMScheduler
 
     config = dict(DDPMScheduler.load_config(model_dir / "scheduler"))
@@ -704,12 +814,21 @@ def sampling_scheduler(model_dir: Path, sampling: SamplingSpec):
 def sample_latents(predict: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], scheduler, steps: int,
                    shape: tuple[int, ...], generators: list[torch.Generator], device="cpu") -> torch.Tensor:
     """Denoise from seeded noise: ``shape`` [B, C, T, h, w], one CPU generator per video (initial noise and the
-    sampler's noise, so a seed gives the same start on any device), ``predict(x, t)`` -> epsilon like ``x``."""
+    sampler's noise, so a seed gives the same start on any device), ``predict(x, t)`` -> epsilon like ``x``, or
+    [B, 2C, ...] (epsilon, learned variance ``v``): a DDPM scheduler with ``variance_type="learned_range"``
+    draws with that variance (diffusers' step: IDDPM's LEARNED_RANGE on the respaced betas
+    ``1 - abar_t / abar_prev``), DDIM (deterministic) uses the epsilon half."""
     x = torch.stack([torch.randn(shape[1:], generator=g) for g in generators]).to(device)
     scheduler.set_timesteps(steps)
     x = x * scheduler.init_noise_sigma
+    from diffusers import DDPMScheduler
+
+    # DDPM's step splits a 2C output and draws with the learned variance; DDIM's config may carry the key unused
+    learned = isinstance(scheduler, DDPMScheduler) and scheduler.config.get("variance_type") == "learned_range"
     for t in scheduler.timesteps:
         eps = predict(x, t.expand(x.shape[0]).to(device))
+        if eps.shape[1] == 2 * x.shape[1] and not learned:
+            eps = eps[:, :x.shape[1]]
         x = scheduler.step(eps, t, x, generator=generators if len(generators) > 1 else generators[0]).prev_sample
     return x
 
@@ -762,4 +881,5 @@ def base_settings(spec, model_dir: Path, conditional: bool) -> dict[str, Any]:
     return {"preset": spec.name, "model": str(Path(model_dir).resolve()), "scheduler": s.scheduler,
             "steps": s.steps, "guidance_scale": s.guidance_scale if conditional else None,
             "cfg_channels": s.cfg_channels if conditional else None, "num_frames": d.frames, "height": d.height,
-            "width": d.width, "fps": d.fps, "frame_interval": d.frame_interval, "conditional": conditional}
+            "width": d.width, "fps": d.fps, "frame_interval": d.frame_interval, "conditional": conditional,
+            **({"variance": "learned_range"} if spec.diffusion.learn_sigma else {})}

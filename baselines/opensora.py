@@ -15,14 +15,16 @@ names its STDiT parameters as below; the right column is this suite's :class:`~b
     blocks.N.cross_attn.q_linear / kv_linear / proj blocks.N.cross_attn.q / kv / proj (kv rows k, v both)
     blocks.N.mlp.fc1 / fc2                          blocks.N.mlp.0 / mlp.2
     blocks.N.scale_shift_table [6, D]               same
-    final_layer.linear [p*p*2C, D]                  final_linear [p*p*C, D] (the epsilon half, see below)
+    final_layer.linear [p*p*2C, D]                  final_linear [p*p*2C, D] with learn_sigma (as is), else
+                                                    [p*p*C, D] (the epsilon half, see below)
     final_layer.scale_shift_table [2, D]            final_table
     pos_embed, pos_embed_temporal (buffers)         ignored: fixed sin-cos tables, recomputed for the geometry
 
 Both unpatchify the output features as (T_p=1, H_p, W_p, C_out): Open-Sora's ``learn_sigma`` head has
 C_out = 2C (epsilon channels first, then the variance interpolation ``v``, IDDPM's ``split(C, dim=1)``), so
-its rows are ``(hp, wp, c_out)`` and the suite keeps the rows with ``c_out < C``; the variance rows are dropped
-(the suite fixes the variance). A null caption of another length is cut or extended with its last row, as
+its rows are ``(hp, wp, c_out)``. A suite STDiT with ``out_channels`` = 2C (``diffusion.learn_sigma``) has
+the same head and layout and takes every row as is; one with C outputs (fixed variance) keeps the rows with
+``c_out < C`` and the variance rows are dropped. A null caption of another length is cut or extended with its last row, as
 Open-Sora's own loader (``ckpt_utils.reparameter``) does. Attention heads do not show in any shape: a
 checkpoint trained with another head count loads but computes something else (STDiT-XL/2 has 16).
 """
@@ -138,7 +140,9 @@ def _check_keys(state: Mapping[str, torch.Tensor], args: Mapping[str, Any]) -> d
 
 
 def _final_rows(state: Mapping[str, torch.Tensor], args: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The epsilon rows of the final linear layer: (weight [p*p*C, D], bias [p*p*C], channels dropped)."""
+    """The final linear layer's rows the model holds: all of them (weight [p*p*2C, D], bias [p*p*2C]) when its
+    ``out_channels`` is 2C (learned variance), else the epsilon rows ([p*p*C, D], [p*p*C]); and the number of
+    channels dropped."""
     weight, bias = state["final_layer.linear.weight"], state["final_layer.linear.bias"]
     d, c, p = args["hidden_size"], args["in_channels"], args["patch_size"]
     rows = weight.shape[0]
@@ -147,9 +151,15 @@ def _final_rows(state: Mapping[str, torch.Tensor], args: Mapping[str, Any]) -> t
         raise OpenSoraCheckpointError(
             f"final_layer.linear: checkpoint weight {tuple(weight.shape)}, bias {tuple(bias.shape)}; expected "
             f"[{p * p * 2 * c}, {d}] (learned sigma: {p}x{p} patch x {2 * c} channels) or [{p * p * c}, {d}]")
-    c_out = rows // (p * p)
-    weight = weight.reshape(p * p, c_out, d)[:, :c].reshape(p * p * c, d)
-    return weight, bias.reshape(p * p, c_out)[:, :c].reshape(p * p * c), c_out - c
+    c_out, keep = rows // (p * p), args.get("out_channels") or c
+    if keep == c_out:
+        return weight, bias, 0
+    if keep > c_out:
+        raise OpenSoraCheckpointError(
+            f"final_layer.linear: checkpoint weight {tuple(weight.shape)} has {c_out} output channels (no learned "
+            f"variance); the model (learn_sigma) needs {keep}: expected [{p * p * keep}, {d}]")
+    weight = weight.reshape(p * p, c_out, d)[:, :keep].reshape(p * p * keep, d)
+    return weight, bias.reshape(p * p, c_out)[:, :keep].reshape(p * p * keep), c_out - keep
 
 
 def _null_caption(table: torch.Tensor, args: Mapping[str, Any]) -> torch.Tensor:
@@ -167,7 +177,7 @@ def _null_caption(table: torch.Tensor, args: Mapping[str, Any]) -> torch.Tensor:
 def convert_opensora_stdit(state: Mapping[str, torch.Tensor], model_args: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Map an Open-Sora 1.0 STDiT state dict onto the state dict of ``STDiT(**model_args)`` (its config:
     ``hidden_size``, ``depth``, ``patch_size``, ``in_channels``, ``caption_channels``, ``mlp_ratio``,
-    ``model_max_length``). Raises :class:`OpenSoraCheckpointError` naming missing or unexpected keys and
+    ``model_max_length``, ``out_channels``: 2C keeps the learned-variance rows). Raises :class:`OpenSoraCheckpointError` naming missing or unexpected keys and
     shape mismatches (a checkpoint of another width, depth, patch or caption width)."""
     _check_keys(state, model_args)
     d = model_args["hidden_size"]
@@ -267,9 +277,9 @@ def init_stdit_from_opensora(model, path: str | os.PathLike) -> dict[str, Any]:
     args = dict(model.config)
     converted = convert_opensora_stdit(state, args)
     model.load_state_dict(converted, strict=True)  # every parameter, nothing else
-    c, p = args["in_channels"], args["patch_size"]
+    kept, p = args.get("out_channels") or args["in_channels"], args["patch_size"]
     return {"file": str(path.resolve()), "sha256": file_sha256(path)[:16],
             "keys_converted": len(state) - sum(k in state for k in IGNORED),
             "keys_ignored": sorted(k for k in IGNORED if k in state),
-            "channels_dropped": state["final_layer.linear.weight"].shape[0] // (p * p) - c,
+            "channels_dropped": state["final_layer.linear.weight"].shape[0] // (p * p) - kept,
             "null_caption_rows": [int(state["y_embedder.y_embedding"].shape[0]), int(args["model_max_length"])]}

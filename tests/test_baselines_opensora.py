@@ -5,7 +5,7 @@ model by the inverse mapping below, written independently of the converter from 
 (opensora/models/stdit/stdit.py, opensora/models/layers/blocks.py): fused qkv rows (q, k, v), a Conv3d (1, p, p)
 patch kernel, a learned-sigma final layer whose rows are (H_p, W_p, C_out) with C_out = 2C (epsilon first, then
 random variance rows interleaved per patch position), the null caption as ``y_embedder.y_embedding`` and the
-position-embedding buffers Open-Sora saves."""
+position-embedding buffers Open-Sora saves. A learned-variance suite STDiT (out_channels 2C) takes the whole head."""
 from __future__ import annotations
 
 import copy
@@ -72,6 +72,10 @@ def to_opensora(model: STDiT, seed: int = 7) -> dict[str, torch.Tensor]:
         out[f"{b}scale_shift_table"] = ours[f"{b}scale_shift_table"]
     weight = torch.randn(p * p * 2 * c, d, generator=g)  # rows (hp, wp, c_out): eps rows ours, sigma rows random
     bias = torch.randn(p * p * 2 * c, generator=g)
+    if (cfg.out_channels or c) == 2 * c:  # a learned-variance model holds Open-Sora's head, same row layout
+        out["final_layer.linear.weight"], out["final_layer.linear.bias"] = ours["final_linear.weight"], \
+            ours["final_linear.bias"]
+        return out
     for hp in range(p):
         for wp in range(p):
             for ch in range(c):
@@ -123,6 +127,42 @@ def test_the_epsilon_half_of_open_soras_learned_sigma_head_is_what_the_model_pre
     theirs = full.reshape(b, nt, nh, nw, 1, p, p, 8).permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, 8, 16, 8, 8)
     assert torch.allclose(theirs[:, :4], ours, atol=1e-6)
     assert not torch.allclose(theirs[:, 4:], ours, atol=1e-2)  # the variance half is another thing
+
+
+@torch.no_grad()
+def test_with_learn_sigma_the_whole_open_sora_head_is_kept_and_both_halves_match(tmp_path):
+    """A learned-variance STDiT (out_channels 2C) takes all 2C rows: Open-Sora's final linear + unpatchify on the
+    same hidden state equals the model's full output, epsilon and variance halves alike."""
+    source = _model(0, out_channels=8)
+    state = to_opensora(source)
+    path = tmp_path / "opensora.pth"
+    torch.save(state, path)
+    model = _model(1, out_channels=8)
+    record = init_stdit_from_opensora(model, path)
+    assert record["channels_dropped"] == 0
+    assert all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), model.state_dict().values()))
+    hidden = {}
+    model.final_linear.register_forward_hook(lambda module, args, out: hidden.update(x=args[0]))
+    latents, steps, captions, mask = _inputs()
+    ours = model(latents, steps, captions, mask)
+    assert ours.shape == (2, 8, 16, 8, 8)
+    full = hidden["x"] @ state["final_layer.linear.weight"].T + state["final_layer.linear.bias"]  # [B, N, 4*8]
+    b, (nt, nh, nw), p = len(full), (16, 4, 4), 2
+    theirs = full.reshape(b, nt, nh, nw, 1, p, p, 8).permute(0, 7, 1, 4, 2, 5, 3, 6).reshape(b, 8, 16, 8, 8)
+    assert torch.allclose(theirs, ours, atol=1e-6)
+    assert (ours[:, 4:] - ours[:, :4]).abs().mean() > 1e-2  # two different halves
+    # the same checkpoint into a fixed-variance model keeps the epsilon half only
+    fixed = _model(2)
+    assert init_stdit_from_opensora(fixed, path)["channels_dropped"] == 4
+    assert torch.allclose(fixed(latents, steps, captions, mask), ours[:, :4], atol=1e-6)
+    # a checkpoint without variance rows cannot fill a learned-variance head
+    eps_only = to_opensora(_model(0))
+    head = convert_opensora_stdit(eps_only, dict(_model(0).config))  # rows (hp, wp, c) with C_out = C
+    eps_only["final_layer.linear.weight"], eps_only["final_layer.linear.bias"] = \
+        head["final_linear.weight"], head["final_linear.bias"]
+    with pytest.raises(OpenSoraCheckpointError, match=r"has 4 output channels \(no learned variance\); the model "
+                                                      r"\(learn_sigma\) needs 8"):
+        convert_opensora_stdit(eps_only, dict(model.config))
 
 
 def _open_sora_attention(x, cond, q_w, q_b, kv_w, kv_b, proj_w, proj_b, heads):
@@ -259,3 +299,27 @@ def test_a_tiny_bora_run_starts_from_the_checkpoint(four_clip_world, tmp_path, m
     assert first_a == first_b, (first_a, first_b)
     with pytest.raises(ValueError, match="takes no init folder.*init_from"):
         BoraGenerator().train(four_clip_world[1], tmp_path / "c", init=tmp_path / "a" / "model")
+
+
+def test_a_learned_variance_bora_run_starts_from_the_whole_checkpoint(four_clip_world, tmp_path, monkeypatch):
+    """The paper setup (init_from + learn_sigma): the model training starts from holds every row of Open-Sora's
+    2C head, and the run records no dropped channels."""
+    source = _model(0, out_channels=8)
+    path = tmp_path / "opensora.pth"
+    torch.save(to_opensora(source), path)
+    built = []
+    original = bora.BoraRecipe.build_model
+
+    def spy(self, spec):
+        model = original(self, spec)
+        built.append({k: v.clone() for k, v in model.state_dict().items()})
+        return model
+
+    monkeypatch.setattr(bora.BoraRecipe, "build_model", spy)
+    settings = {"vae.fit_steps": 5, "vae.fit_batch_size": 4, "train.batch_size": 4, "train.max_steps": 1,
+                "train.checkpoint_every": 1, "diffusion.learn_sigma": True, "init_from": str(path)}
+    model = BoraGenerator().train(four_clip_world[1], tmp_path / "a", overrides=settings)
+    assert built[0].keys() == source.state_dict().keys()
+    assert all(torch.equal(built[0][k], v) for k, v in source.state_dict().items())
+    assert built[0]["final_linear.weight"].shape == (2 * 2 * 8, 32)
+    assert json.loads((model / "init_from.json").read_text())["channels_dropped"] == 0
