@@ -805,9 +805,13 @@ def sampling_scheduler(model_dir: Path, sampling: SamplingSpec):
     from diffusers import DDIMScheduler, DDPMScheduler
 
     config = dict(DDPMScheduler.load_config(model_dir / "scheduler"))
-    cls = DDPMScheduler if sampling.scheduler == "ddpm" else DDIMScheduler
-    # "leading" spacing (t = k * 1000 / steps) keeps diffusers' previous-timestep arithmetic exact for both
-    return cls.from_config(config, timestep_spacing="leading")
+    if sampling.scheduler == "ddpm":
+        # IDDPM's respacing (space_timesteps(N, "steps"): round(k * (N - 1) / (steps - 1))) is diffusers'
+        # "linspace"; DDPM's step takes the previous kept step from its timestep list, so the respaced betas are
+        # 1 - abar_t / abar_prev as in IDDPM
+        return DDPMScheduler.from_config(config, timestep_spacing="linspace")
+    # DDIM computes the previous step as t - N // steps, exact only with "leading" spacing (t = k * N // steps)
+    return DDIMScheduler.from_config(config, timestep_spacing="leading")
 
 
 @torch.no_grad()

@@ -169,6 +169,27 @@ def test_learned_range_sampling_step_uses_iddpm_respaced_variances():
     assert (high - low).abs().max() > 1e-3  # the learned variance changes the sample
 
 
+def _iddpm_kept_steps(num_timesteps: int, steps: int) -> list[int]:
+    """IDDPM's ``space_timesteps(num_timesteps, str(steps))`` for one section (its own accumulation)."""
+    stride, cursor, taken = (num_timesteps - 1) / (steps - 1), 0.0, []
+    for _ in range(steps):
+        taken.append(round(cursor))
+        cursor += stride
+    return sorted(set(taken))
+
+
+@pytest.mark.parametrize("steps", [100, 250])
+def test_ddpm_sampling_keeps_iddpms_respaced_steps(tmp_path, steps):
+    """Bora samples with 100 respaced steps, Endora with 250: the DDPM sampler keeps IDDPM's steps (999, 989, ...
+    for 100; not diffusers' default 990, 980, ...) and steps from each to the previous kept one."""
+    DDPMScheduler(**lv.DiffusionSpec(learn_sigma=True).scheduler_config()).save_pretrained(tmp_path / "scheduler")
+    scheduler = lv.sampling_scheduler(tmp_path, lv.SamplingSpec(scheduler="ddpm", steps=steps))
+    scheduler.set_timesteps(steps)
+    kept = sorted(int(t) for t in scheduler.timesteps)
+    assert kept == _iddpm_kept_steps(1000, steps) and kept[-1] == 999 and len(kept) == steps
+    assert [int(scheduler.previous_timestep(torch.tensor(t))) for t in kept[1:4]] == kept[:3]
+
+
 def test_sample_latents_uses_the_learned_variance_and_ddim_ignores_it():
     def constant(v):
         return lambda x, t: torch.cat([torch.zeros_like(x), torch.full_like(x, v)], dim=1)
