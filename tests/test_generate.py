@@ -62,6 +62,7 @@ def test_videos_have_the_requested_shape_and_fps(videos):
 def test_manifest_says_how_each_video_was_made(videos, model):
     records = read_generated(videos)
     assert [(r.extra["prompt_index"], r.extra["video_index"]) for r in records] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert [r.extra["batch_videos"] for r in records] == [2, 2, 2, 2]  # the tiny preset samples 2 at a time
     assert [r.seed for r in records] == [derive_seed(5, i, k) for i in (0, 1) for k in (0, 1)]
     assert records[2].prompt == "Phacoemulsification of a dense cataract."
     weights = model / "transformer" / "diffusion_pytorch_model.safetensors"

@@ -113,7 +113,9 @@ def write_videos(out: str | os.PathLike, prompts: list[Prompt], videos_per_promp
     Checks ``generation.json`` against (seed, videos per prompt, checkpoint hash, settings), refuses videos listed
     with another prompt, and makes this process's missing jobs (job ``n`` goes to process ``n % world``) in
     batches: ``render(jobs)`` -> uint8 [B, T, H, W, 3]; each mp4 is written then renamed, then gets its manifest
-    line under a file lock. Returns the paths written.
+    line under a file lock (with ``batch_videos``, the size of the batch it was made in: batched matrix products
+    round differently, so a seed reproduces a video bit for bit at the same batch size). Returns the paths
+    written.
     """
     from tqdm import tqdm
 
@@ -135,7 +137,7 @@ def write_videos(out: str | os.PathLike, prompts: list[Prompt], videos_per_promp
             path = write_video(out / job.name, frames, fps=fps)
             record = GeneratedVideo(path, job.prompt.text, job.seed, generator, checkpoint, settings,
                                     {"prompt_index": job.prompt.index, "video_index": job.k,
-                                     "source": job.prompt.source})
+                                     "source": job.prompt.source, "batch_videos": len(batch)})
             with _locked(out):
                 append_generated(out, record)
             written.append(path)
