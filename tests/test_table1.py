@@ -92,6 +92,29 @@ def test_rerun_hits_every_cache_and_gives_the_same_numbers(quick):
             assert b["metrics"][metric]["value"] == m["value"]
 
 
+def test_a_moved_cache_is_reused_and_scores_the_same(quick, tmp_path):
+    """Stage records keep paths relative to the cache: a cache copied elsewhere (the original out of reach)
+    reuses every trained model and generated set, and evaluating again from the copy gives the same numbers."""
+    import shutil
+
+    config, root, payload, _ = quick
+    moved = shutil.copytree(root / "cache", tmp_path / "moved")
+    for done in moved.glob("evaluate/*/done.json"):
+        done.unlink()  # evaluate again: read the moved real clips and generated videos
+    hidden = root / "cache-away"
+    (root / "cache").rename(hidden)
+    try:
+        lines: list[str] = []
+        again = run_table1(config, moved, tmp_path / "out", progress=False, log=lines.append)
+    finally:
+        hidden.rename(root / "cache")
+    ran = [line for line in lines if line.startswith("[run]")]
+    assert ran and all(line.split()[1].startswith("evaluate/") for line in ran), ran
+    for a, b in zip(payload["rows"], again["rows"]):
+        for metric, m in a["metrics"].items():
+            assert b["metrics"][metric]["value"] == pytest.approx(m["value"], rel=1e-9), (a["name"], metric)
+
+
 @pytest.mark.slow
 def test_a_run_killed_while_training_resumes_to_the_same_numbers(quick, tmp_path):
     """Simulate a kill during Ophora's P2FT: no final model, only its first checkpoint, no videos of that row, no

@@ -5,13 +5,15 @@ depends on (its settings and the keys of the stages it reads). A finished stage 
 (written last, atomically); a rerun with the same inputs reuses the folder at once, and a run killed part way
 continues in the same folder: worlds, curation, training and generation resume where they stopped, and
 evaluation is redone from the cached reference statistics. Code changes are not part of the key, except the
-curation stages' algorithm versions; delete the cache folder after changing the code of another stage.
+curation stages' algorithm versions; delete the cache folder after changing the code of another stage. Records
+write paths inside the cache relative to it (``<cache>/...``), so a finished cache can be moved or copied.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,35 @@ from ophora.results import plain
 __all__ = ["Stage", "Table1Run", "RowResult", "stable_key"]
 
 DONE = "done.json"
+
+
+CACHE_MARK = "<cache>/"
+
+
+def portable(value: Any, cache: Path) -> Any:
+    """``value`` with every absolute path inside ``cache`` written as ``<cache>/relative/path``, so that a
+    stage record stays valid when the cache folder is moved or copied (:func:`localised` reads it back)."""
+    if isinstance(value, dict):
+        return {k: portable(v, cache) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, cache) for v in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        try:
+            return CACHE_MARK + Path(value).relative_to(cache).as_posix()
+        except ValueError:
+            return value
+    return value
+
+
+def localised(value: Any, cache: Path) -> Any:
+    """The inverse of :func:`portable` for the cache folder where the record is read."""
+    if isinstance(value, dict):
+        return {k: localised(v, cache) for k, v in value.items()}
+    if isinstance(value, list):
+        return [localised(v, cache) for v in value]
+    if isinstance(value, str) and value.startswith(CACHE_MARK):
+        return str(cache / value[len(CACHE_MARK):])
+    return value
 
 
 def stable_key(payload: Any) -> str:
@@ -80,7 +111,7 @@ class Table1Run:
         if done.is_file():
             self._log(f"[cached] {name}")
             self.cache_hits[name] = True
-            return Stage(folder, key, True, json.loads(done.read_text())["record"])
+            return Stage(folder, key, True, self._read_record(done))
         folder.mkdir(parents=True, exist_ok=True)
         self._log(f"[run]    {name}")
         start = time.perf_counter()
@@ -88,11 +119,14 @@ class Table1Run:
         self.barrier()
         self.timings[name] = round(time.perf_counter() - start, 2)
         if self.is_main:
-            atomic_write_text(done, json.dumps({"key": key, "inputs": plain(inputs), "record": plain(record)},
-                                               indent=2, default=str) + "\n")
+            document = {"key": key, "inputs": plain(inputs), "record": portable(plain(record), self.cache)}
+            atomic_write_text(done, json.dumps(document, indent=2, default=str) + "\n")
         self.barrier()
         self.cache_hits[name] = False
-        return Stage(folder, key, False, json.loads(done.read_text())["record"])
+        return Stage(folder, key, False, self._read_record(done))
+
+    def _read_record(self, done: Path) -> dict:
+        return localised(json.loads(done.read_text())["record"], self.cache)
 
     def _log(self, line: str) -> None:
         if self.is_main:
