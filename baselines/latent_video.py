@@ -56,7 +56,7 @@ from ophora.registry import did_you_mean
 from ophora.seeding import derive_seed
 
 __all__ = ["DataSpec", "VaeSpec", "DiffusionSpec", "TrainSpec", "SamplingSpec", "load_spec", "spec_fingerprint",
-           "TrainClip", "read_training_clips", "load_window", "resolve_pretrained", "build_vae",
+           "TrainClip", "read_training_clips", "load_window", "resolve_pretrained", "resolve_weights", "build_vae",
            "LatentCache", "Recipe", "train_baseline", "generate_videos", "sample_latents", "decode_latents",
            "read_baseline_info", "compute_device", "diffusion_loss", "vlb_terms", "learned_log_variance",
            "INFO_NAME", "MODEL_NAME", "RUN_NAME"]
@@ -319,15 +319,25 @@ def resolve_pretrained(name_or_path: str) -> Path:
     """A pretrained folder: a weights-registry name (``python -m benchmarks.weights list``) or a local path."""
     from benchmarks import weights
 
-    known = sorted(getattr(weights, "FOLDERS", {}))
-    if name_or_path in known:
-        return weights.resolve(name_or_path)
-    path = Path(name_or_path).expanduser()
-    if not path.exists():
-        hint = did_you_mean(name_or_path, known)
-        raise FileNotFoundError(f"pretrained weights {name_or_path!r}: neither a pretrained folder of the weights "
-                                f"registry ({', '.join(known)}{'; ' + hint if hint else ''}) nor an existing "
-                                f"path ({path.resolve()})")
+    return resolve_weights(name_or_path, sorted(getattr(weights, "FOLDERS", {})), "pretrained weights",
+                           "a pretrained folder of the weights registry", "path")
+
+
+def resolve_weights(name_or_path: str | os.PathLike, registered: Sequence[str], what: str, registry_kind: str,
+                    local_kind: str, is_file: bool = False) -> Path:
+    """``name_or_path`` as one of the ``registered`` weights-registry names (found and checked by
+    :func:`benchmarks.weights.resolve`) or an existing local path (a file when ``is_file``); otherwise a
+    FileNotFoundError naming both, with the closest registered name."""
+    from benchmarks import weights
+
+    text = os.fspath(name_or_path)
+    if text in registered:
+        return weights.resolve(text)
+    path = Path(text).expanduser()
+    if not (path.is_file() if is_file else path.exists()):
+        hint = did_you_mean(text, registered)
+        raise FileNotFoundError(f"{what} {text!r}: neither {registry_kind} ({', '.join(registered)}"
+                                f"{'; ' + hint if hint else ''}) nor an existing {local_kind} ({path.resolve()})")
     return path
 
 

@@ -231,20 +231,10 @@ def load_opensora_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]
 def resolve_opensora(name_or_path: str | os.PathLike) -> Path:
     """The checkpoint file: a weights-registry name (``OPENSORA_CHECKPOINTS``; found and checked by
     :func:`benchmarks.weights.resolve`) or a path to an existing file."""
-    from benchmarks import weights
+    from baselines.latent_video import resolve_weights
 
-    text = os.fspath(name_or_path)
-    if text in weights.REGISTRY:
-        return weights.resolve(text)
-    path = Path(text).expanduser()
-    if not path.is_file():
-        from ophora.registry import did_you_mean
-
-        hint = did_you_mean(text, OPENSORA_CHECKPOINTS)
-        raise FileNotFoundError(f"Open-Sora checkpoint {text!r}: neither a registered checkpoint "
-                                f"({', '.join(OPENSORA_CHECKPOINTS)}{'; ' + hint if hint else ''}) nor an existing "
-                                f"file ({path.resolve()})")
-    return path
+    return resolve_weights(name_or_path, OPENSORA_CHECKPOINTS, "Open-Sora checkpoint", "a registered checkpoint",
+                           "file", is_file=True)
 
 
 def missing_opensora(name_or_path: str | os.PathLike | None) -> list[tuple[str, str, str]]:

@@ -266,12 +266,9 @@ def test_missing_assets_lists_the_checkpoint_init_from_names(tmp_path, monkeypat
         opensora.resolve_opensora("opensora-v1-hq-16x256x25")
 
 
-def test_a_tiny_bora_run_starts_from_the_checkpoint(four_clip_world, tmp_path, monkeypatch):
-    """The model build_model hands to training holds the checkpoint's weights, and the first step's loss equals
-    that of the same run started from the source model itself (same frozen parts, same draws)."""
-    source = _model(0)
-    path = tmp_path / "opensora.pth"
-    torch.save(to_opensora(source), path)
+def _record_built_models(monkeypatch) -> list[dict]:
+    """Make ``BoraRecipe.build_model`` also append a copy of each model's state dict (the weights training
+    starts from) to the returned list."""
     built = []
     original = bora.BoraRecipe.build_model
 
@@ -281,6 +278,16 @@ def test_a_tiny_bora_run_starts_from_the_checkpoint(four_clip_world, tmp_path, m
         return model
 
     monkeypatch.setattr(bora.BoraRecipe, "build_model", spy)
+    return built
+
+
+def test_a_tiny_bora_run_starts_from_the_checkpoint(four_clip_world, tmp_path, monkeypatch):
+    """The model build_model hands to training holds the checkpoint's weights, and the first step's loss equals
+    that of the same run started from the source model itself (same frozen parts, same draws)."""
+    source = _model(0)
+    path = tmp_path / "opensora.pth"
+    torch.save(to_opensora(source), path)
+    built = _record_built_models(monkeypatch)
     settings = {"vae.fit_steps": 5, "vae.fit_batch_size": 4, "train.batch_size": 4, "train.max_steps": 2,
                 "train.checkpoint_every": 2}
     model = BoraGenerator().train(four_clip_world[1], tmp_path / "a", overrides={**settings, "init_from": str(path)})
@@ -307,15 +314,7 @@ def test_a_learned_variance_bora_run_starts_from_the_whole_checkpoint(four_clip_
     source = _model(0, out_channels=8)
     path = tmp_path / "opensora.pth"
     torch.save(to_opensora(source), path)
-    built = []
-    original = bora.BoraRecipe.build_model
-
-    def spy(self, spec):
-        model = original(self, spec)
-        built.append({k: v.clone() for k, v in model.state_dict().items()})
-        return model
-
-    monkeypatch.setattr(bora.BoraRecipe, "build_model", spy)
+    built = _record_built_models(monkeypatch)
     settings = {"vae.fit_steps": 5, "vae.fit_batch_size": 4, "train.batch_size": 4, "train.max_steps": 1,
                 "train.checkpoint_every": 1, "diffusion.learn_sigma": True, "init_from": str(path)}
     model = BoraGenerator().train(four_clip_world[1], tmp_path / "a", overrides=settings)
