@@ -736,7 +736,10 @@ def _diffusion_arrays(scheduler_or_betas) -> dict[str, np.ndarray]:
 def learned_log_variance(scheduler_or_betas, timesteps: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """IDDPM's LEARNED_RANGE log variance: ``frac * log(beta_t) + (1 - frac) * log(posterior variance_t)``
     (clipped at t = 0), ``frac = (v + 1) / 2``; ``v`` [B, ...], ``timesteps`` [B] -> like ``v``."""
-    arrays = _diffusion_arrays(scheduler_or_betas)
+    return _learned_log_variance(_diffusion_arrays(scheduler_or_betas), timesteps, v)
+
+
+def _learned_log_variance(arrays: dict[str, np.ndarray], timesteps: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     min_log = _gather(arrays["posterior_log_variance_clipped"], timesteps, v)
     max_log = _gather(np.log(arrays["betas"]), timesteps, v)
     frac = (v.float() + 1) / 2
@@ -786,7 +789,7 @@ def vlb_terms(scheduler_or_betas, x_start: torch.Tensor, x_t: torch.Tensor, time
     true_log_variance = _gather(arrays["posterior_log_variance_clipped"], timesteps, x_t)
     pred_start = torch.sqrt(1.0 / cumprod) * x_t - torch.sqrt(1.0 / cumprod - 1.0) * mean_eps
     model_mean = coef_start * pred_start + coef_t * x_t
-    model_log_variance = learned_log_variance(arrays["betas"], timesteps, v)
+    model_log_variance = _learned_log_variance(arrays, timesteps, v)
     kl = _normal_kl(true_mean, true_log_variance, model_mean, model_log_variance)
     nll = -_discretized_gaussian_log_likelihood(x_start, model_mean, 0.5 * model_log_variance)
     per_dim = torch.where(timesteps.reshape(-1, *([1] * (x_t.ndim - 1))) == 0, nll, kl)
