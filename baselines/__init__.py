@@ -1,8 +1,10 @@
-"""Generators to compare: Ophora and the baselines (Endora, Bora) by name, and videos from official code.
+"""Generators to compare: Ophora and the baselines (Endora, Bora) by name.
+
+Videos from official code are read by :mod:`ophora.data.external`; ``python -m baselines.external check DIR``
+validates such a folder.
 
 ``baselines.get(name)`` returns a :class:`~baselines.registry.VideoGenerator`; ``baselines.names()`` lists them.
 """
-from baselines.external import ExternalVideos, ExternalVideosError
 from baselines.registry import VideoGenerator, get, names, register
 
-__all__ = ["ExternalVideos", "ExternalVideosError", "VideoGenerator", "get", "names", "register"]
+__all__ = ["VideoGenerator", "get", "names", "register"]

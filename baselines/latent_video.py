@@ -316,8 +316,8 @@ def _usable_windows(clips: list[TrainClip], data: DataSpec, limit: int) -> list[
 
 
 def resolve_pretrained(name_or_path: str) -> Path:
-    """A pretrained folder: a weights-registry name (``python -m benchmarks.weights list``) or a local path."""
-    from benchmarks import weights
+    """A pretrained folder: a weights-registry name (``python -m ophora.weights list``) or a local path."""
+    from ophora import weights
 
     return resolve_weights(name_or_path, sorted(getattr(weights, "FOLDERS", {})), "pretrained weights",
                            "a pretrained folder of the weights registry", "path")
@@ -326,9 +326,9 @@ def resolve_pretrained(name_or_path: str) -> Path:
 def resolve_weights(name_or_path: str | os.PathLike, registered: Sequence[str], what: str, registry_kind: str,
                     local_kind: str, is_file: bool = False) -> Path:
     """``name_or_path`` as one of the ``registered`` weights-registry names (found and checked by
-    :func:`benchmarks.weights.resolve`) or an existing local path (a file when ``is_file``); otherwise a
+    :func:`ophora.weights.resolve`) or an existing local path (a file when ``is_file``); otherwise a
     FileNotFoundError naming both, with the closest registered name."""
-    from benchmarks import weights
+    from ophora import weights
 
     text = os.fspath(name_or_path)
     if text in registered:
@@ -344,7 +344,7 @@ def resolve_weights(name_or_path: str | os.PathLike, registered: Sequence[str], 
 def missing_pretrained(spec) -> list[tuple[str, str, str]]:
     """(asset, where it must be, how to get it) for each pretrained folder ``spec`` names (VAE, DINO prior, T5)
     that is not on this machine; tiny presets name none."""
-    from benchmarks import weights
+    from ophora import weights
 
     missing = []
     for part in ("vae", "prior", "text"):
@@ -356,7 +356,7 @@ def missing_pretrained(spec) -> list[tuple[str, str, str]]:
         except (FileNotFoundError, KeyError, RuntimeError):
             registered = name in getattr(weights, "FOLDERS", {})
             where = weights.candidate_paths(name)[0] if registered else Path(name).expanduser().resolve()
-            how = (f"python -m benchmarks.weights fetch {name}  (prints the download command)" if registered else
+            how = (f"python -m ophora.weights fetch {name}  (prints the download command)" if registered else
                    "a local pretrained folder")
             missing.append((f"{part} weights ({name})", str(where), how))
     return missing

@@ -40,7 +40,7 @@ import torch
 __all__ = ["OPENSORA_CHECKPOINTS", "convert_opensora_stdit", "load_opensora_checkpoint", "resolve_opensora",
            "missing_opensora", "init_stdit_from_opensora", "OpenSoraCheckpointError"]
 
-# weights-registry names of the released Open-Sora 1.0 STDiT-XL/2 checkpoints (benchmarks/weights.py)
+# weights-registry names of the released Open-Sora 1.0 STDiT-XL/2 checkpoints (ophora/weights.py)
 OPENSORA_CHECKPOINTS = ("opensora-v1-hq-16x256x256", "opensora-v1-hq-16x512x512", "opensora-v1-16x256x256")
 IGNORED = ("pos_embed", "pos_embed_temporal")  # fixed sin-cos buffers Open-Sora saves; not parameters
 NESTING = ("ema", "model", "state_dict", "module")  # Open-Sora's find_model prefers "ema"
@@ -230,7 +230,7 @@ def load_opensora_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]
 
 def resolve_opensora(name_or_path: str | os.PathLike) -> Path:
     """The checkpoint file: a weights-registry name (``OPENSORA_CHECKPOINTS``; found and checked by
-    :func:`benchmarks.weights.resolve`) or a path to an existing file."""
+    :func:`ophora.weights.resolve`) or a path to an existing file."""
     from baselines.latent_video import resolve_weights
 
     return resolve_weights(name_or_path, OPENSORA_CHECKPOINTS, "Open-Sora checkpoint", "a registered checkpoint",
@@ -241,7 +241,7 @@ def missing_opensora(name_or_path: str | os.PathLike | None) -> list[tuple[str, 
     """[(asset, expected at, how to get it)] when ``name_or_path`` names a checkpoint that is not here."""
     if not name_or_path:
         return []
-    from benchmarks import weights
+    from ophora import weights
 
     text = os.fspath(name_or_path)
     try:
@@ -250,9 +250,9 @@ def missing_opensora(name_or_path: str | os.PathLike | None) -> list[tuple[str, 
     except (FileNotFoundError, RuntimeError):
         if text in weights.REGISTRY:
             return [(f"Open-Sora STDiT weights ({text})", str(weights.candidate_paths(text)[-1]),
-                     f"python -m benchmarks.weights fetch {text}  (or put the file in $OPHORA_WEIGHTS_DIR)")]
+                     f"python -m ophora.weights fetch {text}  (or put the file in $OPHORA_WEIGHTS_DIR)")]
         return [(f"Open-Sora STDiT weights ({text})", str(Path(text).expanduser().resolve()),
-                 f"an Open-Sora 1.0 STDiT checkpoint file, e.g. python -m benchmarks.weights fetch "
+                 f"an Open-Sora 1.0 STDiT checkpoint file, e.g. python -m ophora.weights fetch "
                  f"{OPENSORA_CHECKPOINTS[0]}")]
 
 
@@ -260,7 +260,7 @@ def init_stdit_from_opensora(model, path: str | os.PathLike) -> dict[str, Any]:
     """Load the Open-Sora checkpoint at ``path`` into ``model`` (a :class:`baselines.bora.STDiT`) strictly;
     returns a record: file, sha256 (first 16 hex), keys converted and ignored, variance channels dropped,
     null-caption rows (checkpoint -> model)."""
-    from benchmarks.weights import file_sha256
+    from ophora.weights import file_sha256
 
     path = Path(path)
     state = load_opensora_checkpoint(path)

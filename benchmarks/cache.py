@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.features.sets import VideoSet
+from ophora.data.sets import VideoSet
 from benchmarks.metrics import FeatureStats, MatrixRoot
-from benchmarks.weights import cache_dir
+from ophora.weights import cache_dir
 from ophora.data.atomic import atomic_path
 from ophora.hashing import sha256_file
 

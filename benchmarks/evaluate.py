@@ -42,13 +42,13 @@ import torch
 
 from benchmarks import cache as refcache
 from benchmarks.clipscore import ClipScores, clipscore_result
-from benchmarks.features import (FailedVideoError, FrechetFeatures, dist_info, extract, gather_objects,
-                                 load_video_set)
+from benchmarks.features import FailedVideoError, FrechetFeatures, dist_info, extract, gather_objects
 from benchmarks.protocols import describe, protocol_for
 from benchmarks.scoring import (GroupedRows, frechet_point, grouped_bootstrap_frechet, kid_with_interval,
                                 reference_root)
 from ophora.results import package_versions, write_json
 from ophora.seeding import derive_seed
+from ophora.data.sets import load_video_set
 
 __all__ = ["EvalConfig", "evaluate", "summary_table", "main", "METRICS"]
 
@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real", required=True, help="real videos: folder, manifest.jsonl folder or Ophora-160K CSV")
     p.add_argument("--fake", required=True, help="generated videos (prompts from its manifest)")
     p.add_argument("--fake-prompts", default=None, metavar="CSV",
-                   help="video,prompt CSV for a folder of videos from official code (baselines.external)")
+                   help="video,prompt CSV for a folder of videos from official code (ophora.data.external)")
     p.add_argument("--metrics", default="fid,fvd,clipscore", help=f"comma list of {', '.join(METRICS)}")
     p.add_argument("--protocol", action="append", default=[], metavar="METRIC=NAME",
                    help="e.g. fvd=fvd/tf (see benchmarks.protocols.PROTOCOLS)")

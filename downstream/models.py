@@ -5,8 +5,8 @@ logits ``[B, num_classes]``. SlowFast builds its slow pathway inside the wrapper
 PySlowFast's PackPathway) and hands pytorchvideo a fresh ``[slow, fast]`` list each call, because
 pytorchvideo's multipathway blocks overwrite that list in place.
 
-Kinetics-400 weights come only through the weights registry (:mod:`benchmarks.weights`, entries registered
-here with their public sources; ``python -m benchmarks.weights fetch kinetics400:mvit_v2_s``). ``weights``:
+Kinetics-400 weights come only through the weights registry (:mod:`ophora.weights`, which declares
+them with their public sources; ``python -m ophora.weights fetch kinetics400:mvit_v2_s``). ``weights``:
 ``"auto"`` loads them when present and otherwise trains from scratch, saying so in the returned record;
 ``"kinetics"`` requires them; ``"none"`` starts from scratch; a path loads that file. The classification head
 never loads (Kinetics has 400 classes). Tiny variants (few channels, 8 frames at 32-64 px) run on a CPU in
@@ -20,32 +20,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from benchmarks import weights as weights_registry
+from ophora import weights as weights_registry
 from ophora.registry import lookup
 
 __all__ = ["ClassifierSpec", "ARCHS", "build_classifier", "SlowFastClassifier", "KINETICS_WEIGHTS",
            "load_backbone", "count_parameters", "describe"]
 
 KINETICS_WEIGHTS = {"slowfast_r50": "kinetics400:slowfast_r50", "mvit_v2_s": "kinetics400:mvit_v2_s"}
-
-weights_registry.register(weights_registry.WeightsEntry(
-    name="kinetics400:slowfast_r50",
-    file="SLOWFAST_8x8_R50.pyth",
-    url="https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOWFAST_8x8_R50.pyth",
-    loader="state_dict",
-    license="Apache-2.0 (pytorchvideo model zoo)",
-    checksum_source="publisher states no checksum; not verified",
-))
-weights_registry.register(weights_registry.WeightsEntry(
-    name="kinetics400:mvit_v2_s",
-    file="mvit_v2_s-ae3be167.pth",
-    url="https://download.pytorch.org/models/mvit_v2_s-ae3be167.pth",
-    loader="state_dict",
-    license="BSD-3-Clause (torchvision)",
-    sha256_prefix="ae3be167",
-    checksum_source="torchvision file name carries the publisher's 8-hex sha256 prefix",
-))
-
 
 @dataclass(frozen=True)
 class ClassifierSpec:

@@ -52,6 +52,7 @@ from ophora.generation.prompts import Prompt, PromptFileError, read_prompts
 from ophora.registry import did_you_mean, lookup
 from ophora.results import write_json
 from ophora.seeding import rng
+from ophora.data.external import parse_spec
 
 __all__ = ["TASKS", "UNLABELLED", "RECORD_NAME", "DEFAULT_TEMPLATES", "ClassPrompt", "label_column",
            "class_prompts", "read_class_names", "ophsim_class_prompts", "ophsim_parents", "phase_of_operations",
@@ -308,7 +309,7 @@ def make_synthetic(generator: str, model: Path | None, prompts: list[ClassPrompt
 
     ``generator``: a name of ``baselines.names()`` (``model`` is the folder its ``train`` returned), or
     ``"external"``: ``model`` is either a generated-video folder (``manifest.jsonl``) or a folder of official-code
-    videos with its prompt mapping, ``"external:DIR?prompts=FILE"`` (:mod:`baselines.external`). A video whose
+    videos with its prompt mapping, ``"external:DIR?prompts=FILE"`` (:mod:`ophora.data.external`). A video whose
     prompt equals a class's prompt text (whitespace-normalised) belongs to that class; clip k of a class is its
     k-th video in the folder's order, hard-linked (else copied) into ``out/<task>/``; videos of no class are
     left out with a warning. ``overrides``: generation settings passed to a registered generator.
@@ -397,8 +398,6 @@ def _external_sources(model: Path | str) -> list[GeneratedVideo]:
     text = os.fspath(model)
     if not text.startswith("external:") and (Path(text) / MANIFEST_NAME).is_file():
         return read_generated(text)
-    from baselines.external import parse_spec
-
     videos = parse_spec(text)
     if not videos.conditional:
         raise ValueError(f"{text}: external videos need their prompts to be labelled; pass "

@@ -293,7 +293,7 @@ def preflight(config: Table2Config, check_videos: bool = True) -> list[str]:
     """Every missing asset of a run on OphNet (CSVs, videos, generator models, Kinetics weights), each with
     where it must be. OphSim runs make their own data; there an unregistered generator only makes its row n/a."""
     import baselines
-    from benchmarks import weights as weights_registry
+    from ophora import weights as weights_registry
     from downstream.models import KINETICS_WEIGHTS
 
     missing: list[str] = []
@@ -324,7 +324,7 @@ def preflight(config: Table2Config, check_videos: bool = True) -> list[str]:
             except weights_registry.WeightsNotFoundError:
                 where = weights_registry.candidate_paths(name)[-1]
                 missing.append(f"Kinetics-400 weights {name!r} for {classifier.label}: expected {where} "
-                               f"(python -m benchmarks.weights fetch {name}, or set $OPHORA_WEIGHTS_DIR)")
+                               f"(python -m ophora.weights fetch {name}, or set $OPHORA_WEIGHTS_DIR)")
     return missing
 
 

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from baselines.external import ExternalVideos, ExternalVideosError, main as check_main, parse_spec
+from baselines.external import main as check_main
+from ophora.data.external import ExternalVideos, ExternalVideosError, parse_spec
+from ophora.data.sets import external_set
 from benchmarks.detectors.clip import TINY_MODEL
 from benchmarks.evaluate import EvalConfig, evaluate, main as evaluate_main
-from benchmarks.features import load_video_set
+from ophora.data.sets import load_video_set
 from eval_sets import PROMPTS, clip_frames, make_folder
 from ophora.data import frame_folders
 from ophora.data.manifests import ManifestError
@@ -140,7 +142,7 @@ def test_harness_reads_external_sets_without_copies(videos):
     assert as_spec.kind == "external" and as_spec.has_prompts and as_spec.manifest == prompts
     assert [item.path for item in as_spec.items] == [root / "mp4s" / f"sample_{i}.mp4" for i in range(N)]
     assert load_video_set(root / "mp4s", prompts=prompts).items == as_spec.items
-    assert parse_spec(as_spec.spec).video_set().items == as_spec.items
+    assert external_set(parse_spec(as_spec.spec)).items == as_spec.items
     detected = load_video_set(root / "frames")  # a folder of frame folders needs no prefix
     assert detected.kind == "external" and not detected.has_prompts
     assert [item.key for item in detected.items] == [f"video_{i}" for i in range(N)]

@@ -255,7 +255,7 @@ def test_missing_assets_lists_the_checkpoint_init_from_names(tmp_path, monkeypat
                         str((tmp_path / "nowhere.pth").resolve()), missing[0][2])]
     (asset, where, how), = generator.missing_assets("tiny", {"init_from": "opensora-v1-hq-16x256x256"})
     assert where == str(tmp_path / "cache" / "weights" / "OpenSora-v1-HQ-16x256x256.pth")
-    assert how.startswith("python -m benchmarks.weights fetch opensora-v1-hq-16x256x256")
+    assert how.startswith("python -m ophora.weights fetch opensora-v1-hq-16x256x256")
     assert any("opensora-v1-hq-16x256x256" in m[0] for m in generator.missing_assets("paper"))
     monkeypatch.setenv("OPHORA_WEIGHTS_DIR", str(tmp_path / "w"))
     (tmp_path / "w").mkdir()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks import weights as weights_registry
+from ophora import weights as weights_registry
 from downstream.models import (KINETICS_WEIGHTS, ClassifierSpec, SlowFastClassifier, build_classifier,
                                count_parameters, load_backbone)
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.features import RowStore, VideoViews, collate, load_video_set, make_loader, shard_positions
+from benchmarks.features import RowStore, VideoViews, collate, make_loader, shard_positions
+from ophora.data.sets import load_video_set
 from benchmarks.protocols import ClipScoreProtocol, FIDProtocol, FVDProtocol
 from eval_sets import PROMPTS, make_folder, make_generated
 from ophora.data.manifests import InstructionClip, write_instruction_set

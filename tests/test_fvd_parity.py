@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks import weights as W
-from benchmarks.detectors import jit_load, jit_save
+from ophora import weights as W
+from ophora.weights import jit_load, jit_save
 from benchmarks.evaluate import EvalConfig, evaluate
 from benchmarks.protocols import real_clip_offset, tf1_resize_bilinear
 from eval_sets import make_folder, make_generated

@@ -235,7 +235,7 @@ def test_paper_preflight_names_every_missing_asset(tmp_path, monkeypatch):
                      "row 'Bora': prompt mapping", "row 'Ophora (TPT-only)': trained model",
                      "row 'Ophora': trained model", "row 'Endora (w/ Ophora-160K)': prior weights (dino-vits8)",
                      "row 'Bora (w/ Ophora-160K)': text weights (t5-v1_1-xxl)", "fid detector weights", "fvd detector weights",
-                     "clipscore detector weights", "python -m benchmarks.weights fetch stylegan-v-i3d",
+                     "clipscore detector weights", "python -m ophora.weights fetch stylegan-v-i3d",
                      "/data/ophora/Ophora-160K/instructions.csv", "runs/paper/p2ft/model"):
         assert expected in text, expected
     with pytest.raises(PreflightError, match="cannot start"):

@@ -1,4 +1,4 @@
-"""benchmarks.weights: resolution order, error messages, checksums, did-you-mean, explicit-only downloads."""
+"""ophora.weights: resolution order, error messages, checksums, did-you-mean, explicit-only downloads."""
 from __future__ import annotations
 
 import functools
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import weights as W
+from ophora import weights as W
 
 PAYLOAD = b"ophora fake detector weights\n" * 100
 NAME = "fake-detector"
@@ -72,7 +72,7 @@ def test_missing_file_message_names_everything(tmp_path, monkeypatch, isolated, 
     assert "fake.bin" in message and isolated.sha256 in message
     for path in W.candidate_paths(NAME):
         assert str(path) in message
-    assert f"python -m benchmarks.weights fetch {NAME}" in message
+    assert f"python -m ophora.weights fetch {NAME}" in message
 
 
 def test_checksum_mismatch_is_a_clear_error(tmp_path, isolated):

@@ -1,27 +1,28 @@
 """Feature detectors behind the metrics: FID Inception, StyleGAN-V I3D, open_clip CLIP.
 
-Each detector loads either the published weights (resolved and verified through :mod:`benchmarks.weights`)
+Each detector loads either the published weights (resolved and verified through :mod:`ophora.weights`)
 or a seeded ``random-init`` variant of the same architecture that needs no download. Every loader returns the
 module together with a :class:`DetectorInfo` that results record, so two runs can prove they used identical
 weights: the file's sha256 for published weights, a sha256 of the state dict's bytes for random weights.
 Random-init features are not comparable with published numbers; ``DetectorInfo.comparable`` says so.
 
-Shared here: :class:`DetectorInfo`, seeded state dicts, state-dict hashing and quiet TorchScript I/O.
+Shared here: :class:`DetectorInfo`, seeded state dicts and state-dict hashing.
 """
 from __future__ import annotations
 
 import hashlib
 import math
 import os
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-__all__ = ["DetectorInfo", "seeded_state_dict", "state_dict_sha256", "random_info", "file_info", "jit_load",
-           "jit_save", "weights_mode"]
+from ophora.weights import file_sha256, get_entry
+
+__all__ = ["DetectorInfo", "seeded_state_dict", "state_dict_sha256", "random_info", "file_info",
+           "weights_mode"]
 
 
 @dataclass(frozen=True)
@@ -97,27 +98,6 @@ def random_info(detector: str, arch: str, seed: int, module: torch.nn.Module, pr
 
 def file_info(detector: str, entry_name: str, path: Path, protocol: str) -> DetectorInfo:
     """:class:`DetectorInfo` of a weight file already verified against registry entry ``entry_name``."""
-    from benchmarks.weights import file_sha256, get_entry
-
     entry = get_entry(entry_name)
     return DetectorInfo(detector=detector, identifier=f"{entry.name}:{entry.file}", sha256=file_sha256(path),
                         comparable=True, protocol=protocol, path=str(path))
-
-
-def jit_load(path: str | os.PathLike) -> torch.jit.ScriptModule:
-    """``torch.jit.load`` on CPU in eval mode, without torch's TorchScript deprecation warnings."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
-        return torch.jit.load(str(path), map_location="cpu").eval()
-
-
-def jit_save(module: torch.nn.Module, path: str | os.PathLike) -> Path:
-    """Script ``module`` and save it atomically to ``path`` (TorchScript archive)."""
-    from ophora.data.atomic import atomic_path
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
-        scripted = torch.jit.script(module.eval())
-        with atomic_path(path) as tmp:
-            torch.jit.save(scripted, str(tmp))
-    return Path(path)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from benchmarks.detectors import DetectorInfo, file_info, random_info, weights_mode
-from benchmarks.weights import get_entry, resolve
+from ophora.weights import get_entry, resolve
 
 __all__ = ["TINY_MODEL", "PROTOCOL", "register_tiny_clip", "ClipDetector", "load_clip"]
 

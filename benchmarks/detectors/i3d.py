@@ -28,9 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.detectors import (DetectorInfo, file_info, jit_load, jit_save, random_info, seeded_state_dict,
-                                  weights_mode)
-from benchmarks.weights import resolve
+from benchmarks.detectors import DetectorInfo, file_info, random_info, seeded_state_dict, weights_mode
+from ophora.weights import jit_load, jit_save, resolve
 
 __all__ = ["ENTRY", "PROTOCOL", "DETECTOR_KWARGS", "InceptionI3d", "StyleGANVI3D", "build_random_i3d",
            "export_random_i3d", "load_i3d", "i3d_features"]

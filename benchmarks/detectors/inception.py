@@ -19,7 +19,7 @@ import torchvision
 from pytorch_fid import inception as pfi
 
 from benchmarks.detectors import DetectorInfo, file_info, random_info, seeded_state_dict, weights_mode
-from benchmarks.weights import resolve
+from ophora.weights import resolve
 
 __all__ = ["ENTRY", "PROTOCOL", "fid_template_state_dict", "load_fid_inception", "fid_features"]
 

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks.features.loader import ALL, VideoViews, make_loader, shard_positions
-from benchmarks.features.sets import VideoSet
+from ophora.data.sets import VideoSet
 from benchmarks.metrics import FeatureStats
 
 __all__ = ["FailedVideoError", "RowStore", "FrechetFeatures", "extract", "gather_objects", "dist_info"]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from benchmarks.features.sets import VideoItem
+from ophora.data.sets import VideoItem
 from ophora.data.video import FrameSelection, probe, read_video
 
 __all__ = ["ALL", "VideoViews", "collate", "make_loader", "shard_positions", "default_workers"]

@@ -132,7 +132,7 @@ def _notes(config: Table1Config, payload: dict[str, Any]) -> list[str]:
 
 
 def _write_outputs(config, output: Path, payload, results, sets, prompts) -> None:
-    from benchmarks.features.sets import load_video_set
+    from ophora.data.sets import load_video_set
     from benchmarks.table1 import render
     from ophora.results import write_json
 

@@ -97,7 +97,7 @@ def _rows(config: Table1Config) -> list[Missing]:
 
 
 def _detectors(config: Table1Config) -> list[Missing]:
-    from benchmarks import weights
+    from ophora import weights
 
     m = config.metrics
     if m.weights == "random-init":
@@ -115,7 +115,7 @@ def _detectors(config: Table1Config) -> list[Missing]:
             tried = weights.candidate_paths(name)
             reason = "wrong checksum: " if "sha256" in str(err).splitlines()[0].lower() else ""
             missing.append(Missing(f"{metric} detector weights ({name})", str(tried[-1]) if tried else name,
-                                   f"{reason}python -m benchmarks.weights fetch {name} (or put the file in "
+                                   f"{reason}python -m ophora.weights fetch {name} (or put the file in "
                                    f"$OPHORA_WEIGHTS_DIR)"))
     return missing
 

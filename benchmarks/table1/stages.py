@@ -22,6 +22,7 @@ from typing import Any, Callable
 from benchmarks.table1.config import PromptConfig, Row, Table1Config
 from ophora.data.atomic import atomic_write_text
 from ophora.results import plain
+from ophora.data.external import ExternalVideos
 
 __all__ = ["Stage", "Table1Run", "RowResult", "stable_key"]
 
@@ -253,8 +254,6 @@ class Table1Run:
     def videos(self, row: Row, sets: dict[str, Path]) -> RowResult:
         """The row's video set: generated from its prompt set (its own ``prompts`` or the config's), or external."""
         if row.external:
-            from baselines.external import ExternalVideos
-
             external = ExternalVideos(row.external, prompts=row.external_prompts, generator=row.name)
             external.validate(decode=False)  # headers, sizes, mapping; evaluation decodes (and lists failures)
             conditional = external.conditional if row.conditional is None else row.conditional

@@ -4,7 +4,7 @@ Official research code often saves each generated video as such a folder (Endora
 do). :func:`probe`, :func:`iter_frames` and :func:`read_video` follow the conventions of
 :mod:`ophora.data.video` (which dispatches to them when given a folder): frames come back as ``uint8 [T, H, W, 3]``
 RGB, frame ``i`` is the ``i``-th image in natural order (``frame_2.png`` before ``frame_10.png``), and every
-problem raises :class:`~ophora.data.video.VideoDecodeError` naming the folder or the image file and the cause.
+problem raises :class:`~ophora.data.frames.VideoDecodeError` naming the folder or the image file and the cause.
 
 A frame folder holds only images: a file with another suffix, a sub-folder, images of different sizes or
 bit depths other than 8 are errors, never skipped. Hidden files (names starting with ``.``) are ignored. Frame
@@ -22,8 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ophora.data.video import (SHRINK_FILTERS, AllFrames, FrameSelection, VideoDecodeError, VideoInfo,
-                               _window_frames)
+from ophora.data.frames import SHRINK_FILTERS, AllFrames, FrameSelection, VideoDecodeError, VideoInfo, window_frames
 
 __all__ = ["IMAGE_SUFFIXES", "DEFAULT_FPS", "natural_key", "is_frame_folder", "list_frames", "probe",
            "iter_frames", "read_video"]
@@ -117,7 +116,7 @@ def _load(path: Path, expected: tuple[int, int] | None) -> np.ndarray:
 
 def _resized(frame: np.ndarray, size: tuple[int, int] | None, shrink: str = "area") -> np.ndarray:
     """``frame`` rescaled to ``size`` (height, width): down with the ``shrink`` filter
-    (:data:`ophora.data.video.SHRINK_FILTERS`), bilinear up (as cheap previews)."""
+    (:data:`ophora.data.frames.SHRINK_FILTERS`), bilinear up (as cheap previews)."""
     if size is None or frame.shape[:2] == tuple(size):
         return frame
     height, width = size
@@ -147,7 +146,7 @@ def read_video(folder: str | os.PathLike, select: FrameSelection | None = None,
     if isinstance(select, AllFrames) and window is None:
         return np.stack(list(iter_frames(folder, size)))
     info = probe(folder, fps)
-    first, stop = _window_frames(info, window, folder)
+    first, stop = window_frames(info, window, folder)
     try:
         wanted = select.indices(stop - first, fps) + first
     except ValueError as err:

@@ -21,131 +21,15 @@ import av
 import cv2
 import numpy as np
 
+from ophora.data import frame_folders
 from ophora.data.atomic import atomic_path
+from ophora.data.frames import (SHRINK_FILTERS, AllFrames, Consecutive, FrameSelection, Resample, Strided, Uniform,
+                                VideoDecodeError, VideoInfo, window_frames)
 
 __all__ = [
     "VideoDecodeError", "VideoInfo", "FrameSelection", "AllFrames", "Consecutive", "Strided", "Uniform", "Resample",
     "probe", "iter_frames", "FrameScan", "read_video", "write_video", "VideoWriter",
 ]
-
-
-class VideoDecodeError(RuntimeError):
-    """A video could not be read. ``path`` is the file, ``reason`` what went wrong."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"cannot decode video {self.path}: {reason}")
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """Container metadata of a video's first video stream (read without decoding frames).
-
-    ``fps`` is the nominal frame rate in frames per second, ``duration`` in seconds, ``num_frames`` the
-    number of frames (from the container header, or by counting packets when the header lacks it).
-    """
-
-    path: Path
-    width: int
-    height: int
-    fps: float
-    num_frames: int
-    duration: float
-    codec: str
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Frame selections: each maps (number of frames, fps) to the sorted frame indices to keep.
-
-
-class FrameSelection:
-    """Which frames of a clip to decode. Subclasses implement :meth:`indices`."""
-
-    def indices(self, num_frames: int, fps: float) -> np.ndarray:
-        """Frame indices (int64, non-decreasing, may repeat) into a clip of ``num_frames`` frames at ``fps``."""
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class AllFrames(FrameSelection):
-    """Every frame."""
-
-    def indices(self, num_frames: int, fps: float) -> np.ndarray:
-        return np.arange(num_frames, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class Consecutive(FrameSelection):
-    """``k`` consecutive frames starting at frame ``offset`` (the clip must be long enough)."""
-
-    k: int
-    offset: int = 0
-
-    def indices(self, num_frames: int, fps: float) -> np.ndarray:
-        if self.k < 1 or self.offset < 0:
-            raise ValueError(f"Consecutive needs k >= 1 and offset >= 0, got k={self.k}, offset={self.offset}")
-        if self.offset + self.k > num_frames:
-            raise ValueError(f"Consecutive(k={self.k}, offset={self.offset}) needs {self.offset + self.k} frames, "
-                             f"the clip has {num_frames}")
-        return np.arange(self.offset, self.offset + self.k, dtype=np.int64)
-
-
-@dataclass(frozen=True)
-class Strided(FrameSelection):
-    """``frames`` frames ``stride`` source frames apart (video models' clip sampling), starting ``position`` of the
-    way into the clip: 0 at the first frame, 1 as late as the span fits. A clip shorter than the span raises, or
-    with ``repeat_last`` is read from its first frame with the last frame repeated (PySlowFast's rule)."""
-
-    frames: int
-    stride: int = 1
-    position: float = 0.0
-    repeat_last: bool = False
-
-    def indices(self, num_frames: int, fps: float) -> np.ndarray:
-        if num_frames < 1:
-            raise ValueError("the clip has no frame")
-        span = (self.frames - 1) * self.stride + 1
-        if num_frames < span and not self.repeat_last:
-            raise ValueError(f"clip has {num_frames} frames; {self.frames} frames every {self.stride} need {span}")
-        start = int(round(min(max(self.position, 0.0), 1.0) * max(num_frames - span, 0)))
-        return np.minimum(start + self.stride * np.arange(self.frames, dtype=np.int64), num_frames - 1)
-
-
-@dataclass(frozen=True)
-class Uniform(FrameSelection):
-    """``k`` frames spaced uniformly from the first to the last frame (the middle one when ``k`` is 1).
-
-    Repeats frames when ``k`` exceeds the clip length.
-    """
-
-    k: int
-
-    def indices(self, num_frames: int, fps: float) -> np.ndarray:
-        if self.k < 1:
-            raise ValueError(f"Uniform needs k >= 1, got {self.k}")
-        if num_frames < 1:
-            raise ValueError("Uniform needs a clip with at least one frame")
-        if self.k == 1:
-            return np.array([(num_frames - 1) // 2], np.int64)
-        return np.round(np.linspace(0, num_frames - 1, self.k)).astype(np.int64)
-
-
-@dataclass(frozen=True)
-class Resample(FrameSelection):
-    """Frames resampled to ``fps`` frames per second (nearest earlier source frame), at most ``max_frames``."""
-
-    fps: float
-    max_frames: int | None = None
-
-    def indices(self, num_frames: int, fps: float) -> np.ndarray:
-        if self.fps <= 0 or fps <= 0:
-            raise ValueError(f"Resample needs positive rates, got target {self.fps} fps, source {fps} fps")
-        count = int(math.floor(num_frames * self.fps / fps + 1e-9))
-        if self.max_frames is not None:
-            count = min(count, self.max_frames)
-        times = np.arange(count) / self.fps
-        return np.minimum(np.floor(times * fps + 1e-6).astype(np.int64), num_frames - 1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -195,12 +79,9 @@ def _count_packets(container, stream) -> int:
 
 
 def _frame_folder_reader(path: Path):
-    """:mod:`ophora.data.frame_folders` when ``path`` is a folder holding frame images, else None (imported
-    lazily: that module imports this one)."""
+    """:mod:`ophora.data.frame_folders` when ``path`` is a folder holding frame images, else None."""
     if not path.is_dir():
         return None
-    from ophora.data import frame_folders
-
     return frame_folders if frame_folders.is_frame_folder(path) else None
 
 
@@ -270,12 +151,6 @@ def iter_frames(path: str | os.PathLike, size: tuple[int, int] | None = None) ->
     if count == 0 or count < declared:
         raise VideoDecodeError(path, f"stream ended after {count} of {declared or 'an unknown number of'} "
                                      f"frames (truncated file?)")
-
-
-SHRINK_FILTERS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
-"""Downscaling filters of the analysis-size paths (``size=``): ``area`` averages every source pixel (previews,
-the default); ``linear`` interpolates between the 2x2 source pixels nearest each output pixel, as PySceneDetect
-downscales before detecting, and is about 5x cheaper at a 5x shrink (it aliases fine texture)."""
 
 
 def _to_rgb(frame, size: tuple[int, int] | None, shrink: str = "area") -> np.ndarray:
@@ -349,8 +224,6 @@ class FrameScan:
 
     def __enter__(self) -> "FrameScan":
         if self.path.is_dir():
-            from ophora.data import frame_folders
-
             self.info = frame_folders.probe(self.path)
             return self
         container = _open(self.path, probe_frames=False)
@@ -381,8 +254,6 @@ class FrameScan:
         if self.info is None:
             raise RuntimeError(f"{self.path}: open the FrameScan first (use it as a context manager)")
         if self._container is None:  # a frame folder
-            from ophora.data import frame_folders
-
             yield from enumerate(frame_folders.iter_frames(self.path, size, self.shrink))
             return
         stream = self._container.streams.video[0]
@@ -432,7 +303,7 @@ def read_video(
     if isinstance(select, AllFrames) and window is None:
         return _read_all(path, size)
     info = probe(path)
-    first, stop = _window_frames(info, window, path)
+    first, stop = window_frames(info, window, path)
     try:
         wanted = select.indices(stop - first, info.fps) + first
     except ValueError as err:
@@ -446,20 +317,6 @@ def read_video(
 def _read_all(path: Path, size: tuple[int, int] | None) -> np.ndarray:
     """Every frame in one pass (no separate metadata probe)."""
     return np.stack(list(iter_frames(path, size)))
-
-
-def _window_frames(info: VideoInfo, window: tuple[float, float] | None, path: Path) -> tuple[int, int]:
-    """Frame range [first, stop) covered by a (start, end) window in seconds."""
-    if window is None:
-        return 0, info.num_frames
-    start, end = window
-    if not 0 <= start < end:
-        raise ValueError(f"{path}: window must satisfy 0 <= start < end, got ({start}, {end})")
-    first = int(math.ceil(start * info.fps - 1e-6))
-    stop = min(int(math.ceil(end * info.fps - 1e-6)), info.num_frames)
-    if first >= stop:
-        raise ValueError(f"{path}: window ({start}, {end}) s holds no frame of a {info.duration:.2f} s video")
-    return first, stop
 
 
 def _collect(path: Path, wanted: np.ndarray, fps: float, size) -> list[np.ndarray]:

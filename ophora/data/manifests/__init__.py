@@ -13,7 +13,8 @@ One module per format:
   ``pandas.DataFrame``.
 - ``generated`` -- generated-video folders: ``<folder>/manifest.jsonl``, one JSON object per video.
 
-``_common`` holds what they share: :class:`ManifestError`, the path checks and the CSV table helpers.
+``_common`` holds what they share: :class:`ManifestError`, the path checks and the CSV table reader
+(:func:`read_csv_table`, also used for other small CSVs such as prompt mappings).
 
 Every problem raises :class:`ManifestError` naming the file, the 1-based data row, the line of the file where
 that row starts, and the column or field. The first problem raises; nothing is dropped silently. Paths inside
@@ -21,7 +22,7 @@ manifests are relative to the dataset root; readers return absolute :class:`path
 
 Import from this package (``from ophora.data import manifests``), not from the submodules.
 """
-from ophora.data.manifests._common import ManifestError, PathLike
+from ophora.data.manifests._common import CsvTable, ManifestError, PathLike, read_csv_table
 from ophora.data.manifests.cogvideox import CogVideoXItem, read_cogvideox_set, write_cogvideox_set
 from ophora.data.manifests.generated import (
     MANIFEST_NAME,
@@ -51,6 +52,8 @@ from ophora.data.manifests.raw import RAW_COLUMNS, RawClip, read_raw_set, write_
 __all__ = [
     "ManifestError",
     "PathLike",
+    "CsvTable",
+    "read_csv_table",
     "INSTRUCTION_COLUMNS",
     "InstructionClip",
     "read_instruction_set",

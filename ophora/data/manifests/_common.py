@@ -130,7 +130,7 @@ def _require_file(path: Path) -> None:
 
 
 @dataclass
-class _CsvTable:
+class CsvTable:
     """Text cells of a CSV file plus where each data row starts, for error messages."""
 
     path: Path
@@ -151,11 +151,11 @@ class _CsvTable:
         return [row[position] for row in self.rows]
 
 
-def _read_csv_table(
+def read_csv_table(
     path: PathLike,
     required: Sequence[str],
     hints: Mapping[str, str] | None = None,
-) -> _CsvTable:
+) -> CsvTable:
     """Parse a UTF-8 CSV (byte-order mark allowed); check its header and that every row has all fields.
 
     ``hints`` maps a required column to a common misspelling, which the error then points out.
@@ -167,7 +167,7 @@ def _read_csv_table(
     except UnicodeDecodeError as exc:
         raise ManifestError(path, f"expected UTF-8 text, found undecodable bytes ({exc.reason}) at byte "
                                   f"{exc.start}") from exc
-    table = _CsvTable(path, header, rows, lines)
+    table = CsvTable(path, header, rows, lines)
     _check_header(table, required, hints or {})
     _check_field_counts(table)
     return table
@@ -196,7 +196,7 @@ def _parse_csv(path: Path) -> tuple[list[str], list[list[str]], list[int | None]
     return records[0], records[1:], lines[1:]
 
 
-def _check_header(table: _CsvTable, required: Sequence[str], hints: Mapping[str, str]) -> None:
+def _check_header(table: CsvTable, required: Sequence[str], hints: Mapping[str, str]) -> None:
     header = table.header
     duplicates = sorted({name for name in header if header.count(name) > 1})
     if duplicates:
@@ -211,7 +211,7 @@ def _check_header(table: _CsvTable, required: Sequence[str], hints: Mapping[str,
     raise ManifestError(table.path, message, line=1)
 
 
-def _check_field_counts(table: _CsvTable) -> None:
+def _check_field_counts(table: CsvTable) -> None:
     expected = len(table.header)
     for index, row in enumerate(table.rows):
         if len(row) != expected:
@@ -219,7 +219,7 @@ def _check_field_counts(table: _CsvTable) -> None:
                                            f"found {len(row)}: {row}")
 
 
-def _check_unique(table: _CsvTable, column: str, what: str) -> None:
+def _check_unique(table: CsvTable, column: str, what: str) -> None:
     first_seen: dict[str, int] = {}
     for index, value in enumerate(table.column(column)):
         if value in first_seen:
@@ -228,7 +228,7 @@ def _check_unique(table: _CsvTable, column: str, what: str) -> None:
         first_seen[value] = index
 
 
-def _parse_seconds(table: _CsvTable, index: int, column: str, text: str) -> float:
+def _parse_seconds(table: CsvTable, index: int, column: str, text: str) -> float:
     """A finite float (seconds) from a cell, or a ManifestError naming the cell."""
     try:
         value = float(text)

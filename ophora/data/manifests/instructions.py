@@ -14,8 +14,8 @@ from ophora.data.manifests._common import (
     PathLike,
     _absolute,
     _check_unique,
-    _CsvTable,
-    _read_csv_table,
+    CsvTable,
+    read_csv_table,
     _write_csv,
 )
 
@@ -55,7 +55,7 @@ def read_instruction_set(
 
     ``root`` defaults to the CSV's folder. With ``check_files`` every clip must exist.
     """
-    table = _read_csv_table(csv_path, INSTRUCTION_COLUMNS, hints={"clip id": "clip_id"})
+    table = read_csv_table(csv_path, INSTRUCTION_COLUMNS, hints={"clip id": "clip_id"})
     root = _absolute(root if root is not None else table.path.parent)
     _check_unique(table, "clip id", "clip id")
     existing = _existing_clip_names(root) if check_files else None
@@ -74,7 +74,7 @@ def _existing_clip_names(root: Path) -> set[str]:
 
 
 def _instruction_clip(
-    table: _CsvTable, index: int, root: Path, clip_id: str, instruction: str, existing: set[str] | None
+    table: CsvTable, index: int, root: Path, clip_id: str, instruction: str, existing: set[str] | None
 ) -> InstructionClip:
     problem = _clip_id_problem(clip_id)
     if problem:

@@ -16,10 +16,10 @@ from ophora.data.manifests._common import (
     ManifestError,
     PathLike,
     _absolute,
-    _CsvTable,
+    CsvTable,
     _escape_problem,
     _parse_seconds,
-    _read_csv_table,
+    read_csv_table,
     _write_csv,
 )
 
@@ -54,7 +54,7 @@ def read_ophnet_csv(
     """
     if check_files and videos_root is None:
         raise ValueError("check_files=True needs videos_root, the folder segment_path is relative to")
-    table = _read_csv_table(path, OPHNET_REQUIRED)
+    table = read_csv_table(path, OPHNET_REQUIRED)
     frame = _ophnet_frame(table)
     if "segment_path" in frame.columns:
         root = _absolute(videos_root) if videos_root is not None else None
@@ -62,7 +62,7 @@ def read_ophnet_csv(
     return frame
 
 
-def _ophnet_frame(table: _CsvTable) -> pd.DataFrame:
+def _ophnet_frame(table: CsvTable) -> pd.DataFrame:
     """Typed, validated DataFrame from the text cells of an OphNet CSV."""
     present = [name for name in OPHNET_REQUIRED + OPHNET_OPTIONAL if name in table.header]
     extras = [name for name in table.header if name not in present]
@@ -81,13 +81,13 @@ def _ophnet_frame(table: _CsvTable) -> pd.DataFrame:
     return frame
 
 
-def _check_video_ids(table: _CsvTable, video_ids: list[str]) -> None:
+def _check_video_ids(table: CsvTable, video_ids: list[str]) -> None:
     for index, video_id in enumerate(video_ids):
         if not video_id.strip():
             raise table.error(index, "video_id", f"expected a video id such as 'case_0002', found {video_id!r}")
 
 
-def _ophnet_times(table: _CsvTable, starts: list[str], ends: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _ophnet_times(table: CsvTable, starts: list[str], ends: list[str]) -> tuple[np.ndarray, np.ndarray]:
     start = np.array([_parse_seconds(table, i, "start", text) for i, text in enumerate(starts)], dtype=np.float64)
     end = np.array([_parse_seconds(table, i, "end", text) for i, text in enumerate(ends)], dtype=np.float64)
     negative = np.flatnonzero(start < 0)
@@ -101,14 +101,14 @@ def _ophnet_times(table: _CsvTable, starts: list[str], ends: list[str]) -> tuple
     return start, end
 
 
-def _ophnet_splits(table: _CsvTable, splits: list[str]) -> pd.Series:
+def _ophnet_splits(table: CsvTable, splits: list[str]) -> pd.Series:
     for index, split in enumerate(splits):
         if split not in OPHNET_SPLITS:
             raise table.error(index, "split", f"expected one of {list(OPHNET_SPLITS)}, found {split!r}")
     return pd.Series(splits, dtype=_SPLIT_DTYPE)
 
 
-def _ophnet_labels(table: _CsvTable, column: str, cells: list[str]) -> np.ndarray:
+def _ophnet_labels(table: CsvTable, column: str, cells: list[str]) -> np.ndarray:
     """Non-negative integer class ids (int64)."""
     for index, text in enumerate(cells):
         if not (text.isascii() and text.isdigit()):
@@ -116,7 +116,7 @@ def _ophnet_labels(table: _CsvTable, column: str, cells: list[str]) -> np.ndarra
     return np.array([int(text) for text in cells], dtype=np.int64)
 
 
-def _check_one_split_per_video(table: _CsvTable, frame: pd.DataFrame) -> None:
+def _check_one_split_per_video(table: CsvTable, frame: pd.DataFrame) -> None:
     """A video in two splits would leak training clips into evaluation."""
     first = frame.drop_duplicates("video_id")[["video_id", "split"]]
     first_split = dict(zip(first["video_id"], first["split"]))
@@ -131,7 +131,7 @@ def _check_one_split_per_video(table: _CsvTable, frame: pd.DataFrame) -> None:
                                       "a video must belong to one split")
 
 
-def _check_segment_paths(table: _CsvTable, paths: list[str], root: Path | None, check_files: bool) -> None:
+def _check_segment_paths(table: CsvTable, paths: list[str], root: Path | None, check_files: bool) -> None:
     for index, relative in enumerate(paths):
         problem = _escape_problem(relative)
         if problem:
@@ -157,7 +157,7 @@ def write_ophnet_csv(path: PathLike, df: pd.DataFrame) -> Path:
     order += [n for n in df.columns if n not in order]
     cells = [[_cell_text(value) for value in column] for column in (df[name].tolist() for name in order)]
     rows = [list(row) for row in zip(*cells)] if cells and cells[0] else []
-    table = _CsvTable(path, [str(name) for name in order], rows, [None] * len(rows))
+    table = CsvTable(path, [str(name) for name in order], rows, [None] * len(rows))
     frame = _ophnet_frame(table)
     if "segment_path" in frame.columns:
         _check_segment_paths(table, frame["segment_path"].tolist(), None, False)

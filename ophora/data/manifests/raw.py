@@ -14,10 +14,10 @@ from ophora.data.manifests._common import (
     PathLike,
     _absolute,
     _check_unique,
-    _CsvTable,
+    CsvTable,
     _escape_problem,
     _parse_seconds,
-    _read_csv_table,
+    read_csv_table,
     _relative_to_root,
     _write_csv,
 )
@@ -50,7 +50,7 @@ def read_raw_set(
     ``root`` defaults to the CSV's folder; ``path`` is relative to it. ``allow_empty_captions`` lets curation
     read rows without a caption so it can drop them itself, with a reason.
     """
-    table = _read_csv_table(csv_path, RAW_COLUMNS, hints={"clip_id": "clip id"})
+    table = read_csv_table(csv_path, RAW_COLUMNS, hints={"clip_id": "clip id"})
     root = _absolute(root if root is not None else table.path.parent)
     _check_unique(table, "clip_id", "clip id")
     positions = [table.header.index(name) for name in RAW_COLUMNS]
@@ -62,7 +62,7 @@ def read_raw_set(
 
 
 def _raw_clip(
-    table: _CsvTable, index: int, root: Path, cells: dict[str, str], check_files: bool, allow_empty: bool
+    table: CsvTable, index: int, root: Path, cells: dict[str, str], check_files: bool, allow_empty: bool
 ) -> RawClip:
     for column in ("clip_id", "source_video"):
         if not cells[column].strip():
@@ -80,7 +80,7 @@ def _raw_clip(
     return RawClip(cells["clip_id"], cells["caption"], cells["source_video"], start, end, path)
 
 
-def _dataset_file(table: _CsvTable, index: int, column: str, root: Path, relative: str, check: bool) -> Path:
+def _dataset_file(table: CsvTable, index: int, column: str, root: Path, relative: str, check: bool) -> Path:
     """Absolute path of ``relative`` under ``root``; rejects escapes and, with ``check``, missing files."""
     problem = _escape_problem(relative)
     if problem:

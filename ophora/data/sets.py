@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ophora.data import manifests
+from ophora.data.external import ExternalVideos, looks_external, parse_spec
 
-__all__ = ["VideoItem", "VideoSet", "load_video_set"]
+__all__ = ["VideoItem", "VideoSet", "load_video_set", "external_set"]
 
 VIDEO_SUFFIXES = (".mp4",)
 
@@ -29,7 +30,7 @@ class VideoItem:
 @dataclass(frozen=True)
 class VideoSet:
     """An ordered set of videos. ``kind``: ``"folder"``, ``"generated"``, ``"instructions"`` or ``"external"``
-    (videos from official code, :mod:`baselines.external`); ``manifest``: the manifest file whose bytes
+    (videos from official code, :mod:`ophora.data.external`); ``manifest``: the manifest file whose bytes
     identify the set (None for a plain folder)."""
 
     spec: str
@@ -51,9 +52,15 @@ def _frame_folder_layout(spec: str | os.PathLike) -> bool:
     path = Path(spec).expanduser()
     if not path.is_dir() or (path / manifests.MANIFEST_NAME).is_file():
         return False
-    from baselines.external import looks_external
-
     return looks_external(path)
+
+
+def external_set(videos: ExternalVideos, spec: str | None = None) -> VideoSet:
+    """The harness's view of videos from official code: a :class:`VideoSet` of kind ``"external"`` whose items
+    are the original files and folders (keys: ``name.mp4`` or ``name``), prompts from the mapping; its
+    ``manifest`` is the mapping file (None without one)."""
+    items = tuple(VideoItem(v.path, v.path.name, v.prompt) for v in videos.videos)
+    return VideoSet(spec or videos.spec(), "external", videos.folder, items, videos.prompts_file)
 
 
 def _key(root: Path, path: Path) -> str:
@@ -66,13 +73,11 @@ def _key(root: Path, path: Path) -> str:
 def load_video_set(spec: str | os.PathLike, prompts: str | os.PathLike | None = None) -> VideoSet:
     """Resolve ``spec``: a ``manifest.jsonl`` or a folder holding one (generated videos with prompts), an
     Ophora-160K CSV (``clip id,instruction``; prompts = instructions), or a folder of ``*.mp4`` (recursive,
-    sorted by relative path; no prompts). Videos from official code (:mod:`baselines.external`):
+    sorted by relative path; no prompts). Videos from official code (:mod:`ophora.data.external`):
     ``external:DIR[?prompts=FILE]``, any folder with ``prompts`` (a ``video,prompt`` CSV), or a folder of
     frame folders."""
     if prompts is not None or str(spec).startswith("external:") or _frame_folder_layout(spec):
-        from baselines.external import parse_spec
-
-        return parse_spec(str(spec), prompts).video_set(str(spec))
+        return external_set(parse_spec(str(spec), prompts), str(spec))
     path = Path(spec).expanduser().resolve()
     if path.is_file() and path.name == manifests.MANIFEST_NAME:
         path = path.parent
