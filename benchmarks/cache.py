@@ -4,7 +4,7 @@ The key (:func:`reference_key`, the one place a key is built) is a sha256 over
 
 - the real set's content (:func:`set_fingerprint`): the manifest file's bytes where the set has one, and for
   every video its path relative to the set, its size and the sha256 of its bytes (a missing file counts as
-  missing). Full content hashing reads every byte once per run (about 1 s per GB); a (path, size, mtime)
+  missing). Full content hashing reads every byte once per run; a (path, size, mtime)
   proxy would be cheaper but silently reuses stale statistics after a copy that keeps mtimes, so it is not
   used;
 - every field of the protocol (``dataclasses.asdict``), the detector's sha256, the seed (real clips' random

@@ -7,7 +7,6 @@ which work is scheduled, on the number of workers, or on Python's per-process ha
 from __future__ import annotations
 
 import hashlib
-import random
 
 import numpy as np
 
@@ -21,12 +20,3 @@ def derive_seed(root: int, *keys: int | str) -> int:
 def rng(root: int, *keys: int | str) -> np.random.Generator:
     """A numpy Generator seeded by :func:`derive_seed` (``root``, ``keys``)."""
     return np.random.default_rng(derive_seed(root, *keys))
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's global generators (for code that uses them implicitly)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    import torch
-
-    torch.manual_seed(seed)

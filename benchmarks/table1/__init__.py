@@ -135,6 +135,7 @@ def _write_outputs(config, output: Path, payload, results, sets, prompts) -> Non
     from ophora.data.sets import load_video_set
     from benchmarks.table1 import render
     from ophora.results import write_json
+    from ophora.weights import cache_dir
 
     output.mkdir(parents=True, exist_ok=True)
     metrics = [m for m in render.METRICS if m in config.metrics.metrics]
@@ -150,4 +151,5 @@ def _write_outputs(config, output: Path, payload, results, sets, prompts) -> Non
         grid_rows.append((result.row.name, items[0].path if items else None))
     render.frame_grid(output / "frame_grid.png", grid_rows, prompts[0].text if prompts else "", config.grid_frames)
     render.metric_chart(output / "metrics.png", table, metrics, f"Table 1 ({config.name})")
-    write_json(output / "results.json", payload, config=config, seed=config.seed)
+    write_json(output / "results.json", payload, config=config, seed=config.seed,
+               roots={"$work": payload["cache"]["folder"], "$cache": cache_dir()})

@@ -3,9 +3,9 @@
 Each clip is opened once (:class:`ophora.data.video.FrameScan`: metadata and decoding from one container),
 decoded with the worker's share of the cores (``set_decode_threads``: cores // workers FFmpeg slice threads; one
 thread each when there are as many workers as cores), skipping the frames no other frame is predicted from
-(non-reference B-frames, about half of an x264 clip's frames and 40% of its decoding) and the in-loop deblocking
+(non-reference B-frames, about half of an x264 clip's frames) and the in-loop deblocking
 filter, and downscaled while converting, bilinearly as PySceneDetect itself downscales (the default of
-``SceneManager.interpolation``; 2-3 ms a 480x720 clip cheaper than an area filter). The detector gets these
+``SceneManager.interpolation``; cheaper than an area filter). The detector gets these
 frames directly, instead of ``scenedetect.detect`` decoding every frame at full size. A cut still shows between
 the decoded neighbours of a skipped frame; cut frame numbers and ``min_scene_len`` stay in frames of the clip.
 

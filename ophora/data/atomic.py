@@ -45,9 +45,3 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
         tmp.write_text(text, encoding=encoding)
     return Path(path)
 
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically and return the final path."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)

@@ -141,7 +141,7 @@ class Resample(FrameSelection):
 SHRINK_FILTERS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
 """Downscaling filters of the analysis-size paths (``size=``): ``area`` averages every source pixel (previews,
 the default); ``linear`` interpolates between the 2x2 source pixels nearest each output pixel, as PySceneDetect
-downscales before detecting, and is about 5x cheaper at a 5x shrink (it aliases fine texture)."""
+downscales before detecting, and is cheaper (it aliases fine texture; figures in ``results/perf/``)."""
 
 
 def window_frames(info: VideoInfo, window: tuple[float, float] | None, path: Path) -> tuple[int, int]:

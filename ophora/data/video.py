@@ -40,7 +40,7 @@ def _open(path: Path, probe_frames: bool = True) -> av.container.InputContainer:
     """Open ``path`` for reading, turning every failure into :class:`VideoDecodeError`.
 
     ``probe_frames=False`` keeps FFmpeg from decoding the first frames while it probes the streams (its probing
-    decoders skip every frame): about 4 ms less per 480x720 H.264 clip. Size, rate and frame count still come
+    decoders skip every frame). Size, rate and frame count still come
     from the container header; only what needs decoding (the pixel format) stays unknown until decoding.
     """
     if not path.exists():
@@ -167,8 +167,8 @@ def _to_rgb(frame, size: tuple[int, int] | None, shrink: str = "area") -> np.nda
 def _small_rgb_from_planes(frame, height: int, width: int, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
     """Downscale the Y, U and V planes, then convert (BT.601, limited range, like FFmpeg's default).
 
-    About 3x cheaper than swscale's scaled RGB conversion for analysis-size frames (curation, previews) with
-    the area filter, about 10x with the linear one.
+    Cheaper than swscale's scaled RGB conversion for analysis-size frames (curation, previews); the decode
+    figures are in ``results/perf/foundation_curation.md``.
     """
     sizes = ((height, width), (height // 2, width // 2), (height // 2, width // 2))
     full = ((frame.height, frame.width), (frame.height // 2, frame.width // 2), (frame.height // 2, frame.width // 2))
@@ -187,12 +187,11 @@ class FrameScan:
 
     - ``threads``: FFmpeg decoding threads; 1 (default) decodes in the calling thread only, for worker
       processes that run in parallel; 0 lets FFmpeg choose. ``thread_type`` (with more than one thread):
-      ``SLICE`` (default; on 480x720 x264 clips with 2 threads it decoded 1.5x faster than 1 thread here, where
-      ``FRAME`` gave 1.2x), ``FRAME`` or ``AUTO``.
+      ``SLICE`` (default: on short x264 clips it gained more than ``FRAME``), ``FRAME`` or ``AUTO``.
     - ``skip_nonref``: the decoder skips the frames no other frame is predicted from (non-reference B-frames:
-      about half the frames and 40% of the decoding of an x264 clip), so the indices :meth:`frames` yields
+      about half the frames of an x264 clip), so the indices :meth:`frames` yields
       have gaps. Cuts still show between the decoded neighbours.
-    - ``skip_deblocking``: the decoder skips H.264/HEVC's in-loop deblocking filter (a few % faster; slightly
+    - ``skip_deblocking``: the decoder skips H.264/HEVC's in-loop deblocking filter (faster; slightly
       blockier pixels that do not survive downscaling to analysis size).
     - ``shrink``: the downscaling filter of :meth:`frames` with a ``size`` (:data:`SHRINK_FILTERS`: ``area``,
       the default, or ``linear``, PySceneDetect's own choice and several times cheaper).

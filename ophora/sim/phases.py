@@ -66,13 +66,6 @@ def phases() -> tuple[Phase, ...]:
     return tuple(out)
 
 
-def phase_by_name(name: str) -> Phase:
-    """Look a phase up by its name in phase_prompts.csv (case-insensitive)."""
-    for phase in phases():
-        if phase.name.lower() == name.lower():
-            return phase
-    known = ", ".join(p.name for p in phases())
-    raise KeyError(f"unknown phase {name!r}; known phases: {known}")
 
 
 def operations() -> tuple[Operation, ...]:
