@@ -187,3 +187,31 @@ def test_default_cache_dir_is_a_user_dir(monkeypatch):
     monkeypatch.delenv("OPHORA_CACHE")
     folder = W.cache_dir()
     assert folder.name == "ophora" and "site-packages" not in str(folder)
+
+
+def _names_the_project_tells_users_to_fetch() -> set[str]:
+    """Weights names in ``weights fetch NAME`` / ``weights where NAME`` commands of the README, the code and the
+    shipped configs, and the registry names that shipped YAML configs point at."""
+    root = Path(__file__).resolve().parents[1]
+    texts = [root / "README.md", *[p for d in ("ophora", "benchmarks", "baselines", "downstream")
+                                   for p in (root / d).rglob("*") if p.suffix in (".py", ".yaml")]]
+    names = set()
+    for path in texts:
+        text = path.read_text()
+        names |= set(re.findall(r"weights (?:fetch|where) ([a-z0-9][\w:./-]*[\w])", text))
+        if path.suffix == ".yaml":
+            names |= set(re.findall(r"(?:pretrained|init_from|weights): ([a-z][\w:.-]*-[\w:./-]+)", text))
+    return names - {"random-init"}  # a detector mode, not a file
+
+
+def test_a_fresh_process_lists_every_weights_name_the_project_mentions():
+    import subprocess
+    import sys
+
+    named = _names_the_project_tells_users_to_fetch()
+    assert {"kinetics400:slowfast_r50", "kinetics400:mvit_v2_s", "sd-vae-ft-ema", "pytorch-fid-inception"} <= named
+    for command in ("benchmarks.weights", "ophora.weights"):
+        listed = subprocess.run([sys.executable, "-m", command, "list"], capture_output=True, text=True, check=True,
+                                timeout=120).stdout
+        shown = {line.split()[0] for line in listed.splitlines() if line.strip()}
+        assert named - shown == set(), command
