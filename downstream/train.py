@@ -37,11 +37,11 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import yaml
 
 from downstream import metrics
 from downstream.models import ClassifierSpec, build_classifier
 from downstream.ophnet import ClipDataset, ClipSampling
+from ophora.configs import ConfigError, apply_overrides, build_config, load_config
 from ophora.data.atomic import atomic_path
 from ophora.results import write_json
 from ophora.seeding import derive_seed, rng
@@ -97,11 +97,12 @@ class Recipe:
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"recipe {self.name!r}: optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+            raise ConfigError("optimizer", f"must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.randaugment is not None:
             object.__setattr__(self, "randaugment", tuple(int(v) for v in self.randaugment))
-        if self.batch_size < 1 or self.epochs < 1:
-            raise ValueError(f"recipe {self.name!r}: batch_size and epochs must be >= 1")
+        for name in ("batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
 
     def sampling(self) -> ClipSampling:
         return ClipSampling(self.frames, self.stride, self.crop, self.short_side, self.test_views, self.randaugment,
@@ -112,24 +113,12 @@ class Recipe:
 
 
 def load_recipe(recipe: str | Path | Recipe, overrides: Mapping[str, Any] | None = None) -> Recipe:
-    """A recipe by name (``downstream/configs/recipes/<name>.yaml``), path or object, with ``overrides``."""
+    """A recipe by name (``downstream/configs/recipes/<name>.yaml``), path or object, with dotted ``overrides``;
+    problems raise :class:`~ophora.configs.ConfigError` naming the key and the file."""
     if isinstance(recipe, Recipe):
-        values = dataclasses.asdict(recipe)
         source = f"recipe {recipe.name!r}"
-    else:
-        path = Path(recipe) if str(recipe).endswith((".yaml", ".yml")) else RECIPES_DIR / f"{recipe}.yaml"
-        if not path.is_file():
-            known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
-            raise FileNotFoundError(f"recipe {recipe!r} not found: expected {path} (known recipes: {known})")
-        values = yaml.safe_load(path.read_text()) or {}
-        values.setdefault("name", path.stem)
-        source = str(path)
-    values.update(dict(overrides or {}))
-    fields = {f.name for f in dataclasses.fields(Recipe)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"{source}: unknown recipe key(s) {unknown}; known keys: {sorted(fields)}")
-    return Recipe(**values)
+        return build_config(Recipe, apply_overrides(dataclasses.asdict(recipe), overrides, source), source)
+    return load_config(Recipe, recipe, overrides, shipped=RECIPES_DIR, what="recipe")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from ophora.curation.chat import ChatClient, ChatError, cache_key
-from ophora.curation.config import ChatConfig, CurationConfig, VlmConfig, config_from_dict, plain
+from ophora.configs import build_config
+from ophora.curation.config import ChatConfig, CurationConfig, VlmConfig, plain
 from ophora.curation.privacy.vlm import VlmPrivacyStage, parse_privacy_answer
 from ophora.curation.rewrite.llm import LlmRewriter, clean_answer
 from ophora.curation.run import curate
@@ -243,7 +244,7 @@ def test_key_never_reaches_files_or_output(server, tmp_path, monkeypatch, capsys
         clips.append(manifests.RawClip(f"v{i}", f"now i'm polishing the capsule {i}", "src", 0.0, 1.25, path))
     manifests.write_raw_set(root / "raw.csv", clips)
     chat = {k: v for k, v in plain(chat_config(server, tmp_path)).items() if k != "api_key"}
-    config = config_from_dict({"resolution": {"min_width": 64, "min_height": 64}, "dynamics": {"min_motion": 0.0},
+    config = build_config(CurationConfig, {"resolution": {"min_width": 64, "min_height": 64}, "dynamics": {"min_motion": 0.0},
                                "rewrite": {"backend": "openai", "openai": chat},
                                "privacy": {"backend": "vlm", "vlm": {"frames": 2, "chat": chat}}})
     assert isinstance(config, CurationConfig) and SECRET not in repr(config)

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from ophora.curation.cli import main
-from ophora.curation.config import (ChatConfig, ConfigError, CurationConfig, DynamicsConfig, config_from_dict,
-                                    load_config, plain)
+from ophora.configs import ConfigError, build_config, load_config
+from ophora.curation.config import ChatConfig, CurationConfig, DynamicsConfig, plain
 from ophora.curation.dynamics import DynamicsStage
 from ophora.curation.executor import plan_shards
 from ophora.curation.ledger import Ledger, ledger_path, read_ledgers, repair_ledger
@@ -21,11 +21,11 @@ def test_config_from_yaml_with_nested_sections_and_tuples(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"resolution": {"min_width": 128}, "privacy": {"overlay": {"watermark_box": [0.3, 0.5]}},
                                     "rewrite": {"backend": "openai", "openai": {"model": "m", "concurrency": 2}}}))
-    config = load_config(path)
+    config = load_config(CurationConfig, path)
     assert config.resolution.min_width == 128 and config.resolution.min_height == 480
     assert config.privacy.overlay.watermark_box == (0.3, 0.5)
     assert config.rewrite.openai.model == "m" and config.rewrite.openai.concurrency == 2
-    assert load_config(None) == CurationConfig()
+    assert load_config(CurationConfig, None) == CurationConfig()
 
 
 @pytest.mark.parametrize("data, message", [
@@ -33,11 +33,11 @@ def test_config_from_yaml_with_nested_sections_and_tuples(tmp_path):
     ({"dynamics": {"treshold": 3}}, "did you mean 'threshold'"),
     ({"rewrite": {"backend": "open-ai"}}, "did you mean 'openai'"),
     ({"execution": {"workers": 0}}, "at least 1"),
-    ({"dynamics": 3}, "must be a mapping"),
+    ({"dynamics": 3}, "dynamics: expected a mapping"),
 ])
 def test_config_errors_name_the_key(data, message):
     with pytest.raises(ConfigError, match=message):
-        config_from_dict(data)
+        build_config(CurationConfig, data)
 
 
 def test_secrets_are_redacted_and_operational_knobs_do_not_change_versions():

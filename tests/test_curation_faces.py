@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from skimage.data import astronaut
 
-from ophora.curation.config import ConfigError, OverlayConfig
+from ophora.configs import ConfigError
+from ophora.curation.config import OverlayConfig
 from ophora.curation.privacy.faces import face_check_height, sample_positions
 from ophora.curation.privacy.overlay import OverlayPrivacyStage, decode_size
 from ophora.curation.stage import ClipItem
@@ -124,7 +125,7 @@ def test_disabled_face_check_is_recorded_and_bad_settings_name_the_key(clips, tm
     v = check(OverlayPrivacyStage(OverlayConfig(faces=False)), tmp_path / "face.mp4")
     assert v.keep and v.scores["faces"] is None and "disabled" in v.scores["faces_note"]
     assert not check(OverlayPrivacyStage(OverlayConfig()), tmp_path / "face.mp4").keep  # kept only as disabled
-    with pytest.raises(ConfigError, match=r"privacy\.overlay\.face_scale_factor must be above 1\.0, got 1\.0"):
+    with pytest.raises(ConfigError, match=r"privacy\.overlay\.face_scale_factor: must be above 1\.0, got 1\.0"):
         OverlayPrivacyStage(OverlayConfig(face_scale_factor=1.0))
-    with pytest.raises(ConfigError, match=r"privacy\.overlay\.face_frames must be at least 1, got 0"):
+    with pytest.raises(ConfigError, match=r"privacy\.overlay\.face_frames: must be at least 1, got 0"):
         OverlayPrivacyStage(OverlayConfig(face_frames=0))

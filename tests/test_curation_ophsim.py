@@ -19,7 +19,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from ophora.curation.config import DynamicsConfig, config_from_dict
+from ophora.configs import build_config
+from ophora.curation.config import CurationConfig, DynamicsConfig
 from ophora.curation.dynamics import DynamicsStage
 from ophora.curation.ledger import read_ledgers
 from ophora.curation.run import ResumeError, curate
@@ -44,7 +45,7 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def curated(world, tmp_path_factory):
     out = tmp_path_factory.mktemp("curated")
-    summary = curate(world / "ophvl_raw" / "raw.csv", out, config_from_dict(SETTINGS), progress=False)
+    summary = curate(world / "ophvl_raw" / "raw.csv", out, build_config(CurationConfig, SETTINGS), progress=False)
     table = pd.read_parquet(out / "provenance.parquet").set_index("clip_id")
     truth = pd.read_csv(world / "ophvl_raw" / "defects.csv").set_index("clip_id")
     return out, summary, table, truth
@@ -175,7 +176,7 @@ def test_unreadable_videos_and_bad_captions_are_recorded_and_the_run_goes_on(wor
     table.loc[1, "caption"] = "BADBYTES the cystotome punctures the capsule"
     data = table.to_csv(index=False).encode().replace(b"BADBYTES", b"\xff\xfe")
     (raw / "bad_rows.csv").write_bytes(data)
-    summary = curate(raw / "bad_rows.csv", tmp_path / "out", config_from_dict(
+    summary = curate(raw / "bad_rows.csv", tmp_path / "out", build_config(CurationConfig,
         {"resolution": {"min_width": 128, "min_height": 128}}), progress=False)
     result = pd.read_parquet(tmp_path / "out" / "provenance.parquet").set_index("clip_id")
     assert len(result) == 9 and summary["input"] == 9
@@ -206,7 +207,7 @@ def test_a_run_killed_with_sigkill_resumes_without_losing_or_duplicating_clips(w
     process.wait()
     done_at_kill = len(read_ledgers(out / ".ledger"))
     assert 0 < done_at_kill < 72, f"the run was not killed mid-way ({done_at_kill} clips done)"
-    summary = curate(world / "ophvl_raw" / "raw.csv", out, config_from_dict(SETTINGS), progress=False)
+    summary = curate(world / "ophvl_raw" / "raw.csv", out, build_config(CurationConfig, SETTINGS), progress=False)
     assert summary["resumed_clips"] >= done_at_kill
     assert _ledger_lines(out / ".ledger") == 72  # one line per clip over all shards: nothing lost, nothing twice
     resumed = pd.read_parquet(out / "provenance.parquet").set_index("clip_id")
@@ -217,14 +218,14 @@ def test_a_run_killed_with_sigkill_resumes_without_losing_or_duplicating_clips(w
 
 def test_resuming_with_other_stage_settings_is_refused(world, curated):
     out = curated[0]
-    other = config_from_dict({**SETTINGS, "dynamics": {"threshold": 40.0}})
+    other = build_config(CurationConfig, {**SETTINGS, "dynamics": {"threshold": 40.0}})
     with pytest.raises(ResumeError, match="other stage settings"):
         curate(world / "ophvl_raw" / "raw.csv", out, other, progress=False)
 
 
 def test_ray_executor_gives_the_same_verdicts(world, curated, tmp_path):
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'ophora[ray]'")
-    config = config_from_dict({**SETTINGS, "execution": {"executor": "ray", "workers": 2, "shard_size": 4}})
+    config = build_config(CurationConfig, {**SETTINGS, "execution": {"executor": "ray", "workers": 2, "shard_size": 4}})
     curate(subset(world, "first16", 16), tmp_path / "out", config, progress=False)
     result = pd.read_parquet(tmp_path / "out" / "provenance.parquet").set_index("clip_id")
     reference = curated[2].loc[result.index]
@@ -237,7 +238,7 @@ def test_symlink_and_copy_modes(world, tmp_path):
     raw = subset(world, "first3", 3)
     for link in ("symlink", "copy"):
         settings = {**SETTINGS, "execution": {"workers": 1}, "output": {"link": link}}
-        curate(raw, tmp_path / link, config_from_dict(settings), progress=False)
+        curate(raw, tmp_path / link, build_config(CurationConfig, settings), progress=False)
         clips = list((tmp_path / link / "ophora_160k" / "clips").iterdir())
         assert clips and all(c.is_symlink() == (link == "symlink") for c in clips)
         assert all(not os.path.samefile(c, world / "ophvl_raw" / "clips" / c.name) for c in clips) or link == "symlink"

@@ -12,6 +12,7 @@ import torch
 from downstream import metrics
 from downstream.ophnet import ClipSource, load_clips, scan_clips
 from downstream.train import TrainingStopped, batch_rows, load_recipe, lr_at, total_steps, train_classifier
+from ophora.configs import ConfigError
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -68,9 +69,10 @@ def test_paper_recipes_follow_pyslowfast():
     assert (mvit.sampling().test_views, mvit.sampling().test_crop, mvit.sampling().test_short_side) == (5, 224, 256)
     assert (mvit.optimizer, mvit.lr, mvit.weight_decay, mvit.label_smoothing) == ("adamw", 1e-4, 0.05, 0.1)
     assert (mvit.mixup_alpha, mvit.cutmix_alpha, mvit.randaugment) == (0.8, 1.0, (7, 4))
-    with pytest.raises(ValueError, match="unknown recipe key"):
+    with pytest.raises(ConfigError, match=r"mvitv2_s_16x4\.yaml: learning_rate: unknown key"):
         load_recipe("mvitv2_s_16x4", {"learning_rate": 1.0})
-    with pytest.raises(FileNotFoundError, match="known recipes"):
+    with pytest.raises(ConfigError, match=r"unknown recipe 'slowfast_8x8'; expected one of \[.*'slowfast_tiny'\].*"
+                                          r"did you mean 'slowfast_8x8_r50'"):
         load_recipe("slowfast_8x8")
 
 

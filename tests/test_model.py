@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from ophora.configs import PresetError, load_preset, parse_overrides, preset_fingerprint, preset_names
+from ophora.configs import ConfigError, load_preset, parse_overrides, preset_fingerprint, preset_names
 from ophora.model import (
     ModelNotFoundError,
     base_model_dir,
@@ -67,15 +67,15 @@ def test_paper_preset_is_the_released_recipe():
     ({"colour": "red"}, "colour", "unknown key"),
 ])
 def test_bad_presets_name_the_key(overrides, key, words):
-    with pytest.raises(PresetError) as info:
+    with pytest.raises(ConfigError) as info:
         load_preset("tiny", overrides)
     assert info.value.key == key and words in str(info.value) and "tiny.yaml" in str(info.value)
 
 
 def test_unknown_preset_and_bad_override():
-    with pytest.raises(PresetError, match="did you mean 'tiny'"):
+    with pytest.raises(ConfigError, match="did you mean 'tiny'"):
         load_preset("tiyn")
-    with pytest.raises(PresetError, match="KEY=VALUE"):
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_overrides(["train.tpt.max_steps"])
     assert parse_overrides(["train.tpt.max_steps=6", "model.pretrained=/w/x"]) == {
         "train.tpt.max_steps": 6, "model.pretrained": "/w/x"}

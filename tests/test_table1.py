@@ -12,7 +12,7 @@ import yaml
 from benchmarks.table1 import PreflightError, load_table1_config, run_table1
 from benchmarks.table1 import render
 from benchmarks.table1.preflight import preflight
-from ophora.configs import PresetError
+from ophora.configs import ConfigError
 
 ROWS = ["Endora", "Endora (w/ Ophora-160K)", "Bora", "Bora (w/ Ophora-160K)", "Ophora (TPT-only)", "Ophora"]
 
@@ -210,18 +210,18 @@ def _write(tmp_path: Path, changes: dict) -> Path:
 
 
 def test_config_errors_name_the_key(tmp_path):
-    with pytest.raises(PresetError, match=r"promts: unknown key.*did you mean 'prompts'"):
+    with pytest.raises(ConfigError, match=r"promts: unknown key.*did you mean 'prompts'"):
         load_table1_config(_write(tmp_path, {"promts": {}}))
-    with pytest.raises(PresetError, match=r"rows\[0\]\.generator: unknown generator 'ophra'.*did you mean 'ophora'"):
+    with pytest.raises(ConfigError, match=r"rows\[0\]\.generator: unknown generator 'ophra'.*did you mean 'ophora'"):
         load_table1_config(_write(tmp_path, {"rows": [{"name": "x", "generator": "ophra",
                                                        "train": [{"data": "ophora_160k"}]}]}))
-    with pytest.raises(PresetError, match=r"rows\[0\]\.train\[0\]\.data: unknown data set 'ophora_160'"):
+    with pytest.raises(ConfigError, match=r"rows\[0\]\.train\[0\]\.data: unknown data set 'ophora_160'"):
         load_table1_config(_write(tmp_path, {"rows": [{"name": "x", "generator": "ophora",
                                                        "train": [{"data": "ophora_160"}]}]}))
-    with pytest.raises(PresetError, match=r"rows\[0\]: row 'x' needs exactly one of train, checkpoint or external"):
+    with pytest.raises(ConfigError, match=r"rows\[0\]: row 'x' needs exactly one of train, checkpoint or external"):
         load_table1_config(_write(tmp_path, {"rows": [{"name": "x", "generator": "ophora", "checkpoint": "m",
                                                        "train": [{"data": "ophora_160k"}]}]}))
-    with pytest.raises(PresetError, match="unknown Table 1 config 'dmeo'.*did you mean 'demo'"):
+    with pytest.raises(ConfigError, match="unknown Table 1 config 'dmeo'.*did you mean 'demo'"):
         load_table1_config("dmeo")
 
 

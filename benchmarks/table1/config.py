@@ -3,20 +3,18 @@
 A config names the data sets (an OphSim world built on the fly, or files), the prompt set, the metrics with
 their protocols, and the rows. A row is a generator from the registry (``baselines.get(name)``) trained by a
 list of steps on named data sets, or given a finished ``checkpoint``, or an ``external`` folder of videos made
-by official code. Unknown keys, wrong types and unknown data-set or generator names are refused with the
-dotted key and the file.
+by official code. The suite's loader (:mod:`ophora.configs.loader`) reads it: unknown keys, wrong types and unknown
+data-set or generator names are refused with the dotted key and the file (:class:`~ophora.configs.ConfigError`).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from ophora.configs import PresetError, build_config
+from baselines import names
+from ophora.configs import ConfigError, apply_overrides, build_config, read_config, shipped_names
 from ophora.registry import did_you_mean
 
 __all__ = ["Table1Config", "Row", "TrainStep", "DataConfig", "WorldSpec", "PromptConfig", "MetricConfig",
@@ -131,62 +129,45 @@ class Table1Config:
     source: str = ""
 
 
+SHIPPED = resources.files("benchmarks") / "configs" / "table1"
+
+
 def config_names() -> list[str]:
-    folder = resources.files("benchmarks") / "configs" / "table1"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def _config_path(name_or_path: str | os.PathLike) -> Path:
-    text = os.fspath(name_or_path)
-    if text in config_names():
-        return Path(str(resources.files("benchmarks") / "configs" / "table1" / f"{text}.yaml"))
-    path = Path(text)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"Table 1 config not found: expected {path.resolve()}")
-        return path
-    hint = did_you_mean(text, config_names())
-    raise PresetError("(config)", f"unknown Table 1 config {text!r}; expected one of {config_names()} or a path "
-                                  f"to a YAML file{'; ' + hint if hint else ''}")
+    return shipped_names(SHIPPED)
 
 
 def load_table1_config(name_or_path: str | os.PathLike = "demo", overrides: dict[str, Any] | None = None
                        ) -> Table1Config:
-    """Read and validate a Table 1 config (shipped name or YAML path); ``overrides`` are top-level keys."""
-    path = _config_path(name_or_path)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    raw = {k: v for k, v in raw.items() if not str(k).startswith(".")}
-    raw.update(overrides or {})
-    raw["source"] = str(path)
-    config = build_config(Table1Config, raw, str(path))
-    _check_rows(config, str(path))
+    """Read and validate a Table 1 config (shipped name or YAML path) with dotted ``overrides``."""
+    raw, source = read_config(name_or_path, SHIPPED, "Table 1 config")
+    raw = {**apply_overrides(raw, overrides, source), "source": source}
+    config = build_config(Table1Config, raw, source)
+    _check_rows(config, source)
     return config
 
 
 def _check_rows(config: Table1Config, source: str) -> None:
-    from baselines import names
-
     if not config.rows:
-        raise PresetError("rows", "a Table 1 config needs at least one row", source)
+        raise ConfigError("rows", "a Table 1 config needs at least one row", source)
     seen = set()
     for i, row in enumerate(config.rows):
         key = f"rows[{i}]"
         if row.name in seen:
-            raise PresetError(f"{key}.name", f"duplicate row name {row.name!r}", source)
+            raise ConfigError(f"{key}.name", f"duplicate row name {row.name!r}", source)
         seen.add(row.name)
         kinds = [k for k, v in (("train", row.train), ("checkpoint", row.checkpoint), ("external", row.external))
                  if v]
         if len(kinds) != 1:
-            raise PresetError(key, f"row {row.name!r} needs exactly one of train, checkpoint or external; "
+            raise ConfigError(key, f"row {row.name!r} needs exactly one of train, checkpoint or external; "
                                    f"found {kinds or 'none'}", source)
         if row.external is None:
             if row.generator not in names():
                 hint = did_you_mean(str(row.generator), names())
-                raise PresetError(f"{key}.generator", f"unknown generator {row.generator!r}; registered: "
+                raise ConfigError(f"{key}.generator", f"unknown generator {row.generator!r}; registered: "
                                                       f"{names()}{'; ' + hint if hint else ''}", source)
         for j, step in enumerate(row.train):
             if step.data not in DATA_SETS:
                 hint = did_you_mean(step.data, DATA_SETS)
-                raise PresetError(f"{key}.train[{j}].data", f"unknown data set {step.data!r}; expected one of "
+                raise ConfigError(f"{key}.train[{j}].data", f"unknown data set {step.data!r}; expected one of "
                                                             f"{list(DATA_SETS)}{'; ' + hint if hint else ''}",
                                   source)

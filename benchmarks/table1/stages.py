@@ -11,7 +11,6 @@ write paths inside the cache relative to it (``<cache>/...``), so a finished cac
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -20,11 +19,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from benchmarks.table1.config import PromptConfig, Row, Table1Config
+from ophora.configs import ConfigError, build_config
+from ophora.curation.config import CurationConfig
 from ophora.data.atomic import atomic_write_text
-from ophora.results import plain
 from ophora.data.external import ExternalVideos
+from ophora.hashing import cache_key
+from ophora.results import plain
 
-__all__ = ["Stage", "Table1Run", "RowResult", "stable_key"]
+__all__ = ["Stage", "Table1Run", "RowResult"]
 
 DONE = "done.json"
 
@@ -56,12 +58,6 @@ def localised(value: Any, cache: Path) -> Any:
     if isinstance(value, str) and value.startswith(CACHE_MARK):
         return str(cache / value[len(CACHE_MARK):])
     return value
-
-
-def stable_key(payload: Any) -> str:
-    """A short hash of a JSON-able payload (dataclasses and paths allowed)."""
-    text = json.dumps(plain(payload), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,7 @@ class Table1Run:
         Under ``accelerate launch`` / ``torchrun`` the main process alone runs a stage unless ``everyone`` (stages
         that shard their own work: training, sharded generation, evaluation); the main process's record is kept.
         """
-        key = stable_key({"stage": kind, "inputs": inputs})
+        key = cache_key({"stage": kind, "inputs": inputs})
         folder = self.cache / kind / f"{label}-{key}"
         name = f"{kind}/{label}"
         done = folder / DONE
@@ -152,7 +148,7 @@ class Table1Run:
         data = self.config.data
         if data.source == "files":
             sets = {name: getattr(data, name) for name in ("original", "ophora_160k", "ophora_28k", "real")}
-            self._keys = {name: stable_key(path) for name, path in sets.items()}
+            self._keys = {name: cache_key(path) for name, path in sets.items()}
             return {name: Path(path) for name, path in sets.items() if path}
         train, heldout = self.world("world"), self.world("heldout")
         curated = self.curation(train)
@@ -173,18 +169,20 @@ class Table1Run:
         overrides = self.config.data.curation
 
         def work(folder: Path) -> dict:
-            from ophora.curation.config import config_from_dict
             from ophora.curation.run import curate
 
             summary = curate(Path(world.record["world"]) / "ophvl_raw" / "raw.csv", folder / "curated",
-                             config_from_dict(dict(overrides)), progress=self.progress)
+                             config, progress=self.progress)
             return {"input": summary["input"], "ophora_160k": summary["in_160k"], "ophora_28k": summary["in_28k"],
                     "stages": summary["stages"], "report": str(folder / "curated" / "report.md")}
 
-        from ophora.curation.config import config_from_dict
         from ophora.curation.pipeline import build_stages
 
-        versions = {stage.name: stage.version for stage in build_stages(config_from_dict(dict(overrides)))}
+        try:
+            config = build_config(CurationConfig, overrides)
+        except ConfigError as err:
+            raise ConfigError(f"data.curation.{err.key}", err.reason, self.config.source) from None
+        versions = {stage.name: stage.version for stage in build_stages(config)}
         return self.stage("curation", "ophsim", {"world": world.key, "config": overrides, "versions": versions}, work)
 
     def original_set(self, world: Stage) -> Stage:
@@ -221,7 +219,7 @@ class Table1Run:
         prompts = read_prompts(path, cfg.column)
         if cfg.limit is not None:
             prompts = prompts[:cfg.limit]
-        return prompts, stable_key({"file": sha256_file(path), "limit": cfg.limit, "column": cfg.column})
+        return prompts, cache_key({"file": sha256_file(path), "limit": cfg.limit, "column": cfg.column})
 
     # -- rows --------------------------------------------------------------------------------------------
     def generator(self, row: Row):
@@ -233,7 +231,7 @@ class Table1Run:
         """The row's trained model folder, its key, and the training stages run or reused."""
         if row.checkpoint:
             path = Path(row.checkpoint)
-            return path, stable_key({"checkpoint": str(path.resolve())}), []
+            return path, cache_key({"checkpoint": str(path.resolve())}), []
         generator, init, init_key, stages = self.generator(row), None, None, []
         for step in row.train:
             inputs = {"generator": row.generator, "options": row.options, "stage": step.stage, "preset": row.preset,

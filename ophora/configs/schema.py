@@ -3,7 +3,7 @@
 A preset says everything that changes what a run makes: which model (a diffusers CogVideoX directory or Hub id,
 or tiny components built from their constructor arguments), the clip geometry, how clips are encoded, the
 two training recipes (TPT, P2FT) and the sampler. Every field is checked when the preset loads; a bad value
-raises :class:`PresetError` naming the key (``train.tpt.learning_rate``) and the file.
+raises :class:`~ophora.configs.loader.ConfigError` naming the key (``train.tpt.learning_rate``) and the file.
 """
 from __future__ import annotations
 
@@ -12,31 +12,23 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ophora.configs.loader import ConfigError
 from ophora.registry import did_you_mean
 
 
-__all__ = ["PresetError", "ModelConfig", "DataConfig", "PrepareConfig", "StageConfig", "TrainConfig",
+__all__ = ["ModelConfig", "DataConfig", "PrepareConfig", "StageConfig", "TrainConfig",
            "SamplingConfig", "Preset", "TEMPORAL_COMPRESSION", "SIZE_MULTIPLE"]
 
 TEMPORAL_COMPRESSION = 4  # CogVideoX's causal VAE: 4k+1 frames -> k+1 latent frames
 SIZE_MULTIPLE = 16  # spatial VAE factor 8 x transformer patch 2
 
 
-class PresetError(ValueError):
-    """A preset that does not validate. ``key`` is the dotted key (``data.frames``), ``source`` the file."""
-
-    def __init__(self, key: str, message: str, source: str | None = None):
-        self.key, self.source, self.reason = key, source, message
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{key}: {message}")
-
-
 def _fail(key: str, message: str) -> None:
-    raise PresetError(key, message)
+    raise ConfigError(key, message)
 
 
 def check_frames(frames: int, key: str = "frames") -> None:
-    """Raise :class:`PresetError` unless ``frames`` is 4k+1 (what the causal VAE can take)."""
+    """Raise :class:`ConfigError` unless ``frames`` is 4k+1 (what the causal VAE can take)."""
     if frames < 1 or (frames - 1) % TEMPORAL_COMPRESSION:
         below = (frames - 1) // TEMPORAL_COMPRESSION * TEMPORAL_COMPRESSION + 1
         _fail(key, f"frame count must be 4k+1 (the VAE compresses time by 4 after the first frame), got "
@@ -44,7 +36,7 @@ def check_frames(frames: int, key: str = "frames") -> None:
 
 
 def check_size(height: int, width: int, key: str = "") -> None:
-    """Raise :class:`PresetError` unless both sides are positive multiples of 16 pixels."""
+    """Raise :class:`ConfigError` unless both sides are positive multiples of 16 pixels."""
     for name, value in (("height", height), ("width", width)):
         if value < SIZE_MULTIPLE or value % SIZE_MULTIPLE:
             _fail(f"{key}.{name}" if key else name,
@@ -269,7 +261,7 @@ class Preset:
     def stage(self, name: str) -> StageConfig:
         """The recipe of stage ``tpt`` or ``p2ft``."""
         if name not in ("tpt", "p2ft"):
-            raise PresetError("stage", f"unknown stage {name!r}; expected 'tpt' or 'p2ft'")
+            raise ConfigError("stage", f"unknown stage {name!r}; expected 'tpt' or 'p2ft'")
         return getattr(self.train, name)
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,10 +4,10 @@ Stages (``resolution`` -> ``dynamics`` -> ``rewrite`` -> ``privacy``) each retur
 :func:`curate` runs them sharded, resumably, locally or on Ray, and writes the sets, a provenance table and
 a report. CLI: ``python -m ophora.curate``.
 """
-from ophora.curation.config import CurationConfig, config_from_dict, load_config
+from ophora.curation.config import CurationConfig
 from ophora.curation.pipeline import Pipeline, build_stages
 from ophora.curation.run import curate
 from ophora.curation.stage import ClipItem, Stage, Verdict
 
-__all__ = ["CurationConfig", "config_from_dict", "load_config", "Pipeline", "build_stages", "curate", "ClipItem",
+__all__ = ["CurationConfig", "Pipeline", "build_stages", "curate", "ClipItem",
            "Stage", "Verdict"]

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from ophora.curation.config import ConfigError, load_config, plain
+from ophora.configs import ConfigError, load_config
+from ophora.curation.config import CurationConfig, plain
 from ophora.curation.run import ResumeError, curate
 from ophora.data.manifests import ManifestError
 
@@ -42,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = _with_overrides(load_config(args.config), args)
-    except ConfigError as err:
+        config = _with_overrides(load_config(CurationConfig, args.config, what="curation config"), args)
+    except (ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.print_config:

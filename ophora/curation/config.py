@@ -1,7 +1,9 @@
 """Curation settings: YAML (or JSON) file -> typed, frozen dataclasses -> stage constructors.
 
-Every key is optional; ``python -m ophora.curate --print-config`` prints the defaults. Unknown keys raise
-:class:`ConfigError` with the closest known key. Secrets (``api_key``) are never written anywhere: files and
+Every key is optional; ``python -m ophora.curate --print-config`` prints the defaults. The suite's loader reads
+and validates the file (``load_config(CurationConfig, path)``, ``build_config(CurationConfig, mapping)`` from
+:mod:`ophora.configs`): unknown keys and bad values raise :class:`~ophora.configs.ConfigError` naming the dotted
+key, with the closest known key. Secrets (``api_key``) are never written anywhere: files and
 logs get :func:`plain` output, where the key is redacted; by default the key is read from the environment
 variable named by ``api_key_env``.
 """
@@ -11,22 +13,14 @@ import dataclasses
 import os
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ophora.configs import ConfigError
 from ophora.registry import did_you_mean
 
 
-__all__ = ["ConfigError", "ResolutionConfig", "DynamicsConfig", "ChatConfig", "RewriteConfig", "OverlayConfig",
-           "VlmConfig", "PrivacyConfig", "ExecutionConfig", "OutputConfig", "CurationConfig", "load_config",
-           "config_from_dict", "plain"]
-
-
-class ConfigError(ValueError):
-    """A curation config that cannot be used; the message names the key and what was expected."""
-
+__all__ = ["ResolutionConfig", "DynamicsConfig", "ChatConfig", "RewriteConfig", "OverlayConfig",
+           "VlmConfig", "PrivacyConfig", "ExecutionConfig", "OutputConfig", "CurationConfig", "plain"]
 
 @dataclass(frozen=True)
 class ResolutionConfig:
@@ -193,55 +187,13 @@ class CurationConfig:
         _choice("output.link", self.output.link, ("hardlink", "symlink", "copy"))
         for name in ("workers", "shard_size", "batch_size"):
             if getattr(self.execution, name) < 1:
-                raise ConfigError(f"execution.{name} must be at least 1, got {getattr(self.execution, name)}")
+                raise ConfigError(f"execution.{name}", f"must be at least 1, got {getattr(self.execution, name)}")
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}{_did_you_mean(value, allowed)}")
-
-
-def _did_you_mean(word: str, options) -> str:
-    hint = did_you_mean(word, options)
-    return f" ({hint})" if hint else ""
-
-
-def config_from_dict(data: dict | None, cls: type = CurationConfig, where: str = "") -> Any:
-    """Build ``cls`` from nested dicts, checking key names and converting lists to tuples."""
-    data = dict(data or {})
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        key = unknown[0]
-        raise ConfigError(f"unknown config key {where + key!r}{_did_you_mean(key, names)}; "
-                          f"known keys here: {sorted(names)}")
-    values = {}
-    for name, value in data.items():
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind):
-            if not isinstance(value, dict):
-                raise ConfigError(f"config key {where + name!r} must be a mapping, got {value!r}")
-            values[name] = config_from_dict(value, kind, f"{where}{name}.")
-        else:
-            values[name] = tuple(value) if isinstance(value, list) else value
-    try:
-        return cls(**values)
-    except TypeError as err:
-        raise ConfigError(f"config section {where or '<top>'}: {err}") from None
-
-
-def load_config(path: str | os.PathLike | None) -> CurationConfig:
-    """Defaults, overridden by the YAML/JSON file at ``path`` (None: defaults only)."""
-    if path is None:
-        return CurationConfig()
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: expected {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (resolution, dynamics, ...), got {type(data).__name__}")
-    return config_from_dict(data)
+        hint = did_you_mean(value, allowed)
+        raise ConfigError(key, f"must be one of {list(allowed)}, got {value!r}{'; ' + hint if hint else ''}")
 
 
 def plain(config: Any, digest: bool = False) -> Any:

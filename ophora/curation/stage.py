@@ -6,14 +6,13 @@ decision was made from. The pipeline records every verdict of every clip, so a d
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 from ophora.curation.config import plain
 from ophora.data.video import VideoInfo
+from ophora.hashing import cache_key
 
 __all__ = ["ClipItem", "Verdict", "Stage", "config_digest"]
 
@@ -65,10 +64,9 @@ class Verdict:
 
 
 def config_digest(config: Any) -> str:
-    """First 8 hex digits of the SHA-256 of a config dataclass (sorted JSON, secrets and operational knobs
-    left out): changes when any setting that can change a verdict does."""
-    text = json.dumps(plain(config, digest=True), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
+    """The cache key (:func:`ophora.hashing.cache_key`) of a config dataclass, secrets and operational knobs left
+    out: changes when any setting that can change a verdict does."""
+    return cache_key(plain(config, digest=True))
 
 
 class Stage:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ophora.curation.config import ConfigError, OverlayConfig
+from ophora.configs import ConfigError
+from ophora.curation.config import OverlayConfig
 
 __all__ = ["WINDOW", "FaceDetector", "face_detector", "check_face_settings", "face_check_height", "sample_positions",
            "face_scores"]
@@ -84,7 +85,7 @@ def check_face_settings(config: OverlayConfig) -> None:
              "face_min_neighbors": (config.face_min_neighbors >= 1, "at least 1")}
     for key, (ok, expected) in rules.items():
         if not ok:
-            raise ConfigError(f"privacy.overlay.{key} must be {expected}, got {getattr(config, key)!r}")
+            raise ConfigError(f"privacy.overlay.{key}", f"must be {expected}, got {getattr(config, key)!r}")
 
 
 def _detector_grey(frame: np.ndarray, height: int) -> np.ndarray:
