@@ -13,6 +13,7 @@ from benchmarks.table1 import PreflightError, load_table1_config, run_table1
 from benchmarks.table1 import render
 from benchmarks.table1.preflight import preflight
 from ophora.configs import ConfigError
+from ophora.tables import best
 
 ROWS = ["Endora", "Endora (w/ Ophora-160K)", "Bora", "Bora (w/ Ophora-160K)", "Ophora (TPT-only)", "Ophora"]
 
@@ -183,7 +184,10 @@ def test_render_marks_best_per_direction_and_dashes():
          "published": {"fid": 42.16}},
     ]
     rows = render.table_rows(results, ["fid", "clipscore"])
-    assert render._best(rows, "fid") == 10.0 and render._best(rows, "clipscore") == 31.0
+    table = render.table(rows, ["fid", "clipscore"])
+    fid, clipscore = table.columns[1:3]
+    assert (fid.better, clipscore.better) == ("lower", "higher")
+    assert best(table, fid) == 10.0 and best(table, clipscore) == 31.0
 
 
 def test_render_files(tmp_path):

@@ -2,21 +2,21 @@
 
 Cells are ``value [low, high]`` with the 95% bootstrap interval of :mod:`benchmarks.evaluate`; the best value
 per column is bold; '-' marks a metric a row does not have (CLIPScore of an unconditional model). Where the
-config carries the paper's numbers they are printed beside the measured ones.
+config carries the paper's numbers they are printed beside the measured ones. The three table files are
+rendered by :mod:`ophora.tables`.
 """
 from __future__ import annotations
 
-import csv
-import io
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ophora.data.atomic import atomic_path, atomic_write_text
+from ophora.tables import ARROWS, Column, Table, csv_text, latex, markdown
 
-__all__ = ["METRICS", "table_rows", "write_markdown", "write_csv", "write_latex", "frame_grid", "metric_chart"]
+__all__ = ["METRICS", "table_rows", "table", "write_markdown", "write_csv", "write_latex", "frame_grid",
+           "metric_chart"]
 
 # metric -> (column title, lower is better)
 METRICS = {"fid": ("FID", True), "fvd": ("FVD", True), "clipscore": ("CLIPScore", False)}
@@ -39,98 +39,36 @@ def table_rows(results: Sequence[dict[str, Any]], metrics: Sequence[str]) -> lis
     return rows
 
 
-def _best(rows: list[dict[str, Any]], metric: str) -> float | None:
-    values = [r[metric] for r in rows if r[metric] is not None and math.isfinite(r[metric])]
-    if not values:
-        return None
-    return min(values) if METRICS[metric][1] else max(values)
-
-
-def _cell(row: dict[str, Any], metric: str) -> str:
-    value = row[metric]
-    if value is None:
-        return "-"
-    text = f"{value:.2f}"
-    if row[f"{metric}_low"] is not None:
-        text += f" [{row[f'{metric}_low']:.2f}, {row[f'{metric}_high']:.2f}]"
-    return text
+def _direction(metric: str) -> str:
+    return "lower" if METRICS[metric][1] else "higher"
 
 
 def _header(metric: str) -> str:
-    title, lower = METRICS[metric]
-    return f"{title} {'↓' if lower else '↑'}"
+    return f"{METRICS[metric][0]} {ARROWS[_direction(metric)][0]}"
 
 
-def _has_published(rows: list[dict[str, Any]], metrics: Sequence[str]) -> bool:
-    return any(r[f"{m}_published"] is not None for r in rows for m in metrics)
+def table(rows: list[dict[str, Any]], metrics: Sequence[str], notes: Sequence[str] = (), caption: str = "") -> Table:
+    """The table of :func:`table_rows` records: model, one column per metric (value, interval, best in bold),
+    and the paper's numbers per metric when any row has them."""
+    columns = [Column("model", "model", tex="Model", align="l")]
+    columns += [Column(m, METRICS[m][0], number=True, interval=(f"{m}_low", f"{m}_high"), better=_direction(m))
+                for m in metrics]
+    if any(r[f"{m}_published"] is not None for r in rows for m in metrics):
+        columns += [Column(f"{m}_published", f"{METRICS[m][0]} (paper)") for m in metrics]
+    return Table(tuple(columns), tuple(rows), caption=caption, notes=tuple(notes))
 
 
 def write_markdown(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str], notes: Sequence[str]) -> Path:
-    published = _has_published(rows, metrics)
-    head = ["model"] + [_header(m) for m in metrics]
-    if published:
-        head += [f"{METRICS[m][0]} (paper)" for m in metrics]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in rows:
-        cells = [row["model"]]
-        for metric in metrics:
-            text = _cell(row, metric)
-            if row[metric] is not None and row[metric] == _best(rows, metric):
-                value, _, rest = text.partition(" ")
-                text = f"**{value}** {rest}".strip()
-            cells.append(text)
-        if published:
-            cells += ["-" if row[f"{m}_published"] is None else f"{row[f'{m}_published']}" for m in metrics]
-        lines.append("| " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n\n" + "\n".join(f"- {note}" for note in notes) + "\n"
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, markdown(table(rows, metrics, notes)))
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str]) -> Path:
     fields = ["model"] + [f"{m}{suffix}" for m in metrics for suffix in ("", "_low", "_high", "_n", "_published")]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in fields})
-    return atomic_write_text(path, buffer.getvalue())
-
-
-def _tex_escape(text: str) -> str:
-    for char, escaped in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                          ("$", r"\$"), ("{", r"\{"), ("}", r"\}")):
-        text = text.replace(char, escaped)
-    return text
+    return atomic_write_text(path, csv_text(rows, fields))
 
 
 def write_latex(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str], caption: str) -> Path:
-    published = _has_published(rows, metrics)
-    arrows = {True: r"$\downarrow$", False: r"$\uparrow$"}
-    head = ["Model"] + [f"{METRICS[m][0]} {arrows[METRICS[m][1]]}" for m in metrics]
-    if published:
-        head += [f"{METRICS[m][0]} (paper)" for m in metrics]
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex_escape(caption)}}}",
-             r"\begin{tabular}{l" + "c" * (len(head) - 1) + "}", r"\toprule", " & ".join(head) + r" \\",
-             r"\midrule"]
-    for row in rows:
-        cells = [_tex_escape(row["model"])]
-        for metric in metrics:
-            value = row[metric]
-            if value is None:
-                cells.append("-")
-                continue
-            text = f"{value:.2f}"
-            if value == _best(rows, metric):
-                text = rf"\textbf{{{text}}}"
-            if row[f"{metric}_low"] is not None:
-                text += rf"\,{{\scriptsize[{row[f'{metric}_low']:.2f}, {row[f'{metric}_high']:.2f}]}}"
-            cells.append(text)
-        if published:
-            cells += ["-" if row[f"{m}_published"] is None else _tex_escape(str(row[f"{m}_published"]))
-                      for m in metrics]
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return atomic_write_text(path, "\n".join(lines) + "\n")
+    return atomic_write_text(path, latex(table(rows, metrics, caption=caption)))
 
 
 def _frames(path: Path, count: int, size: int) -> np.ndarray:
