@@ -3,9 +3,9 @@
 What is matched from the released code (``configs/train.py``, ``configs/infer.py``) and Open-Sora 1.0's
 ``opensora/models/stdit/stdit.py`` that Bora builds on:
 
-- **Denoiser** (:class:`STDiT`): patch embedding (1x2x2) of per-frame SD-VAE latents, fixed sin-cos spatial
-  (``space_scale`` 0.5) and temporal (``time_scale`` 1.0) position embeddings, the temporal one added before
-  the first block's temporal attention; ``depth`` STDiT blocks, each: adaLN-single modulated spatial
+- **Denoiser** (:class:`baselines.stdit.STDiT`): patch embedding (1x2x2) of per-frame SD-VAE latents, fixed
+  sin-cos spatial (``space_scale`` 0.5) and temporal (``time_scale`` 1.0) position embeddings, the temporal one
+  added before the first block's temporal attention; ``depth`` STDiT blocks, each: adaLN-single modulated spatial
   self-attention, temporal self-attention (same gate), cross-attention to the caption tokens (with the T5
   padding mask), modulated MLP; a T2I final layer. The timestep MLP feeds one shared 6xD modulation
   (``t_block``) plus a learned per-block table. Captions: T5 embeddings (max 120 tokens) through a two-layer
@@ -18,14 +18,15 @@ What is matched from the released code (``configs/train.py``, ``configs/infer.py
 - **Learned variance** (``diffusion.learn_sigma: true`` in the ``paper`` preset, as Open-Sora 1.0's IDDPM:
   ``learn_sigma=True``, ``rescale_learned_sigmas=False``): the STDiT head outputs 2C channels (epsilon, then
   IDDPM's variance interpolation ``v``), the loss is epsilon MSE + the VLB term with the mean detached
-  (:func:`baselines.latent_video.diffusion_loss`), DDPM sampling draws with the learned variance, and guidance
+  (:func:`baselines.diffusion.diffusion_loss`), DDPM sampling draws with the learned variance, and guidance
   touches only the first ``cfg_channels`` (null: the C epsilon channels) while the other channels, the
   variance included, are the conditional prediction (Open-Sora's ``forward_with_cfg``). The ``tiny`` preset
   keeps the fixed variance.
 - **Start**: like Bora, from Open-Sora 1.0's released STDiT-XL/2 when ``init_from`` names one (a weights-registry
   name such as ``opensora-v1-hq-16x256x256``, the ``paper`` preset's, or a file): :mod:`baselines.opensora`
   converts it (fused qkv split, Conv3d patch kernel, the learned-sigma head: all 2C rows with learn_sigma, its
-  epsilon half without, the null caption) and the model folder's ``init_from.json`` records the file and its sha256; otherwise random init.
+  epsilon half without, the null caption) and the model folder's ``init_from.json`` records the file and its
+  sha256; otherwise random init.
 """
 from __future__ import annotations
 
@@ -36,15 +37,33 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
-from diffusers import ConfigMixin, ModelMixin
-from diffusers.configuration_utils import register_to_config
-from diffusers.models.embeddings import TimestepEmbedding, Timesteps
-from torch import nn
 
-from baselines import latent_video as lv
+from baselines.diffusion import diffusion_loss
+from baselines.frozen import build_vae, missing_pretrained, resolve_pretrained, seeded
+from baselines.presets import (
+    DataSpec,
+    DiffusionSpec,
+    SamplingSpec,
+    TrainSpec,
+    VaeSpec,
+    check_arguments,
+    config_arguments,
+    load_spec,
+)
+from baselines.recipe import Recipe
+from baselines.sampling import (
+    base_settings,
+    compute_device,
+    decode_latents,
+    generate_videos,
+    sample_latents,
+    sampling_scheduler,
+)
+from baselines.stdit import STDiT
+from baselines.training import read_baseline_info, train_baseline
 from ophora.configs import PresetError
 
-__all__ = ["BoraSpec", "TextSpec", "STDiT", "BoraGenerator", "load_bora_spec"]
+__all__ = ["BoraSpec", "TextSpec", "BoraGenerator", "load_bora_spec"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +86,7 @@ class TextSpec:
             raise PresetError("config", "a random T5 needs T5Config arguments (or set pretrained)")
         from transformers import T5Config
 
-        lv.check_arguments("config", self.config, lv.config_arguments(T5Config) - {"vocab_size"}, "T5Config")
+        check_arguments("config", self.config, config_arguments(T5Config) - {"vocab_size"}, "T5Config")
 
 
 @dataclass(frozen=True)
@@ -75,14 +94,14 @@ class BoraSpec:
     name: str
     generator: str = "bora"
     description: str = ""
-    data: lv.DataSpec = field(default_factory=lambda: lv.DataSpec(frames=40, height=256, width=256))
-    vae: lv.VaeSpec = field(default_factory=lambda: lv.VaeSpec(pretrained="sd-vae-ft-ema"))
+    data: DataSpec = field(default_factory=lambda: DataSpec(frames=40, height=256, width=256))
+    vae: VaeSpec = field(default_factory=lambda: VaeSpec(pretrained="sd-vae-ft-ema"))
     text: TextSpec = field(default_factory=lambda: TextSpec(pretrained="t5-v1_1-xxl"))
     transformer: dict = field(default_factory=dict)
     class_dropout_prob: float = 0.1
-    diffusion: lv.DiffusionSpec = field(default_factory=lv.DiffusionSpec)
-    train: lv.TrainSpec = field(default_factory=lv.TrainSpec)
-    sampling: lv.SamplingSpec = field(default_factory=lv.SamplingSpec)
+    diffusion: DiffusionSpec = field(default_factory=DiffusionSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    sampling: SamplingSpec = field(default_factory=SamplingSpec)
     init_from: str | None = None  # Open-Sora 1.0 STDiT checkpoint: weights-registry name or file (None: random)
 
     def __post_init__(self):
@@ -101,150 +120,8 @@ class BoraSpec:
 
 def load_bora_spec(preset: str | os.PathLike | Mapping = "tiny", overrides: Mapping[str, Any] | None = None):
     """A shipped preset (``tiny``, ``paper``) or YAML file with dotted ``overrides``, validated."""
-    return lv.load_spec(BoraSpec, "bora", preset, overrides)
+    return load_spec(BoraSpec, "bora", preset, overrides)
 
-
-# ---------------------------------------------------------------------------------------------------------
-# STDiT
-
-
-def _sincos_1d(dim: int, positions: np.ndarray) -> np.ndarray:
-    """[len(positions), dim] sin-cos embedding (MAE/DiT layout: sin half then cos half)."""
-    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2.0))
-    out = np.einsum("m,d->md", positions.reshape(-1).astype(np.float64), omega)
-    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
-
-
-def _sincos_2d(dim: int, height: int, width: int, scale: float) -> torch.Tensor:
-    """[height*width, dim] 2-D embedding; ``scale`` multiplies the grid (Open-Sora's ``space_scale``)."""
-    grid_w, grid_h = np.meshgrid(np.arange(width) / scale, np.arange(height) / scale)
-    emb = np.concatenate([_sincos_1d(dim // 2, grid_h), _sincos_1d(dim // 2, grid_w)], axis=1)
-    return torch.from_numpy(emb).float()
-
-
-class _Attention(nn.Module):
-    """Multi-head attention over ``x`` [B, N, D] (self) or to ``context`` [B, L, Dc] with a key mask [B, L]."""
-
-    def __init__(self, dim: int, heads: int, context_dim: int | None = None):
-        super().__init__()
-        self.heads = heads
-        self.q = nn.Linear(dim, dim)
-        self.kv = nn.Linear(context_dim or dim, 2 * dim)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None):
-        b, n, d = x.shape
-        context = x if context is None else context
-        q = self.q(x).reshape(b, n, self.heads, -1).transpose(1, 2)
-        k, v = self.kv(context).reshape(b, context.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
-        bias = None if mask is None else mask[:, None, None, :].bool()
-        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        return self.proj(out.transpose(1, 2).reshape(b, n, d))
-
-
-def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
-
-
-class STDiTBlock(nn.Module):
-    """Spatial attention, temporal attention, cross-attention, MLP (Open-Sora 1.0's STDiTBlock)."""
-
-    def __init__(self, dim: int, heads: int, mlp_ratio: float):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.attn = _Attention(dim, heads)
-        self.attn_temp = _Attention(dim, heads)
-        self.cross_attn = _Attention(dim, heads, dim)
-        self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
-        self.scale_shift_table = nn.Parameter(torch.randn(6, dim) / dim ** 0.5)
-
-    def forward(self, x, y, mask, t6, frames: int, temporal_pos: torch.Tensor | None):
-        """``x`` [B, T*S, D], ``y`` [B, L, D], ``mask`` [B, L], ``t6`` [B, 6, D]."""
-        b, n, d = x.shape
-        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = (self.scale_shift_table[None] + t6).chunk(6, 1)
-        x_m = _modulate(self.norm1(x), shift_msa, scale_msa)
-        spatial = x_m.reshape(b * frames, n // frames, d)
-        x = x + gate_msa * self.attn(spatial).reshape(b, n, d)
-        temporal = x.reshape(b, frames, n // frames, d).transpose(1, 2).reshape(-1, frames, d)
-        if temporal_pos is not None:
-            temporal = temporal + temporal_pos
-        temporal = self.attn_temp(temporal).reshape(b, n // frames, frames, d).transpose(1, 2).reshape(b, n, d)
-        x = x + gate_msa * temporal
-        x = x + self.cross_attn(x, y, mask)
-        return x + gate_mlp * self.mlp(_modulate(self.norm2(x), shift_mlp, scale_mlp))
-
-
-class STDiT(ModelMixin, ConfigMixin):
-    """Open-Sora 1.0 STDiT. Input latents [B, C, T, h, w], timesteps [B], caption embeddings [B, L, Dc] with
-    mask [B, L] (1: token); output epsilon [B, C, T, h, w], or with ``out_channels`` = 2C (learned variance)
-    epsilon then IDDPM's variance interpolation ``v`` [B, 2C, T, h, w] (Open-Sora's learn_sigma head).
-    ``null_caption`` holds the learned null caption used for caption dropout and classifier-free guidance."""
-
-    @register_to_config
-    def __init__(self, in_channels: int = 4, input_size: tuple = (32, 32), num_frames: int = 16,
-                 patch_size: int = 2, hidden_size: int = 1152, depth: int = 28, num_heads: int = 16,
-                 mlp_ratio: float = 4.0, caption_channels: int = 4096, model_max_length: int = 120,
-                 space_scale: float = 1.0, time_scale: float = 1.0, out_channels: int | None = None):
-        super().__init__()
-        h, w = input_size
-        self.x_embedder = nn.Conv2d(in_channels, hidden_size, patch_size, stride=patch_size)
-        self.register_buffer("pos_embed", _sincos_2d(hidden_size, h // patch_size, w // patch_size,
-                                                     space_scale)[None], persistent=False)
-        temporal = _sincos_1d(hidden_size, np.arange(num_frames) / time_scale)
-        self.register_buffer("pos_embed_temporal", torch.from_numpy(temporal).float()[None], persistent=False)
-        self.t_proj = Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0)
-        self.t_embedder = TimestepEmbedding(256, hidden_size)
-        self.t_block = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 6 * hidden_size))
-        self.y_embedder = nn.Sequential(nn.Linear(caption_channels, hidden_size), nn.GELU(approximate="tanh"),
-                                        nn.Linear(hidden_size, hidden_size))
-        self.null_caption = nn.Parameter(torch.randn(model_max_length, caption_channels) / caption_channels ** 0.5)
-        self.blocks = nn.ModuleList([STDiTBlock(hidden_size, num_heads, mlp_ratio) for _ in range(depth)])
-        self.final_norm = nn.LayerNorm(hidden_size, elementwise_affine=False, eps=1e-6)
-        self.final_table = nn.Parameter(torch.randn(2, hidden_size) / hidden_size ** 0.5)
-        self.out_channels = in_channels if out_channels is None else out_channels
-        if self.out_channels not in (in_channels, 2 * in_channels):
-            raise ValueError(f"out_channels must be in_channels ({in_channels}) or twice it (learned variance), "
-                             f"got {out_channels}")
-        self.final_linear = nn.Linear(hidden_size, patch_size * patch_size * self.out_channels)
-        self.gradient_checkpointing = False
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """Xavier linears; zero the temporal and cross-attention outputs and the final layer (Open-Sora)."""
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
-        for block in self.blocks:
-            for proj in (block.attn_temp.proj, block.cross_attn.proj):
-                nn.init.zeros_(proj.weight)
-        nn.init.zeros_(self.final_linear.weight)
-
-    def forward(self, latents, timesteps, captions, mask):
-        b, c, t, h, w = latents.shape
-        p = self.config.patch_size
-        x = self.x_embedder(latents.transpose(1, 2).reshape(b * t, c, h, w)).flatten(2).transpose(1, 2)
-        x = (x + self.pos_embed).reshape(b, -1, x.shape[-1])  # [B, T*S, D]
-        temb = self.t_embedder(self.t_proj(timesteps.reshape(-1).expand(b)).to(x.dtype))
-        t6 = self.t_block(temb).reshape(b, 6, -1)
-        y = self.y_embedder(captions.to(x.dtype))
-        for i, block in enumerate(self.blocks):
-            args = (x, y, mask, t6, t, self.pos_embed_temporal if i == 0 else None)
-            if torch.is_grad_enabled() and self.gradient_checkpointing:
-                x = torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
-            else:
-                x = block(*args)
-        shift, scale = (self.final_table[None] + temb[:, None]).chunk(2, 1)
-        x = self.final_linear(_modulate(self.final_norm(x), shift, scale))  # [B, T*S, p*p*C_out]
-        c_out = self.out_channels
-        x = x.reshape(b, t, h // p, w // p, p, p, c_out)
-        return torch.einsum("bthwpqc->bcthpwq", x).reshape(b, c_out, t, h, w)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Text
 
 
 def _build_text(text: TextSpec, folder: Path) -> tuple[Any, Any, dict]:
@@ -252,7 +129,7 @@ def _build_text(text: TextSpec, folder: Path) -> tuple[Any, Any, dict]:
     from transformers import AutoTokenizer, T5Config, T5EncoderModel
 
     if text.pretrained is not None:
-        root = lv.resolve_pretrained(text.pretrained)
+        root = resolve_pretrained(text.pretrained)
         tokenizer = AutoTokenizer.from_pretrained(root)
         encoder = T5EncoderModel.from_pretrained(root)
         return tokenizer, encoder.eval().requires_grad_(False), {"pretrained": text.pretrained}
@@ -266,7 +143,7 @@ def _build_text(text: TextSpec, folder: Path) -> tuple[Any, Any, dict]:
 
         tokenizer = train_t5_tokenizer(builtin_corpus(), text.tokenizer_vocab_size)
         config = T5Config(vocab_size=len(tokenizer), **text.config)
-        encoder = lv._seeded(text.seed, lambda: T5EncoderModel(config))
+        encoder = seeded(text.seed, lambda: T5EncoderModel(config))
         tokenizer.save_pretrained(folder / "tokenizer")
         encoder.save_pretrained(folder / "text_encoder")
     record = {"random_init": dict(text.config), "seed": text.seed, "tokenizer_vocab_size": text.tokenizer_vocab_size}
@@ -282,15 +159,12 @@ def encode_captions(tokenizer, encoder, texts: list[str], max_length: int) -> tu
     return encoder(input_ids=ids, attention_mask=mask).last_hidden_state.float(), mask.float()
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Recipe and generator
 
-
-class BoraRecipe(lv.Recipe):
+class BoraRecipe(Recipe):
     name, conditional = "bora", True
 
     def frozen(self, spec: BoraSpec, clips, base: Path) -> dict[str, Any]:
-        vae, vae_record = lv.build_vae(spec.vae, clips, spec.data, base / "vae")
+        vae, vae_record = build_vae(spec.vae, clips, spec.data, base / "vae")
         tokenizer, encoder, text_record = _build_text(spec.text, base)
         factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self._args = _stdit_args(spec, vae.config.latent_channels, factor, encoder.config.d_model)
@@ -324,7 +198,7 @@ class BoraRecipe(lv.Recipe):
         captions = torch.where(drop[:, None, None], null, captions)
         mask = torch.where(drop[:, None], torch.ones_like(mask), mask)
         output = model(noisy, extras["timesteps"], captions, mask)
-        return lv.diffusion_loss(output, noise, latents, noisy, extras["timesteps"], scheduler)
+        return diffusion_loss(output, noise, latents, noisy, extras["timesteps"], scheduler)
 
     def save_model(self, model, spec: BoraSpec, frozen: dict, folder: Path) -> None:
         model.save_pretrained(folder / "transformer")
@@ -358,12 +232,13 @@ class BoraGenerator:
     name, conditional, stages = "bora", True, ("train",)
     shards_generation = True  # under accelerate launch / torchrun each process makes its share
 
-    def missing_assets(self, preset: str = "tiny", overrides: Mapping[str, Any] | None = None) -> list[tuple[str, str, str]]:
+    def missing_assets(self, preset: str = "tiny",
+                       overrides: Mapping[str, Any] | None = None) -> list[tuple[str, str, str]]:
         """Pretrained parts ``preset`` needs that are missing here: (asset, expected at, how to get it)."""
         from baselines.opensora import missing_opensora
 
         spec = load_bora_spec(preset, overrides)
-        return lv.missing_pretrained(spec) + missing_opensora(spec.init_from)
+        return missing_pretrained(spec) + missing_opensora(spec.init_from)
 
     def train(self, manifest: str | os.PathLike, out: str | os.PathLike, *, stage: str | None = None,
               preset: str = "tiny", init: str | os.PathLike | None = None,
@@ -377,18 +252,18 @@ class BoraGenerator:
             raise ValueError("bora takes no init folder; to start from Open-Sora's pretrained STDiT set the "
                              "preset's init_from (e.g. overrides={'init_from': 'opensora-v1-hq-16x256x256'})")
         spec = preset if isinstance(preset, BoraSpec) else load_bora_spec(preset, overrides)
-        return lv.train_baseline(BoraRecipe(), manifest, out, spec, stop_after=stop_after, progress=progress)
+        return train_baseline(BoraRecipe(), manifest, out, spec, stop_after=stop_after, progress=progress)
 
     def generate(self, model: str | os.PathLike, prompts: Sequence, out: str | os.PathLike, *,
                  videos_per_prompt: int = 1, seed: int = 0, overrides: Mapping[str, Any] | None = None,
                  progress: bool = False) -> list[Path]:
         """Write ``out/iiiii_kk.mp4`` (+ ``manifest.jsonl``) for every prompt x ``videos_per_prompt``."""
         model = Path(model)
-        info = lv.read_baseline_info(model, self.name)
+        info = read_baseline_info(model, self.name)
         spec = load_bora_spec(info["config"], overrides)
         loaded = _load_for_sampling(model, spec)
-        settings = {**lv.base_settings(spec, model, conditional=True), "max_text_length": spec.text.max_length}
-        return lv.generate_videos(self.name, model, prompts, out, videos_per_prompt, seed, settings,
+        settings = {**base_settings(spec, model, conditional=True), "max_text_length": spec.text.max_length}
+        return generate_videos(self.name, model, prompts, out, videos_per_prompt, seed, settings,
                                   spec.sampling.batch_size, spec.data.fps, lambda jobs: _render(loaded, spec, jobs),
                                   progress)
 
@@ -396,7 +271,7 @@ class BoraGenerator:
 def _load_for_sampling(model: Path, spec: BoraSpec) -> dict:
     from diffusers import AutoencoderKL
 
-    vae_dir = model / "vae" if spec.vae.pretrained is None else lv.resolve_pretrained(spec.vae.pretrained)
+    vae_dir = model / "vae" if spec.vae.pretrained is None else resolve_pretrained(spec.vae.pretrained)
     if spec.text.pretrained is None:
         from transformers import T5EncoderModel, T5TokenizerFast
 
@@ -404,10 +279,10 @@ def _load_for_sampling(model: Path, spec: BoraSpec) -> dict:
         encoder = T5EncoderModel.from_pretrained(model / "text_encoder").eval()
     else:
         tokenizer, encoder, _ = _build_text(spec.text, model)
-    device = lv.compute_device()
+    device = compute_device()
     return {"transformer": STDiT.from_pretrained(model / "transformer").eval().to(device), "tokenizer": tokenizer,
             "text_encoder": encoder.to(device), "vae": AutoencoderKL.from_pretrained(vae_dir).eval().to(device),
-            "scheduler": lv.sampling_scheduler(model, spec.sampling), "device": device}
+            "scheduler": sampling_scheduler(model, spec.sampling), "device": device}
 
 
 def _guided(transformer, captions, mask, scale: float, channels: int | None):
@@ -439,6 +314,6 @@ def _render(loaded: dict, spec: BoraSpec, jobs) -> np.ndarray:
     h, w = config.input_size
     shape = (len(jobs), config.in_channels, config.num_frames, h, w)
     generators = [torch.Generator().manual_seed(job.seed) for job in jobs]
-    latents = lv.sample_latents(predict, loaded["scheduler"], spec.sampling.steps, shape, generators,
+    latents = sample_latents(predict, loaded["scheduler"], spec.sampling.steps, shape, generators,
                                 loaded["device"])
-    return lv.decode_latents(loaded["vae"], latents)
+    return decode_latents(loaded["vae"], latents)

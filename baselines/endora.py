@@ -22,7 +22,7 @@ What is matched from the released code (``models/EnDora.py``, ``diffusion/gaussi
 - **Learned variance** (``diffusion.learn_sigma: true`` in the ``paper`` preset, as Endora's ``learn_sigma=True``
   with IDDPM's ``LossType.MSE``): Latte's ``out_channels`` is 2C, epsilon first then IDDPM's variance
   interpolation ``v`` (Latte's own layout, which diffusers' ``LattePipeline`` splits the same way); the loss is
-  ``mse + vlb + 0.5 * prior`` (:func:`baselines.latent_video.diffusion_loss`) and DDPM sampling draws with the
+  ``mse + vlb + 0.5 * prior`` (:func:`baselines.diffusion.diffusion_loss`) and DDPM sampling draws with the
   learned variance. The ``tiny`` preset keeps the fixed variance (``learn_sigma: false``).
 """
 from __future__ import annotations
@@ -35,7 +35,29 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from baselines import latent_video as lv
+from baselines.diffusion import diffusion_loss
+from baselines.frozen import build_vae, missing_pretrained, resolve_pretrained, seeded
+from baselines.presets import (
+    DataSpec,
+    DiffusionSpec,
+    SamplingSpec,
+    TrainSpec,
+    VaeSpec,
+    check_arguments,
+    config_arguments,
+    constructor_arguments,
+    load_spec,
+)
+from baselines.recipe import Recipe
+from baselines.sampling import (
+    base_settings,
+    compute_device,
+    decode_latents,
+    generate_videos,
+    sample_latents,
+    sampling_scheduler,
+)
+from baselines.training import read_baseline_info, train_baseline
 from ophora.configs import PresetError
 
 __all__ = ["EndoraSpec", "PriorSpec", "EndoraGenerator", "EndoraDenoiser", "load_endora_spec", "prior_loss",
@@ -64,7 +86,7 @@ class PriorSpec:
             raise PresetError("config", "a random DINO needs ViTConfig arguments (or set pretrained)")
         from transformers import ViTConfig
 
-        lv.check_arguments("config", self.config, lv.config_arguments(ViTConfig), "ViTConfig")
+        check_arguments("config", self.config, config_arguments(ViTConfig), "ViTConfig")
 
 
 @dataclass(frozen=True)
@@ -72,13 +94,13 @@ class EndoraSpec:
     name: str
     generator: str = "endora"
     description: str = ""
-    data: lv.DataSpec = field(default_factory=lv.DataSpec)
-    vae: lv.VaeSpec = field(default_factory=lambda: lv.VaeSpec(pretrained="sd-vae-ft-ema"))
+    data: DataSpec = field(default_factory=DataSpec)
+    vae: VaeSpec = field(default_factory=lambda: VaeSpec(pretrained="sd-vae-ft-ema"))
     transformer: dict = field(default_factory=dict)
     prior: PriorSpec = field(default_factory=lambda: PriorSpec(pretrained="dino-vits8"))
-    diffusion: lv.DiffusionSpec = field(default_factory=lv.DiffusionSpec)
-    train: lv.TrainSpec = field(default_factory=lv.TrainSpec)
-    sampling: lv.SamplingSpec = field(default_factory=lv.SamplingSpec)
+    diffusion: DiffusionSpec = field(default_factory=DiffusionSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    sampling: SamplingSpec = field(default_factory=SamplingSpec)
 
     def __post_init__(self):
         if self.data.height != self.data.width:
@@ -86,7 +108,7 @@ class EndoraSpec:
                                              f"got {self.data.height}x{self.data.width}")
         from diffusers import LatteTransformer3DModel
 
-        lv.check_arguments("transformer", self.transformer, lv.constructor_arguments(LatteTransformer3DModel.__init__),
+        check_arguments("transformer", self.transformer, constructor_arguments(LatteTransformer3DModel.__init__),
                            "LatteTransformer3DModel")
         fixed = {"sample_size", "video_length", "in_channels", "out_channels", "cross_attention_dim",
                  "caption_channels"}
@@ -100,7 +122,7 @@ class EndoraSpec:
 
 def load_endora_spec(preset: str | os.PathLike | Mapping = "tiny", overrides: Mapping[str, Any] | None = None):
     """A shipped preset (``tiny``, ``paper``) or YAML file with dotted ``overrides``, validated."""
-    return lv.load_spec(EndoraSpec, "endora", preset, overrides)
+    return load_spec(EndoraSpec, "endora", preset, overrides)
 
 
 def _latent_geometry(spec: EndoraSpec, vae_config: Mapping) -> tuple[int, int]:
@@ -149,11 +171,11 @@ def prior_loss(model: EndoraDenoiser, noisy: torch.Tensor, timesteps: torch.Tens
     return eps, pearson_prior(projected, dino_map.reshape(-1, dino_map.shape[-1]))
 
 
-class EndoraRecipe(lv.Recipe):
+class EndoraRecipe(Recipe):
     name, conditional = "endora", False
 
     def frozen(self, spec: EndoraSpec, clips, base: Path) -> dict[str, Any]:
-        vae, vae_record = lv.build_vae(spec.vae, clips, spec.data, base / "vae")
+        vae, vae_record = build_vae(spec.vae, clips, spec.data, base / "vae")
         dino, dino_record = _build_dino(spec.prior, base / "dino")
         channels, side = _latent_geometry(spec, vae.config)
         self._geometry, self._dino_width = (channels, side), dino.config.hidden_size  # for build_model
@@ -177,7 +199,7 @@ class EndoraRecipe(lv.Recipe):
         noise = torch.randn(latents.shape, generator=generator).to(latents.device)
         noisy = scheduler.add_noise(latents, noise, extras["timesteps"])
         output, prior = prior_loss(model, noisy, extras["timesteps"], extras["dino"])
-        denoising, parts = lv.diffusion_loss(output, noise, latents, noisy, extras["timesteps"], scheduler)
+        denoising, parts = diffusion_loss(output, noise, latents, noisy, extras["timesteps"], scheduler)
         return denoising + spec.prior.weight * prior, {**parts, "prior": prior.item()}
 
     def save_model(self, model: EndoraDenoiser, spec: EndoraSpec, frozen: dict, folder: Path) -> None:
@@ -201,8 +223,8 @@ def _latte(spec: EndoraSpec, geometry: tuple[int, int]):
     channels, side = geometry
     args = {"norm_type": "ada_norm_single", "num_embeds_ada_norm": 1000, "activation_fn": "gelu-approximate",
             "attention_bias": True, "patch_size": 2, **spec.transformer, "in_channels": channels,
-            "out_channels": channels * (2 if spec.diffusion.learn_sigma else 1), "sample_size": side, "video_length": spec.data.frames,
-            "cross_attention_dim": None, "caption_channels": 1}
+            "out_channels": channels * (2 if spec.diffusion.learn_sigma else 1), "sample_size": side,
+            "video_length": spec.data.frames, "cross_attention_dim": None, "caption_channels": 1}
     return LatteTransformer3DModel(**args)
 
 
@@ -211,12 +233,12 @@ def _build_dino(prior: PriorSpec, folder: Path):
     from transformers import ViTConfig, ViTModel
 
     if prior.pretrained is not None:
-        model = ViTModel.from_pretrained(lv.resolve_pretrained(prior.pretrained), add_pooling_layer=False)
+        model = ViTModel.from_pretrained(resolve_pretrained(prior.pretrained), add_pooling_layer=False)
         return model.eval().requires_grad_(False), {"pretrained": prior.pretrained}
     if (folder / "config.json").is_file():
         model = ViTModel.from_pretrained(folder, add_pooling_layer=False)
     else:
-        model = lv._seeded(prior.seed, lambda: ViTModel(ViTConfig(**prior.config), add_pooling_layer=False))
+        model = seeded(prior.seed, lambda: ViTModel(ViTConfig(**prior.config), add_pooling_layer=False))
         model.save_pretrained(folder)
     return model.eval().requires_grad_(False), {"random_init": dict(prior.config), "seed": prior.seed}
 
@@ -246,9 +268,10 @@ class EndoraGenerator:
     name, conditional, stages = "endora", False, ("train",)
     shards_generation = True  # under accelerate launch / torchrun each process makes its share
 
-    def missing_assets(self, preset: str = "tiny", overrides: Mapping[str, Any] | None = None) -> list[tuple[str, str, str]]:
+    def missing_assets(self, preset: str = "tiny",
+                       overrides: Mapping[str, Any] | None = None) -> list[tuple[str, str, str]]:
         """Pretrained parts ``preset`` needs that are missing here: (asset, expected at, how to get it)."""
-        return lv.missing_pretrained(load_endora_spec(preset, overrides))
+        return missing_pretrained(load_endora_spec(preset, overrides))
 
     def train(self, manifest: str | os.PathLike, out: str | os.PathLike, *, stage: str | None = None,
               preset: str = "tiny", init: str | os.PathLike | None = None,
@@ -259,18 +282,18 @@ class EndoraGenerator:
         _check_stage(self, stage, init)
         spec = preset if isinstance(preset, EndoraSpec) else load_endora_spec(preset, overrides)
         recipe = EndoraRecipe()
-        return lv.train_baseline(recipe, manifest, out, spec, stop_after=stop_after, progress=progress)
+        return train_baseline(recipe, manifest, out, spec, stop_after=stop_after, progress=progress)
 
     def generate(self, model: str | os.PathLike, prompts: Sequence, out: str | os.PathLike, *,
                  videos_per_prompt: int = 1, seed: int = 0, overrides: Mapping[str, Any] | None = None,
                  progress: bool = False) -> list[Path]:
         """Write ``out/iiiii_kk.mp4`` (+ ``manifest.jsonl``) for every prompt x ``videos_per_prompt``."""
         model = Path(model)
-        info = lv.read_baseline_info(model, self.name)
+        info = read_baseline_info(model, self.name)
         spec = load_endora_spec(info["config"], overrides)
         loaded = _load_for_sampling(model, spec)
-        settings = lv.base_settings(spec, model, conditional=False)
-        return lv.generate_videos(self.name, model, prompts, out, videos_per_prompt, seed, settings,
+        settings = base_settings(spec, model, conditional=False)
+        return generate_videos(self.name, model, prompts, out, videos_per_prompt, seed, settings,
                                   spec.sampling.batch_size, spec.data.fps, lambda jobs: _render(loaded, spec, jobs),
                                   progress)
 
@@ -285,11 +308,11 @@ def _check_stage(generator, stage: str | None, init) -> None:
 def _load_for_sampling(model: Path, spec: EndoraSpec) -> dict:
     from diffusers import AutoencoderKL, LatteTransformer3DModel
 
-    device = lv.compute_device()
+    device = compute_device()
     transformer = LatteTransformer3DModel.from_pretrained(model / "transformer").eval().to(device)
-    vae_dir = model / "vae" if spec.vae.pretrained is None else lv.resolve_pretrained(spec.vae.pretrained)
+    vae_dir = model / "vae" if spec.vae.pretrained is None else resolve_pretrained(spec.vae.pretrained)
     vae = AutoencoderKL.from_pretrained(vae_dir).eval().to(device)
-    return {"transformer": transformer, "vae": vae, "scheduler": lv.sampling_scheduler(model, spec.sampling),
+    return {"transformer": transformer, "vae": vae, "scheduler": sampling_scheduler(model, spec.sampling),
             "device": device}
 
 
@@ -304,6 +327,6 @@ def _render(loaded: dict, spec: EndoraSpec, jobs):
         return transformer(x, timestep=t, encoder_hidden_states=null, return_dict=False)[0]
 
     generators = [torch.Generator().manual_seed(job.seed) for job in jobs]
-    latents = lv.sample_latents(predict, loaded["scheduler"], spec.sampling.steps, shape, generators,
+    latents = sample_latents(predict, loaded["scheduler"], spec.sampling.steps, shape, generators,
                                 loaded["device"])
-    return lv.decode_latents(vae, latents)
+    return decode_latents(vae, latents)

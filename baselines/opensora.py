@@ -1,7 +1,7 @@
-"""Open-Sora 1.0 STDiT checkpoints -> the suite's :class:`baselines.bora.STDiT` (Bora starts from them).
+"""Open-Sora 1.0 STDiT checkpoints -> the suite's :class:`baselines.stdit.STDiT` (Bora starts from them).
 
 Open-Sora 1.0 (hpcaitech/Open-Sora, ``opensora/models/stdit/stdit.py`` and ``opensora/models/layers/blocks.py``)
-names its STDiT parameters as below; the right column is this suite's :class:`~baselines.bora.STDiT`
+names its STDiT parameters as below; the right column is this suite's :class:`~baselines.stdit.STDiT`
 (D width, C latent channels, p patch size, Dc caption width, L caption tokens, H MLP width)::
 
     x_embedder.proj.{weight [D,C,1,p,p], bias}      x_embedder (Conv2d [D,C,p,p]; kernel's time axis dropped)
@@ -24,8 +24,8 @@ Both unpatchify the output features as (T_p=1, H_p, W_p, C_out): Open-Sora's ``l
 C_out = 2C (epsilon channels first, then the variance interpolation ``v``, IDDPM's ``split(C, dim=1)``), so
 its rows are ``(hp, wp, c_out)``. A suite STDiT with ``out_channels`` = 2C (``diffusion.learn_sigma``) has
 the same head and layout and takes every row as is; one with C outputs (fixed variance) keeps the rows with
-``c_out < C`` and the variance rows are dropped. A null caption of another length is cut or extended with its last row, as
-Open-Sora's own loader (``ckpt_utils.reparameter``) does. Attention heads do not show in any shape: a
+``c_out < C`` and the variance rows are dropped. A null caption of another length is cut or extended with its
+last row, as Open-Sora's own loader (``ckpt_utils.reparameter``) does. Attention heads do not show in any shape: a
 checkpoint trained with another head count loads but computes something else (STDiT-XL/2 has 16).
 """
 from __future__ import annotations
@@ -36,6 +36,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from baselines.frozen import resolve_weights
+from ophora import weights
 
 __all__ = ["OPENSORA_CHECKPOINTS", "convert_opensora_stdit", "load_opensora_checkpoint", "resolve_opensora",
            "missing_opensora", "init_stdit_from_opensora", "OpenSoraCheckpointError"]
@@ -177,8 +180,9 @@ def _null_caption(table: torch.Tensor, args: Mapping[str, Any]) -> torch.Tensor:
 def convert_opensora_stdit(state: Mapping[str, torch.Tensor], model_args: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Map an Open-Sora 1.0 STDiT state dict onto the state dict of ``STDiT(**model_args)`` (its config:
     ``hidden_size``, ``depth``, ``patch_size``, ``in_channels``, ``caption_channels``, ``mlp_ratio``,
-    ``model_max_length``, ``out_channels``: 2C keeps the learned-variance rows). Raises :class:`OpenSoraCheckpointError` naming missing or unexpected keys and
-    shape mismatches (a checkpoint of another width, depth, patch or caption width)."""
+    ``model_max_length``, ``out_channels``: 2C keeps the learned-variance rows). Raises
+    :class:`OpenSoraCheckpointError` naming missing or unexpected keys and shape mismatches (a checkpoint of
+    another width, depth, patch or caption width)."""
     _check_keys(state, model_args)
     d = model_args["hidden_size"]
     out = {ours: state[theirs] for theirs, ours in _FLAT.items()}
@@ -231,8 +235,6 @@ def load_opensora_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]
 def resolve_opensora(name_or_path: str | os.PathLike) -> Path:
     """The checkpoint file: a weights-registry name (``OPENSORA_CHECKPOINTS``; found and checked by
     :func:`ophora.weights.resolve`) or a path to an existing file."""
-    from baselines.latent_video import resolve_weights
-
     return resolve_weights(name_or_path, OPENSORA_CHECKPOINTS, "Open-Sora checkpoint", "a registered checkpoint",
                            "file", is_file=True)
 
@@ -241,8 +243,6 @@ def missing_opensora(name_or_path: str | os.PathLike | None) -> list[tuple[str, 
     """[(asset, expected at, how to get it)] when ``name_or_path`` names a checkpoint that is not here."""
     if not name_or_path:
         return []
-    from ophora import weights
-
     text = os.fspath(name_or_path)
     try:
         resolve_opensora(text)
@@ -257,18 +257,16 @@ def missing_opensora(name_or_path: str | os.PathLike | None) -> list[tuple[str, 
 
 
 def init_stdit_from_opensora(model, path: str | os.PathLike) -> dict[str, Any]:
-    """Load the Open-Sora checkpoint at ``path`` into ``model`` (a :class:`baselines.bora.STDiT`) strictly;
+    """Load the Open-Sora checkpoint at ``path`` into ``model`` (a :class:`baselines.stdit.STDiT`) strictly;
     returns a record: file, sha256 (first 16 hex), keys converted and ignored, variance channels dropped,
     null-caption rows (checkpoint -> model)."""
-    from ophora.weights import file_sha256
-
     path = Path(path)
     state = load_opensora_checkpoint(path)
     args = dict(model.config)
     converted = convert_opensora_stdit(state, args)
     model.load_state_dict(converted, strict=True)  # every parameter, nothing else
     kept, p = args.get("out_channels") or args["in_channels"], args["patch_size"]
-    return {"file": str(path.resolve()), "sha256": file_sha256(path)[:16],
+    return {"file": str(path.resolve()), "sha256": weights.file_sha256(path)[:16],
             "keys_converted": len(state) - sum(k in state for k in IGNORED),
             "keys_ignored": sorted(k for k in IGNORED if k in state),
             "channels_dropped": state["final_layer.linear.weight"].shape[0] // (p * p) - kept,

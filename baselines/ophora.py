@@ -53,8 +53,9 @@ class OphoraGenerator:
               overrides: Mapping[str, Any] | None = None, progress: bool = False) -> Path:
         from ophora.model import check_model_dir
         from ophora.training.data import PreparedSet
+        from ophora.training.loop import RUN_NAME
         from ophora.training.prepare import prepare
-        from ophora.training.trainer import MODEL_NAME, RUN_NAME, TrainRun, resolve_init, train
+        from ophora.training.trainer import MODEL_NAME, TrainRun, resolve_init, train
 
         stage = stage or self.stages[0]
         if stage not in self.stages:

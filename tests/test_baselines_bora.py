@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 import baselines
-from baselines import latent_video as lv
-from baselines.bora import STDiT, BoraGenerator, load_bora_spec
+from baselines.bora import BoraGenerator, load_bora_spec
+from baselines.stdit import STDiT
+from baselines.training import INFO_NAME
 from ophora.configs import PresetError
 from ophora.data import manifests
 from ophora.data.video import probe, read_video
@@ -51,7 +52,7 @@ def test_overfitting_four_clips_drives_the_loss_down(world, trained):
     assert len(losses) == 80 and all(math.isfinite(v) for v in losses)
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < 0.5 * first, (first, last)
-    info = json.loads((model / lv.INFO_NAME).read_text())
+    info = json.loads((model / INFO_NAME).read_text())
     assert info["generator"] == "bora" and info["manifest_kind"] == "instructions" and info["clips"] == 4
     stdit = STDiT.from_pretrained(model / "transformer")
     assert (stdit.config.num_frames, tuple(stdit.config.input_size), stdit.config.model_max_length) == (16, (8, 8), 32)
@@ -64,7 +65,7 @@ def test_trains_on_the_raw_narrated_set_with_captions_as_text(world, tmp_path):
     raw = world[0] / "ophvl_raw" / "raw.csv"
     model = BoraGenerator().train(raw, tmp_path / "raw", overrides={**FAST, "vae.fit_steps": 5,
                                                                     "train.max_steps": 3})
-    info = json.loads((model / lv.INFO_NAME).read_text())
+    info = json.loads((model / INFO_NAME).read_text())
     captions = {c.clip_id: c.caption for c in manifests.read_raw_set(raw)}
     items = json.loads((tmp_path / "raw" / "cache" / "index.json").read_text())["items"]
     assert info["manifest_kind"] == "raw" and len(items) == len(captions) == 12

@@ -11,8 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 import baselines
-from baselines import latent_video as lv
+from baselines.clips import build_cache, read_training_clips
 from baselines.endora import EndoraGenerator, EndoraRecipe, load_endora_spec, prior_loss
+from baselines.training import INFO_NAME
 from ophora.configs import PresetError
 from ophora.data import manifests
 from ophora.data.video import probe, read_video
@@ -52,7 +53,7 @@ def test_overfitting_four_clips_drives_the_loss_down(world, trained):
     assert last < 0.5 * first, (first, last)
     assert (out / "loss.png").is_file() and (model / "transformer" / "config.json").is_file()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_0000040", "step_0000080"]
-    info = json.loads((model / lv.INFO_NAME).read_text())
+    info = json.loads((model / INFO_NAME).read_text())
     assert info["generator"] == "endora" and info["step"] == 80 and info["clips"] == 4
     assert info["frozen"]["vae"]["mse_last_steps"] < info["frozen"]["vae"]["mse_first_step"]
     from diffusers import LatteTransformer3DModel
@@ -65,10 +66,10 @@ def test_overfitting_four_clips_drives_the_loss_down(world, trained):
 
 def test_the_dino_prior_is_active_finite_and_trains_the_projection(world, tmp_path):
     spec = load_endora_spec("tiny", {"vae.fit_steps": 0})
-    clips, _ = lv.read_training_clips(world[1])
+    clips, _ = read_training_clips(world[1])
     recipe = EndoraRecipe()
     frozen = recipe.frozen(spec, clips, tmp_path / "base")
-    cache = lv.build_cache(recipe, spec, frozen, clips, tmp_path / "cache", {"test": 1})
+    cache = build_cache(recipe, spec, frozen, clips, tmp_path / "cache", {"test": 1})
     batch = cache.batch([0, 1])
     assert batch["dino"].shape == (2, 16, 16)  # 16 frames x (4 x 4) tokens of the latent grid
     model = recipe.build_model(spec)

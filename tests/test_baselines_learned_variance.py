@@ -15,13 +15,18 @@ import torch
 from diffusers import DDPMScheduler
 
 import baselines
-from baselines import latent_video as lv
-from baselines.bora import STDiT, _guided, load_bora_spec
+from baselines.bora import _guided, load_bora_spec
+from baselines.diffusion import diffusion_loss, vlb_terms
 from baselines.endora import load_endora_spec
+from baselines.presets import DiffusionSpec, SamplingSpec, spec_fingerprint
+from baselines.sampling import sample_latents, sampling_scheduler
+from baselines.stdit import STDiT
+from baselines.training import INFO_NAME
 from ophora.data import manifests
 from ophora.data.video import probe, read_video
 from ophora.generation.prompts import Prompt
 from ophora.training.logs import read_log
+from ophora.training.loop import RUN_NAME
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -31,7 +36,7 @@ LEARNED = {"diffusion.learn_sigma": True, "vae.fit_steps": 30, "vae.fit_batch_si
 
 
 # ---------------------------------------------------------------------------------------------------------
-# numpy reference (IDDPM's formulas, written from the paper's code independently of latent_video)
+# numpy reference (IDDPM's formulas, written from the paper's code independently of baselines.diffusion)
 
 
 def _np_schedule(betas):
@@ -84,15 +89,15 @@ def _batch(seed: int = 0):
 
 def test_vlb_terms_equal_iddpm_numpy_formulas():
     x0, xt, t, eps, v, _ = _batch()
-    ours = lv.vlb_terms(BETAS, x0, xt, t, eps, v)
+    ours = vlb_terms(BETAS, x0, xt, t, eps, v)
     ref = [_np_vb_bpd(x0[i].double().numpy(), xt[i].double().numpy(), int(t[i]), eps[i].double().numpy(),
                       v[i].double().numpy()) for i in range(len(t))]
     assert ours.shape == (4,) and ours.dtype == torch.float32
     np.testing.assert_allclose(ours.numpy(), ref, rtol=2e-4)
     assert ref[0] > 1.0  # t = 0: the decoder NLL in bits (bins of 2/255 are narrow)
     # a scheduler gives the same schedule as its betas (diffusers' float32 linspace vs IDDPM's float64)
-    scheduler = DDPMScheduler(**lv.DiffusionSpec(learn_sigma=True).scheduler_config())
-    np.testing.assert_allclose(lv.vlb_terms(scheduler, x0, xt, t, eps, v).numpy(), ref, rtol=2e-3)
+    scheduler = DDPMScheduler(**DiffusionSpec(learn_sigma=True).scheduler_config())
+    np.testing.assert_allclose(vlb_terms(scheduler, x0, xt, t, eps, v).numpy(), ref, rtol=2e-3)
 
 
 def test_vlb_is_zero_for_the_true_posterior_and_known_for_the_upper_bound():
@@ -102,8 +107,8 @@ def test_vlb_is_zero_for_the_true_posterior_and_known_for_the_upper_bound():
     t = torch.tensor([1, 10, 500, 999])
     abar = torch.from_numpy(np.cumprod(1 - BETAS)).float()[t].view(-1, 1, 1, 1, 1)
     xt = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
-    low = lv.vlb_terms(BETAS, x0, xt, t, noise, -torch.ones_like(noise))
-    high = lv.vlb_terms(BETAS, x0, xt, t, noise, torch.ones_like(noise))
+    low = vlb_terms(BETAS, x0, xt, t, noise, -torch.ones_like(noise))
+    high = vlb_terms(BETAS, x0, xt, t, noise, torch.ones_like(noise))
     s = _np_schedule(BETAS)
     pv, beta = s["post_logvar_clipped"][t.numpy()], np.log(BETAS[t.numpy()])
     expected = 0.5 * (beta - pv + np.exp(pv - beta) - 1.0) / np.log(2.0)
@@ -116,24 +121,24 @@ def test_vlb_is_zero_for_the_true_posterior_and_known_for_the_upper_bound():
 def test_the_hybrid_loss_is_mse_plus_vlb_and_the_vlb_trains_only_the_variance():
     x0, xt, t, eps, v, noise = _batch(2)
     output = torch.cat([eps, v], dim=1).requires_grad_(True)
-    loss, parts = lv.diffusion_loss(output, noise, x0, xt, t, BETAS)
+    loss, parts = diffusion_loss(output, noise, x0, xt, t, BETAS)
     mse = ((eps - noise) ** 2).reshape(4, -1).mean(1).mean()
-    vlb = lv.vlb_terms(BETAS, x0, xt, t, eps, v).mean()
+    vlb = vlb_terms(BETAS, x0, xt, t, eps, v).mean()
     assert parts == pytest.approx({"mse": mse.item(), "vlb": vlb.item()}, rel=1e-6)
     assert loss.item() == pytest.approx(mse.item() + vlb.item(), rel=1e-6)
     loss.backward()
     grad_eps = output.grad[:, :3]
     assert torch.allclose(grad_eps, 2 * (eps - noise) / eps[0].numel() / 4, atol=1e-7)  # MSE's gradient only
     assert output.grad[:, 3:].abs().sum() > 0  # the VLB reaches v
-    fixed, fixed_parts = lv.diffusion_loss(eps, noise, x0, xt, t, BETAS)
+    fixed, fixed_parts = diffusion_loss(eps, noise, x0, xt, t, BETAS)
     assert fixed.item() == pytest.approx(mse.item()) and set(fixed_parts) == {"mse"}
     with pytest.raises(ValueError, match="denoiser output has 5 channels; expected 3 .* or 6"):
-        lv.diffusion_loss(output[:, :5], noise, x0, xt, t, BETAS)
+        diffusion_loss(output[:, :5], noise, x0, xt, t, BETAS)
 
 
 def _respaced(steps: int):
     """diffusers' leading timesteps for ``steps`` and IDDPM's respaced betas and posterior variances there."""
-    scheduler = DDPMScheduler(**lv.DiffusionSpec(learn_sigma=True).scheduler_config())
+    scheduler = DDPMScheduler(**DiffusionSpec(learn_sigma=True).scheduler_config())
     scheduler = DDPMScheduler.from_config(scheduler.config, timestep_spacing="leading")
     scheduler.set_timesteps(steps)
     kept = sorted(int(t) for t in scheduler.timesteps)
@@ -182,8 +187,8 @@ def _iddpm_kept_steps(num_timesteps: int, steps: int) -> list[int]:
 def test_ddpm_sampling_keeps_iddpms_respaced_steps(tmp_path, steps):
     """Bora samples with 100 respaced steps, Endora with 250: the DDPM sampler keeps IDDPM's steps (999, 989, ...
     for 100; not diffusers' default 990, 980, ...) and steps from each to the previous kept one."""
-    DDPMScheduler(**lv.DiffusionSpec(learn_sigma=True).scheduler_config()).save_pretrained(tmp_path / "scheduler")
-    scheduler = lv.sampling_scheduler(tmp_path, lv.SamplingSpec(scheduler="ddpm", steps=steps))
+    DDPMScheduler(**DiffusionSpec(learn_sigma=True).scheduler_config()).save_pretrained(tmp_path / "scheduler")
+    scheduler = sampling_scheduler(tmp_path, SamplingSpec(scheduler="ddpm", steps=steps))
     scheduler.set_timesteps(steps)
     kept = sorted(int(t) for t in scheduler.timesteps)
     assert kept == _iddpm_kept_steps(1000, steps) and kept[-1] == 999 and len(kept) == steps
@@ -200,15 +205,15 @@ def test_sample_latents_uses_the_learned_variance_and_ddim_ignores_it():
         for repeat in (0, 1):
             scheduler, *_ = _respaced(10)
             gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
-            runs[v, repeat] = lv.sample_latents(constant(v), scheduler, 10, shape, gens)
+            runs[v, repeat] = sample_latents(constant(v), scheduler, 10, shape, gens)
     assert torch.equal(runs[-1.0, 0], runs[-1.0, 1]) and torch.isfinite(runs[1.0, 0]).all()
     assert (runs[-1.0, 0] - runs[1.0, 0]).abs().mean() > 0.01
     assert runs[1.0, 0].std() > runs[-1.0, 0].std()  # the larger variance (beta_t) leaves more noise
     from diffusers import DDIMScheduler
 
     ddim = DDIMScheduler.from_config(_respaced(10)[0].config, timestep_spacing="leading")
-    a = lv.sample_latents(constant(-1.0), ddim, 5, shape, [torch.Generator().manual_seed(5)] * 2)
-    b = lv.sample_latents(constant(1.0), ddim, 5, shape, [torch.Generator().manual_seed(5)] * 2)
+    a = sample_latents(constant(-1.0), ddim, 5, shape, [torch.Generator().manual_seed(5)] * 2)
+    b = sample_latents(constant(1.0), ddim, 5, shape, [torch.Generator().manual_seed(5)] * 2)
     assert torch.equal(a, b)  # deterministic DDIM: the epsilon half only
 
 
@@ -236,7 +241,7 @@ def test_presets_learn_sigma_in_paper_and_not_in_tiny():
         assert load("paper").diffusion.learn_sigma is True and load("tiny").diffusion.learn_sigma is False
         tiny = load("tiny")
         # the fixed-variance fingerprint is the one from before the option existed
-        assert lv.spec_fingerprint(tiny) != lv.spec_fingerprint(load("tiny", {"diffusion.learn_sigma": True}))
+        assert spec_fingerprint(tiny) != spec_fingerprint(load("tiny", {"diffusion.learn_sigma": True}))
     assert "learn_sigma" not in json.dumps(_fingerprint_payload(load_bora_spec("tiny")))
 
 
@@ -250,7 +255,7 @@ def _fingerprint_payload(spec):
     payload["train"] = {k: v for k, v in payload["train"].items()
                         if k not in ("max_steps", "checkpoint_every", "checkpoints_kept")}
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    assert digest == lv.spec_fingerprint(spec)
+    assert digest == spec_fingerprint(spec)
     return payload
 
 
@@ -267,8 +272,8 @@ def test_a_tiny_learned_variance_run_trains_records_and_samples(name, four_clip_
     assert len(losses) == 60 and all(math.isfinite(v) for v in losses)
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert last < 0.7 * first, (first, last)
-    run = json.loads((out / lv.RUN_NAME).read_text())
-    info = json.loads((model / lv.INFO_NAME).read_text())
+    run = json.loads((out / RUN_NAME).read_text())
+    info = json.loads((model / INFO_NAME).read_text())
     assert run["learn_sigma"] is True and info["learn_sigma"] is True and info["variance"] == "learned_range"
     assert info["config"]["diffusion"]["learn_sigma"] is True
     assert json.loads((model / "scheduler" / "scheduler_config.json").read_text())["variance_type"] == "learned_range"

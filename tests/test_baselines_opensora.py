@@ -18,8 +18,9 @@ import torch
 from safetensors.torch import save_file
 
 from baselines import bora, opensora
-from baselines.bora import BoraGenerator, STDiT, load_bora_spec
+from baselines.bora import BoraGenerator, load_bora_spec
 from baselines.opensora import OpenSoraCheckpointError, convert_opensora_stdit, init_stdit_from_opensora
+from baselines.stdit import STDiT
 from ophora.training.logs import read_log
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -108,7 +108,7 @@ def write_videos(out: str | os.PathLike, prompts: list[Prompt], videos_per_promp
                  render: Callable[[list[Job]], np.ndarray], generator: str, checkpoint: str,
                  settings: dict[str, Any], batch_size: int, fps: float, rank: int = 0, world: int = 1,
                  progress: bool = False, barrier=lambda: None) -> list[Path]:
-    """The folder protocol every generator shares (Ophora here, the baselines in :mod:`baselines.latent_video`).
+    """The folder protocol every generator shares (Ophora here, the baselines in :mod:`baselines.sampling`).
 
     Checks ``generation.json`` against (seed, videos per prompt, checkpoint hash, settings), refuses videos listed
     with another prompt, and makes this process's missing jobs (job ``n`` goes to process ``n % world``) in

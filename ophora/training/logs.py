@@ -1,14 +1,17 @@
 """The run's training log: ``log.csv`` (one row per optimizer step) and ``loss.png`` (the loss curve).
 
-Columns: ``step`` (1-based optimizer step), ``loss`` (mean over the global batch), ``lr`` (learning rate used by
-that step), ``samples_per_s`` (global samples per second of wall time for that step). A resumed run first cuts
-the rows after its checkpoint's step, so the log reads like one uninterrupted run.
+Default columns (the generators' loop, :mod:`ophora.training.loop`): ``step`` (1-based optimizer step), ``loss``
+(mean over the global batch), ``lr`` (learning rate used by that step), ``samples_per_s`` (global samples per
+second of wall time for that step). A trainer with other columns (the downstream classifiers) names them and
+their number formats. The first column is always the step: a resumed run first cuts the rows after its
+checkpoint's step (kept rows are not rewritten), so the log reads like one uninterrupted run.
 """
 from __future__ import annotations
 
 import csv
 import os
 from pathlib import Path
+from typing import Mapping, Sequence
 
 from ophora.data.atomic import atomic_path, atomic_write_text
 
@@ -28,17 +31,26 @@ def read_log(run: str | os.PathLike) -> list[dict[str, float]]:
 
 
 class TrainLog:
-    """Append-only CSV log; ``TrainLog(run, resume_step)`` keeps rows up to ``resume_step``."""
+    """Append-only CSV log; ``TrainLog(run, resume_step)`` keeps the rows up to ``resume_step`` as they are.
 
-    def __init__(self, run: str | os.PathLike, resume_step: int = 0):
-        self.path = Path(run) / LOG_NAME
-        kept = [r for r in read_log(run) if r["step"] <= resume_step]
-        lines = [",".join(COLUMNS)] + [",".join(_fmt(r[c]) for c in COLUMNS) for r in kept]
-        atomic_write_text(self.path, "\n".join(lines) + "\n")
+    ``columns``: the header, step first; ``formats``: a format spec per column (``{"loss": ".6f"}``); other
+    columns write ints as ``str`` and floats as ``repr`` (exact round trip)."""
 
-    def append(self, step: int, loss: float, lr: float, samples_per_s: float) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(",".join(_fmt(v) for v in (step, loss, lr, samples_per_s)) + "\n")
+    def __init__(self, run: str | os.PathLike, resume_step: int = 0, columns: Sequence[str] = COLUMNS,
+                 formats: Mapping[str, str] | None = None):
+        self.path, self.columns, self.formats = Path(run) / LOG_NAME, tuple(columns), dict(formats or {})
+        lines = self.path.read_text(encoding="utf-8").splitlines()[1:] if self.path.is_file() else []
+        kept = [line for line in lines if line and int(line.split(",", 1)[0]) <= resume_step]
+        atomic_write_text(self.path, "\n".join([",".join(self.columns), *kept]) + "\n")
+
+    def append(self, *values) -> None:
+        """One row: a value per column, in column order."""
+        if len(values) != len(self.columns):
+            raise ValueError(f"log row of {len(values)} values for {len(self.columns)} columns {self.columns}")
+        row = ",".join(format(v, self.formats[c]) if c in self.formats else _fmt(v)
+                       for c, v in zip(self.columns, values))
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(row + "\n")
 
 
 def _fmt(value) -> str:

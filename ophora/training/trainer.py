@@ -1,4 +1,5 @@
-"""The training loop shared by both stages and both scales (``python -m ophora.train``).
+"""Training of one Ophora stage, both scales (``python -m ophora.train``): the transformer's step on the shared
+loop (:mod:`ophora.training.loop`).
 
 A run folder holds ``run.json`` (what the run is: stage, preset, data, init, loss, provenance), ``log.csv`` and
 ``loss.png``, ``checkpoints/step_NNNNNNN/`` and, when finished, ``model/`` (a diffusers pipeline folder).
@@ -8,8 +9,6 @@ one exactly: on CPU its weights are equal bit for bit.
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,17 +23,18 @@ from ophora.model import (
     read_model_info,
     save_trained_model,
 )
-from ophora.results import write_json
 from ophora.seeding import derive_seed
 from ophora.training import checkpoint as ckpt
+from ophora.training import loop
 from ophora.training.data import BatchPlan, PreparedSet, StepBatches
 from ophora.training.distributed import effective_precision, make_accelerator
-from ophora.training.logs import TrainLog, plot_loss
+from ophora.training.logs import plot_loss
+from ophora.training.loop import RUN_NAME
 from ophora.training.objective import diffusion_loss, latents_from_moments, sample_timesteps
 
-__all__ = ["TrainRun", "train", "resolve_init", "RUN_NAME", "MODEL_NAME"]
+__all__ = ["TrainRun", "train", "resolve_init", "MODEL_NAME"]
 
-RUN_NAME, MODEL_NAME = "run.json", "model"
+MODEL_NAME = "model"
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,11 @@ def _run_record(run: TrainRun, init: Path) -> dict:
 
 def _check_run_folder(run: TrainRun, record: dict) -> None:
     """Refuse to mix two different runs in one folder, or to restart a run without --resume."""
-    path = run.out / RUN_NAME
-    if not path.is_file():
+    if not (run.out / RUN_NAME).is_file():
         return
-    found = json.loads(path.read_text())
     keys = ("stage", "preset_fingerprint", "data", "init", "loss", "timestep_sampling")
-    changed = {k: (found.get(k), record[k]) for k in keys if found.get(k) != record[k]}
-    if changed:
-        raise ValueError(f"{run.out} holds another run ({changed}; found vs requested): a checkpoint from another "
-                         f"preset or setup cannot be resumed; choose another --out")
+    loop.check_same_run(run.out, {k: record[k] for k in keys},
+                        "a checkpoint from another preset or setup cannot be resumed; choose another --out")
     if not run.resume and (ckpt.latest_checkpoint(run.out) or (run.out / MODEL_NAME).exists()):
         raise ValueError(f"{run.out} already holds this run's checkpoints; pass --resume to continue it or "
                          f"choose another --out")
@@ -144,7 +140,7 @@ def train(run: TrainRun) -> Path:
     session = _Session(run)
     if session.start >= session.stage.max_steps and (run.out / MODEL_NAME / "model_index.json").is_file():
         return run.out / MODEL_NAME
-    return session.loop()
+    return session.run_steps()
 
 
 class _Session:
@@ -164,21 +160,11 @@ class _Session:
         self.data.check_model(model.config, frozen_fingerprint(self.init))
         optimizer, self.lr_schedule = _optimizer(model, stage)
         self.ema = _ema(model, stage)
-        self.model, self.optimizer = self._prepare(model, optimizer)
+        self.model, self.optimizer = loop.prepare(self.accelerator, model, optimizer, self.lr_schedule, self.ema,
+                                                  stage.batch_size)
         self.step_fn = _Step(run, self.accelerator, noise_scheduler(self.init), self.data.plan["scaling_factor"])
-        if self.accelerator.is_main_process and not (run.out / RUN_NAME).is_file():
-            write_json(run.out / RUN_NAME, self.record, config=run.preset, seed=stage.seed)
-        latest = ckpt.latest_checkpoint(run.out) if run.resume else None
-        self.start = ckpt.load_checkpoint(self.accelerator, latest)["step"] if latest else 0
-
-    def _prepare(self, model, optimizer):
-        accelerator = self.accelerator
-        plugin = accelerator.state.deepspeed_plugin
-        if plugin is not None:  # no dataloader is prepared, so DeepSpeed must be told the batch size
-            plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = self.stage.batch_size
-        model, optimizer = accelerator.prepare(model, optimizer)
-        accelerator.register_for_checkpointing(self.lr_schedule, *([self.ema] if self.ema else []))
-        return model, optimizer
+        loop.write_run_record(self.accelerator, run.out, self.record, run.preset, stage.seed)
+        self.start = loop.restore(self.accelerator, run.out, run.resume)["step"]
 
     def _loader(self, plan: BatchPlan):
         accum, acc = self.stage.gradient_accumulation_steps, self.accelerator
@@ -186,55 +172,16 @@ class _Session:
                             self.stage.batch_size)
         return torch.utils.data.DataLoader(steps, batch_size=None, num_workers=self.stage.dataloader_workers)
 
-    def _micro_step(self, batch, micro: int) -> float:
-        acc, stage = self.accelerator, self.stage
-        with acc.accumulate(self.model):
-            loss = self.step_fn.loss(self.model, batch, micro)
-            acc.backward(loss)
-            if acc.sync_gradients:
-                acc.clip_grad_norm_(self.model.parameters(), stage.max_grad_norm)
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-        return acc.reduce(loss.detach(), "mean").item()
-
-    def loop(self) -> Path:
-        from tqdm import tqdm
-
+    def run_steps(self) -> Path:
         run, stage, acc = self.run, self.stage, self.accelerator
-        log = TrainLog(run.out, self.start) if acc.is_main_process else None
         plan = BatchPlan([item.bucket for item in self.data.items], stage.batch_size * acc.num_processes, stage.seed)
-        bar = tqdm(total=stage.max_steps, initial=self.start, desc=run.stage,
-                   disable=not (run.progress and acc.is_local_main_process))
-        step, losses, tick = self.start, [], time.perf_counter()
-        for micro, batch in enumerate(self._loader(plan), start=self.start * stage.gradient_accumulation_steps):
-            losses.append(self._micro_step(batch, micro))
-            if not acc.sync_gradients:
-                continue
-            lr = self.lr_schedule.get_last_lr()[0]
-            self.lr_schedule.step()
-            if self.ema:
-                self.ema.step([p for p in self.model.parameters() if p.requires_grad])
-            step, now, loss = step + 1, time.perf_counter(), sum(losses) / len(losses)
-            if log:
-                log.append(step, loss, lr, len(losses) * plan.global_batch / (now - tick))
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-            losses, tick = [], now
-            self._maybe_checkpoint(step)
-            if run.stop_after is not None and step - self.start >= run.stop_after and step < stage.max_steps:
-                bar.close()
-                return ckpt.latest_checkpoint(run.out)
-        bar.close()
-        return _finish(run, acc, self.model, self.ema, self.init, self.record, step)
-
-    def _maybe_checkpoint(self, step: int) -> None:
-        stage, run = self.stage, self.run
-        if step % stage.checkpoint_every and step != stage.max_steps:
-            return
-        ckpt.save_checkpoint(self.accelerator, run.out, step, {**self.record, "config": asdict(run.preset)})
-        if self.accelerator.is_main_process:
-            ckpt.prune_checkpoints(run.out, stage.checkpoints_kept)
-            plot_loss(run.out)
+        steps = loop.Loop(acc, self.model, self.optimizer, self.lr_schedule, run.out, self.start, stage.max_steps,
+                          stage.checkpoint_every, stage.checkpoints_kept, stage.max_grad_norm,
+                          {**self.record, "config": asdict(run.preset)}, self.ema, run.stop_after, run.stage,
+                          run.progress)
+        if not steps.run(self._loader(plan), self.step_fn.loss, plan.global_batch):
+            return ckpt.latest_checkpoint(run.out)
+        return _finish(run, acc, self.model, self.ema, self.init, self.record, steps.step)
 
 
 def _ema(model, stage: StageConfig):
