@@ -45,12 +45,18 @@ from ophora.configs import ConfigError, apply_overrides, build_config, load_conf
 from ophora.data.atomic import atomic_path
 from ophora.results import write_json
 from ophora.seeding import derive_seed, rng
+from ophora.training import loop
+from ophora.training.checkpoint import prune_checkpoints, save_checkpoint
+from ophora.training.distributed import make_accelerator
+from ophora.training.logs import TrainLog
 
 __all__ = ["Recipe", "RECIPES_DIR", "load_recipe", "train_classifier", "evaluate_classifier", "predict_scores", "lr_at",
            "TrainingStopped"]
 
 RECIPES_DIR = Path(__file__).parent / "configs" / "recipes"
-RESULTS_NAME, RUN_NAME, MODEL_NAME = "results.json", "run.json", "model.safetensors"
+RESULTS_NAME, MODEL_NAME = "results.json", "model.safetensors"
+LOG_COLUMNS = ("step", "epoch", "loss", "lr", "clips_per_s", "failed_clips")
+LOG_FORMATS = {"loss": ".6f", "lr": ".6e", "clips_per_s": ".2f"}
 
 
 @dataclass(frozen=True)
@@ -232,9 +238,6 @@ def train_classifier(recipe: Recipe, train_df: pd.DataFrame, eval_dfs: Mapping[s
     """
     from safetensors.torch import save_file
 
-    from ophora.training.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints
-    from ophora.training.distributed import make_accelerator
-
     out = Path(out)
     if (out / RESULTS_NAME).is_file():
         return json.loads((out / RESULTS_NAME).read_text())
@@ -252,15 +255,9 @@ def train_classifier(recipe: Recipe, train_df: pd.DataFrame, eval_dfs: Mapping[s
                 "eval_clips": {k: len(v) for k, v in eval_dfs.items()}, "init": init,
                 "unreadable": [] if unreadable is None else unreadable.to_dict("records"),
                 "processes": accelerator.num_processes}
-    if accelerator.is_main_process and not (out / RUN_NAME).is_file():
-        write_json(out / RUN_NAME, {"run": run_info}, config=recipe, seed=seed)
-    start, failed = 0, []
-    checkpoint = latest_checkpoint(out)
-    if checkpoint is not None:
-        state = load_checkpoint(accelerator, checkpoint)
-        start, failed = int(state["step"]), list(state.get("failed", []))
-    if accelerator.is_main_process:
-        _trim_log(out / "log.csv", start)
+    loop.write_run_record(accelerator, out, {"run": run_info}, recipe, seed)
+    state = loop.restore(accelerator, out)
+    start, failed = int(state["step"]), list(state.get("failed", []))
     failed = _train_steps(accelerator, model, optimizer, scheduler, recipe, train_df, num_classes, out, seed,
                           start, steps, stop_after, progress, failed)
     model.eval()
@@ -290,14 +287,12 @@ def _check_labels(train_df: pd.DataFrame, eval_dfs: Mapping[str, pd.DataFrame], 
 def _train_steps(accelerator, model, optimizer, scheduler, recipe, train_df, num_classes, out, seed, start, steps,
                  stop_after, progress, failed: list[dict]) -> list[dict]:
     """Steps [start, steps) with checkpoints; returns the clips that failed to decode (also logged)."""
-    from ophora.training.checkpoint import save_checkpoint
-
     dataset = ClipDataset(train_df, recipe.sampling(), train=True, seed=seed)
     rank, world = accelerator.process_index, accelerator.num_processes
     plan = [batch_rows(seed, s, len(train_df), recipe.batch_size) for s in range(start, steps)]
     # a process whose share of a (tiny) batch is empty repeats the first clip, so every process steps
     batches = [[(i, epoch) for i in rows[rank::world]] or [(rows[0], epoch)] for epoch, rows in plan]
-    log_path = out / "log.csv"
+    log = TrainLog(out, start, LOG_COLUMNS, LOG_FORMATS) if accelerator.is_main_process else None
     model.train()
     tick = time.perf_counter()
     for step, batch in zip(range(start, steps), _loader(dataset, batches, recipe.workers)):
@@ -305,13 +300,13 @@ def _train_steps(accelerator, model, optimizer, scheduler, recipe, train_df, num
         bad = _failures(batch, train_df)
         failed += bad
         done = step + 1
-        if accelerator.is_main_process:
+        if log:
             rate = len(batch["label"]) * world / max(time.perf_counter() - tick, 1e-9)
-            _append_log(log_path, done, plan[step - start][0], loss, scheduler.get_last_lr()[0], rate, len(bad))
+            log.append(done, plan[step - start][0], loss, scheduler.get_last_lr()[0], rate, len(bad))
             if progress:
                 print(f"step {done}/{steps} loss {loss:.4f}", flush=True)
         tick = time.perf_counter()
-        if done % recipe.checkpoint_every == 0 or done == steps:
+        if loop.checkpoint_due(done, recipe.checkpoint_every, steps):
             save_checkpoint(accelerator, out, done, {"recipe": recipe.name, "seed": seed, "failed": failed})
         if stop_after is not None and done - start >= stop_after and done < steps:
             raise TrainingStopped(f"stopped after step {done} of {steps} (stop_after={stop_after})")
@@ -335,24 +330,6 @@ def _train_step(accelerator, model, optimizer, scheduler, recipe, batch, num_cla
     optimizer.step()
     scheduler.step()
     return float(accelerator.reduce(loss.detach(), "mean"))  # the mean over processes, for the log
-
-
-def _trim_log(path: Path, step: int) -> None:
-    """Drop log lines past ``step`` (written after the checkpoint a resumed run starts from)."""
-    if not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= step]
-    with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(kept) + "\n", encoding="utf-8")
-
-
-def _append_log(path: Path, step: int, epoch: int, loss: float, lr: float, rate: float, failed: int) -> None:
-    new = not path.is_file()
-    with open(path, "a", encoding="utf-8") as handle:
-        if new:
-            handle.write("step,epoch,loss,lr,clips_per_s,failed_clips\n")
-        handle.write(f"{step},{epoch},{loss:.6f},{lr:.6e},{rate:.2f},{failed}\n")
 
 
 # ---------------------------------------------------------------------------------------------------------
