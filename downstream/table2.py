@@ -38,6 +38,7 @@ import yaml
 from downstream.ophnet import OPHNET_NUM_CLASSES, ClipSource, describe_problems, load_clips, num_classes_of, scan_clips
 from downstream.train import load_recipe, train_classifier
 from ophora.data.atomic import atomic_write_text
+from ophora.data.bundled import resolve_path
 from ophora.results import write_json
 
 __all__ = ["Table2Config", "DatasetConfig", "RowConfig", "ClassifierConfig", "load_config", "preflight",
@@ -53,7 +54,9 @@ class DatasetConfig:
     """``kind: ophsim`` builds a world from ``ophsim`` (videos, seed, frames, size [h, w], fps);
     ``kind: ophnet`` reads ``csv`` {task: path} with videos under ``videos_root`` (untrimmed ``<video_id>.mp4``)
     or ``segments_root`` (trimmed, when the CSV has ``segment_path``); ``num_classes`` {task: n}, default
-    OphNet2024's (52 phases, 107 operations) for ophnet and largest label + 1 for ophsim."""
+    OphNet2024's (52 phases, 107 operations) for ophnet and largest label + 1 for ophsim. Paths are relative to
+    the working directory, or ``package:<package>/<path>`` for a file shipped in a package (the paper config's
+    ``package:ophora/data/ophnet2024/...``)."""
 
     kind: str = "ophsim"
     ophsim: dict = field(default_factory=lambda: {"videos": 20, "seed": 0, "frames": 16, "size": [64, 64]})
@@ -208,12 +211,15 @@ def _real_source(config: Table2Config, task: str, world: Path | None) -> ClipSou
         raise ValueError(f"dataset.kind must be 'ophsim' or 'ophnet', got {data.kind!r}")
     if task not in data.csv:
         raise ValueError(f"dataset.csv has no CSV for task {task!r}; it names {sorted(data.csv)}")
-    return ClipSource(Path(data.csv[task]), task, segments_root=_path(data.segments_root),
+    return ClipSource(resolve_path(data.csv[task]), task, segments_root=_path(data.segments_root),
                       videos_root=_path(data.videos_root), trim=data.trim)
 
 
 def _path(text: str | None) -> Path | None:
-    return None if text is None else Path(text).expanduser()
+    """A config path: ``package:<package>/<path>`` names a file shipped in a package, e.g.
+    ``package:ophora/data/ophnet2024/OphNet2024_loca_challenge.csv``; anything else is relative to the working
+    directory."""
+    return None if text is None else resolve_path(text)
 
 
 def _num_classes(config: Table2Config, task: str, real: pd.DataFrame) -> int:
@@ -333,7 +339,7 @@ def _missing_prompts(config: Table2Config, row: RowConfig, task: str) -> list[st
     if config.dataset.kind != "ophnet":
         return []
     missing = []
-    if row.prompts_csv and not Path(row.prompts_csv).is_file():
+    if row.prompts_csv and not _path(row.prompts_csv).is_file():
         missing.append(f"row {row.label!r}: prompt CSV not found: expected {row.prompts_csv}")
     names = row.class_names.get(task)
     if names and not Path(names).is_file():

@@ -11,14 +11,12 @@ import torch
 
 from downstream.ophnet import (ClipDataset, ClipSampling, ClipSource, StridedWindow, crop_offsets, describe_problems,
                                load_clips, num_classes_of, scan_clips, spatial_crops)
-from ophora.data.manifests import split_counts
+from ophora.data.manifests import bundled_ophnet_csv, split_counts
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
-OPHNET = Path(__file__).resolve().parents[2] / "shared" / "data" / "ophnet2024"
-OPERATION_CSV = OPHNET / "OphNet2024_loca_challenge.csv"
-PHASE_CSV = OPHNET / "OphNet2024_loca_challenge_phase.csv"
-needs_ophnet = pytest.mark.skipif(not OPERATION_CSV.is_file(), reason=f"OphNet2024 annotations not at {OPHNET}")
+OPERATION_CSV = bundled_ophnet_csv("OphNet2024_loca_challenge.csv")  # shipped with the package
+PHASE_CSV = bundled_ophnet_csv("OphNet2024_loca_challenge_phase.csv")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +32,6 @@ def world(tmp_path_factory) -> Path:
 # The real annotation files
 
 
-@needs_ophnet
 @pytest.mark.parametrize("csv, task, clips, classes", [
     (OPERATION_CSV, "operation", (10_505, 3_522, 3_481), 107),
     (OPERATION_CSV, "phase", (10_505, 3_522, 3_481), 52),
@@ -52,7 +49,6 @@ def test_real_ophnet_splits_and_classes(csv, task, clips, classes):
     assert (first["window_start"], first["window_end"]) == (0.0, 10.0)
 
 
-@needs_ophnet
 def test_operation_task_on_the_phase_csv_names_the_missing_column():
     with pytest.raises(ValueError, match="operation_id"):
         load_clips(ClipSource(PHASE_CSV, "operation"))
@@ -60,7 +56,6 @@ def test_operation_task_on_the_phase_csv_names_the_missing_column():
         load_clips(ClipSource(PHASE_CSV, "phse"))
 
 
-@needs_ophnet
 def test_segments_needs_segment_path():
     with pytest.raises(ValueError, match="segment_path"):
         load_clips(ClipSource(PHASE_CSV, "phase", trim="segments"))

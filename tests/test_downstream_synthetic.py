@@ -23,15 +23,14 @@ from downstream.synthetic import (
     phase_of_operations,
     resolve_paths,
 )
-from ophora.data.manifests import ManifestError, read_generated, read_ophnet_csv
+from ophora.data.bundled import package_file
+from ophora.data.manifests import ManifestError, bundled_ophnet_csv, read_generated, read_ophnet_csv
 from ophora.data.video import read_video
 from ophora.sim.phases import phases
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-PHASE_PROMPTS = SHARED / "cataract1k" / "phase_prompts.csv"
-OPHNET_CHALLENGE = SHARED / "ophnet2024" / "OphNet2024_loca_challenge.csv"
+PHASE_PROMPTS = package_file("ophora/sim/data/phase_prompts.csv")  # Ophora's Cataract-1K prompts, shipped
+OPHNET_CHALLENGE = bundled_ophnet_csv("OphNet2024_loca_challenge.csv")
 NAMES = {p.phase_id: p.name for p in phases()}
-needs_shared = pytest.mark.skipif(not PHASE_PROMPTS.is_file(), reason=f"shared data not found at {SHARED}")
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -40,7 +39,6 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 # Prompts per class
 
 
-@needs_shared
 def test_class_prompts_from_the_real_phase_prompts_csv():
     prompts = class_prompts("phase", list(range(12)), csv=PHASE_PROMPTS, names=NAMES)
     assert [p.label for p in prompts] == list(range(12))
@@ -371,7 +369,6 @@ def test_keep_confident_keeps_exactly_the_assigned_clips(synthetic, caplog):
         keep_confident(synthetic, lambda f: np.ones((len(f), 2)), "phase")
 
 
-@pytest.mark.skipif(not OPHNET_CHALLENGE.is_file(), reason=f"OphNet CSV not found at {OPHNET_CHALLENGE}")
 def test_phase_of_operations_on_ophnet():
     parents = phase_of_operations(read_ophnet_csv(OPHNET_CHALLENGE))
     assert len(parents) == 107 and set(parents) == set(range(107))

@@ -10,12 +10,15 @@ import pandas as pd
 import pytest
 
 from ophora.data.manifests import (
+    OPHNET2024_DIR,
+    OPHNET2024_FILES,
     CogVideoXItem,
     GeneratedVideo,
     InstructionClip,
     ManifestError,
     RawClip,
     append_generated,
+    bundled_ophnet_csv,
     class_counts,
     read_cogvideox_set,
     read_generated,
@@ -30,11 +33,7 @@ from ophora.data.manifests import (
     write_raw_set,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-OPHNET_DIR = SHARED_DATA / "ophnet2024"
-needs_ophnet = pytest.mark.skipif(
-    not OPHNET_DIR.is_dir(), reason=f"real OphNet2024 CSVs not found at {OPHNET_DIR} (../shared/data beside the checkout)"
-)
+OPHNET_DIR = OPHNET2024_DIR  # the real OphNet2024 CSVs, shipped as package data (ophora/data/ophnet2024/)
 
 # Text that breaks naive CSV handling: delimiters, quotes, line breaks of every kind, padding, NA-like values.
 AWKWARD_TEXTS = [
@@ -433,7 +432,34 @@ def ophnet_csv(tmp_path: Path, *lines: str, header: str = OPHNET_HEADER) -> Path
     return write_raw_text(tmp_path / "ophnet.csv", header + "\r\n" + "".join(line + "\r\n" for line in lines))
 
 
-@needs_ophnet
+def test_the_real_ophnet_files_ship_with_their_licence_and_citation():
+    assert sorted(p.name for p in OPHNET_DIR.glob("*.csv")) == sorted(OPHNET2024_FILES)
+    assert all(bundled_ophnet_csv(name) == OPHNET_DIR / name for name in OPHNET2024_FILES)
+    licence = (OPHNET_DIR / "LICENSE").read_text()
+    assert "MIT License" in licence and "Copyright (c) 2024 Ming Hu" in licence
+    readme = (OPHNET_DIR / "README.md").read_text()
+    assert "minghu0830/OphNet-benchmark" in readme and "1fcc3d1" in readme and "@inproceedings{hu2024ophnet" in readme
+    with pytest.raises(KeyError, match="OphNet2024_loca_challenge.csv"):
+        bundled_ophnet_csv("OphNet2024_challenge.csv")
+
+
+def test_package_paths_name_shipped_files_from_any_directory(tmp_path, monkeypatch):
+    from ophora.data.bundled import package_file, resolve_path
+
+    monkeypatch.chdir(tmp_path)
+    spec = "package:ophora/data/ophnet2024/OphNet2024_loca_challenge.csv"
+    assert resolve_path(spec) == package_file(spec) == bundled_ophnet_csv("OphNet2024_loca_challenge.csv")
+    assert resolve_path(spec).is_absolute() and resolve_path(spec).is_file()
+    assert resolve_path("data/x.csv") == Path("data/x.csv")  # anything else: relative to the working directory
+    assert not resolve_path("package:ophora/data/ophnet2024/absent.csv").exists()  # listed by preflights, not raised
+    with pytest.raises(FileNotFoundError, match=r"OphNet2024_surgery\.csv"):
+        package_file("package:ophora/data/ophnet2024/absent.csv")
+    with pytest.raises(FileNotFoundError, match="no installed package 'nopackage'"):
+        package_file("package:nopackage/x.csv")
+    with pytest.raises(ValueError, match="expected package:<package>/<path"):
+        package_file("package:ophora")
+
+
 def test_ophnet_challenge_real_counts():
     path = OPHNET_DIR / "OphNet2024_loca_challenge.csv"
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")  # this file exercises BOM handling
@@ -451,7 +477,6 @@ def test_ophnet_challenge_real_counts():
     assert len(class_counts(df, "phase_id")) == 52
 
 
-@needs_ophnet
 def test_ophnet_challenge_phase_real_counts():
     df = read_ophnet_csv(OPHNET_DIR / "OphNet2024_loca_challenge_phase.csv")
     assert "operation_id" not in df.columns
@@ -463,7 +488,6 @@ def test_ophnet_challenge_phase_real_counts():
     }
 
 
-@needs_ophnet
 def test_ophnet_all_real_counts():
     df = read_ophnet_csv(OPHNET_DIR / "OphNet2024_loca_all.csv")
     assert len(df) == 17_508
@@ -472,7 +496,6 @@ def test_ophnet_all_real_counts():
     assert split_counts(df)["videos"].to_dict() == {"train": 445, "val": 144, "test": 154}
 
 
-@needs_ophnet
 def test_ophnet_values_match_an_independent_pandas_read():
     path = OPHNET_DIR / "OphNet2024_loca_challenge.csv"
     ours = read_ophnet_csv(path)
@@ -483,7 +506,6 @@ def test_ophnet_values_match_an_independent_pandas_read():
     assert (ours["split"].astype(str).to_numpy() == reference["split"].to_numpy()).all()
 
 
-@needs_ophnet
 def test_ophnet_real_file_round_trips(tmp_path):
     df = read_ophnet_csv(OPHNET_DIR / "OphNet2024_loca_challenge.csv")
     write_ophnet_csv(tmp_path / "copy.csv", df)

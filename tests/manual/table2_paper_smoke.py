@@ -1,5 +1,5 @@
 """Smoke run of Table 2's paper configuration on a CPU (not part of the test suite; about 3 minutes on 2 cores).
-Run from the repository root, beside ``../shared/data/ophnet2024`` (the paper config's CSV location):
+Run from the repository root (the OphNet2024 CSVs ship with the package, ``ophora/data/ophnet2024/``):
 
     python tests/manual/table2_paper_smoke.py [FOLDER]
 
@@ -20,12 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ophora.data.manifests import GeneratedVideo, append_generated
+from ophora.data.manifests import GeneratedVideo, append_generated, bundled_ophnet_csv
 from ophora.data.video import write_video
 from ophora.sim.patient import sample_patient
 from ophora.sim.render import render_phase
 
-OPHNET = Path("../shared/data/ophnet2024")
 CSVS = {"operation": "OphNet2024_loca_challenge.csv", "phase": "OphNet2024_loca_challenge_phase.csv"}
 CLASSES = {"phase": 52, "operation": 107}
 MAX_END_S, FPS = 20.0, 15
@@ -33,7 +32,7 @@ MAX_END_S, FPS = 20.0, 15
 
 def _subset(task: str, root: Path) -> list[str]:
     """Rows of 2 training, 1 val and 1 test video whose clips end within MAX_END_S; returns the video ids."""
-    frame = pd.read_csv(OPHNET / CSVS[task], encoding="utf-8-sig")
+    frame = pd.read_csv(bundled_ophnet_csv(CSVS[task]), encoding="utf-8-sig")
     short = frame[frame["end"] <= MAX_END_S]
     keep = []
     for split, count in (("train", 2), ("val", 1), ("test", 1)):

@@ -10,7 +10,7 @@ One module per format:
   each describing the same video (diffusers examples/cogvideo, cogvideox-factory).
 - ``ophnet`` -- OphNet2024 labelled clips: CSV
   ``video_id,start,end,split,surgery_id,phase_id[,operation_id][,segment_path]`` returned as a typed
-  ``pandas.DataFrame``.
+  ``pandas.DataFrame``; the real OphNet2024 CSVs ship with it (:func:`bundled_ophnet_csv`).
 - ``generated`` -- generated-video folders: ``<folder>/manifest.jsonl``, one JSON object per video.
 
 ``_common`` holds what they share: :class:`ManifestError`, the path checks and the CSV table reader
@@ -38,10 +38,13 @@ from ophora.data.manifests.instructions import (
     write_instruction_set,
 )
 from ophora.data.manifests.ophnet import (
+    OPHNET2024_DIR,
+    OPHNET2024_FILES,
     OPHNET_LABELS,
     OPHNET_OPTIONAL,
     OPHNET_REQUIRED,
     OPHNET_SPLITS,
+    bundled_ophnet_csv,
     class_counts,
     read_ophnet_csv,
     split_counts,
@@ -69,6 +72,9 @@ __all__ = [
     "OPHNET_OPTIONAL",
     "OPHNET_LABELS",
     "OPHNET_SPLITS",
+    "OPHNET2024_DIR",
+    "OPHNET2024_FILES",
+    "bundled_ophnet_csv",
     "read_ophnet_csv",
     "write_ophnet_csv",
     "split_counts",

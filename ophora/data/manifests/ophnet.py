@@ -1,7 +1,8 @@
 """OphNet2024 labelled clips: CSV ``video_id,start,end,split,surgery_id,phase_id[,operation_id][,segment_path]``.
 
 Read into a typed ``pandas.DataFrame``, one row per clip; :func:`split_counts` and :func:`class_counts`
-summarise such a frame.
+summarise such a frame. The real OphNet2024 annotation CSVs ship with the package (MIT, see
+``ophora/data/ophnet2024/README.md``): :func:`bundled_ophnet_csv` names one, :data:`OPHNET2024_DIR` is their folder.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ophora.data.bundled import package_file
 from ophora.data.manifests._common import (
     ManifestError,
     PathLike,
@@ -28,6 +30,9 @@ __all__ = [
     "OPHNET_OPTIONAL",
     "OPHNET_LABELS",
     "OPHNET_SPLITS",
+    "OPHNET2024_DIR",
+    "OPHNET2024_FILES",
+    "bundled_ophnet_csv",
     "read_ophnet_csv",
     "write_ophnet_csv",
     "split_counts",
@@ -39,6 +44,20 @@ OPHNET_OPTIONAL = ("operation_id", "segment_path")
 OPHNET_LABELS = ("surgery_id", "phase_id", "operation_id")
 OPHNET_SPLITS = ("train", "val", "test")
 _SPLIT_DTYPE = pd.CategoricalDtype(list(OPHNET_SPLITS))
+
+OPHNET2024_FILES = ("OphNet2024_loca_challenge.csv", "OphNet2024_loca_challenge_phase.csv",
+                    "OphNet2024_loca_all.csv", "OphNet2024_surgery.csv")
+
+
+def bundled_ophnet_csv(name: str) -> Path:
+    """The shipped copy of an OphNet2024 annotation CSV (one of :data:`OPHNET2024_FILES`), read through
+    :mod:`importlib.resources` so that it is found in an installed wheel as well as in a checkout."""
+    if name not in OPHNET2024_FILES:
+        raise KeyError(f"no shipped OphNet2024 file {name!r}; shipped: {list(OPHNET2024_FILES)}")
+    return package_file(f"ophora/data/ophnet2024/{name}")
+
+
+OPHNET2024_DIR = package_file("ophora/data/ophnet2024/LICENSE", must_exist=False).parent
 
 
 def read_ophnet_csv(
