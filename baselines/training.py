@@ -120,8 +120,8 @@ class _Session:
         train = self.spec.train
         steps = loop.Loop(self.acc, self.model, self.optimizer, self.lr_schedule, self.out, self.start,
                           train.max_steps, train.checkpoint_every, train.checkpoints_kept, train.max_grad_norm,
-                          {**self.record, "config": dataclasses.asdict(self.spec)}, stop_after=stop_after,
-                          desc=self.recipe.name, progress=self.progress)
+                          checkpoint_state={**self.record, "config": dataclasses.asdict(self.spec)},
+                          stop_after=stop_after, desc=self.recipe.name, progress=self.progress)
         if not steps.run(range(self.start, train.max_steps), self._loss, self.plan.global_batch):
             return ckpt.latest_checkpoint(self.out)
         return self._finish(train.max_steps)

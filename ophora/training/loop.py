@@ -79,8 +79,9 @@ class Loop:
     """Optimizer steps ``start + 1 .. max_steps`` of one session: gradient accumulation (the accelerator's
     ``gradient_accumulation_steps`` micro-steps per step), clipping at ``max_grad_norm`` (0: none), the LR
     schedule and EMA stepped once per step, a log row per step, a checkpoint every ``checkpoint_every`` steps and
-    at ``max_steps`` (``state`` saved beside the step; the newest ``checkpoints_kept`` kept), and ``stop_after``:
-    leave after that many steps of this session, as a killed job would. ``step`` is the last step taken."""
+    at ``max_steps`` (``checkpoint_state`` saved beside the step; the newest ``checkpoints_kept`` kept), and
+    ``stop_after``: leave after that many steps of this session, as a killed job would. ``step`` is the last
+    step taken."""
 
     accelerator: Any
     model: Any
@@ -92,7 +93,7 @@ class Loop:
     checkpoint_every: int
     checkpoints_kept: int | None = None
     max_grad_norm: float = 0.0
-    state: dict = field(default_factory=dict)
+    checkpoint_state: dict = field(default_factory=dict)
     ema: Any = None
     stop_after: int | None = None
     desc: str = "train"
@@ -153,7 +154,7 @@ class Loop:
     def _maybe_checkpoint(self) -> None:
         if not checkpoint_due(self.step, self.checkpoint_every, self.max_steps):
             return
-        ckpt.save_checkpoint(self.accelerator, self.out, self.step, self.state)
+        ckpt.save_checkpoint(self.accelerator, self.out, self.step, self.checkpoint_state)
         if self.accelerator.is_main_process:
             ckpt.prune_checkpoints(self.out, self.checkpoints_kept)
             plot_loss(self.out)

@@ -177,8 +177,8 @@ class _Session:
         plan = BatchPlan([item.bucket for item in self.data.items], stage.batch_size * acc.num_processes, stage.seed)
         steps = loop.Loop(acc, self.model, self.optimizer, self.lr_schedule, run.out, self.start, stage.max_steps,
                           stage.checkpoint_every, stage.checkpoints_kept, stage.max_grad_norm,
-                          {**self.record, "config": asdict(run.preset)}, self.ema, run.stop_after, run.stage,
-                          run.progress)
+                          checkpoint_state={**self.record, "config": asdict(run.preset)}, ema=self.ema,
+                          stop_after=run.stop_after, desc=run.stage, progress=run.progress)
         if not steps.run(self._loader(plan), self.step_fn.loss, plan.global_batch):
             return ckpt.latest_checkpoint(run.out)
         return _finish(run, acc, self.model, self.ema, self.init, self.record, steps.step)
