@@ -13,7 +13,10 @@ import pytest
 import yaml
 
 import baselines
-from downstream import table2
+from downstream.table2.__main__ import main
+from downstream.table2.config import load_config
+from downstream.table2.preflight import preflight
+from ophora.configs import ConfigError
 from ophora.data.manifests import GeneratedVideo, append_generated
 from ophora.data.video import write_video
 from ophora.seeding import derive_seed
@@ -81,7 +84,7 @@ def test_quick_table2_runs_renders_and_reruns_from_cache(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     argv = ["--config", str(config), "--work", str(work), "--out", str(out)]
     start = time.perf_counter()
-    assert table2.main(argv) == 0
+    assert main(argv) == 0
     first = time.perf_counter() - start
     assert first < 90, f"quick Table 2 took {first:.0f} s"
 
@@ -125,7 +128,7 @@ def test_quick_table2_runs_renders_and_reruns_from_cache(tmp_path):
     assert tex.count("\\\\") == 3 + 8 and "source + flat" in tex
 
     start = time.perf_counter()
-    assert table2.main(argv) == 0
+    assert main(argv) == 0
     assert time.perf_counter() - start < max(10.0, first / 3)  # everything served from the caches
     assert pd.read_csv(out / "table.csv").equals(table)
 
@@ -134,17 +137,17 @@ def test_paper_preflight_lists_every_missing_asset_before_computing(tmp_path, mo
     monkeypatch.setenv("OPHORA_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("OPHORA_WEIGHTS_DIR", raising=False)
     overrides = {"dataset.videos_root": str(tmp_path / "videos")}
-    config = table2.load_config("paper", overrides)
-    missing = "\n".join(table2.preflight(config))
+    config = load_config("paper", overrides)
+    missing = "\n".join(preflight(config))
     assert f"743 of 743 files missing under {tmp_path / 'videos'}" in missing
     assert "row 'OphNet + Ophora', phase: no generator model" in missing
     assert "fetch kinetics400:slowfast_r50" in missing and "fetch kinetics400:mvit_v2_s" in missing
     argv = ["--config", "paper", "--set", f"dataset.videos_root={tmp_path / 'videos'}", "--work", str(tmp_path / "w"),
             "--out", str(tmp_path / "out")]
     with pytest.raises(SystemExit, match="nothing was computed"):
-        table2.main(argv)
+        main(argv)
     assert not (tmp_path / "w").exists() and not (tmp_path / "out").exists()
-    assert table2.main(argv[:4] + ["--preflight"]) == 1
+    assert main(argv[:4] + ["--preflight"]) == 1
     assert "missing:" in capsys.readouterr().out
 
 
@@ -152,10 +155,12 @@ def test_config_errors_name_the_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"dataset": {"kind": "ophsim"}, "classifiers": [], "rows": [{"label": "x",
                                                                                               "ratoi": 1}]}))
-    with pytest.raises(ValueError, match=r"rows\[0\]: unknown key\(s\) \['ratoi'\]"):
-        table2.load_config(bad)
-    with pytest.raises(FileNotFoundError, match="known"):
-        table2.load_config("dmeo")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: rows\[0\]\.ratoi: unknown key; known keys: \[.*'ratio'.*"
+                                          r"did you mean 'ratio'"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"unknown Table 2 config 'dmeo'; expected one of \['demo', 'paper'\].*"
+                                          r"did you mean 'demo'"):
+        load_config("dmeo")
 
 
 def test_ophnet_kind_trims_untrimmed_videos_and_reads_external_clips(tmp_path):
@@ -180,9 +185,9 @@ def test_ophnet_kind_trims_untrimmed_videos_and_reads_external_clips(tmp_path):
     }
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(config))
-    assert table2.preflight(table2.load_config(path)) == []
+    assert preflight(load_config(path)) == []
     out = tmp_path / "out"
-    assert table2.main(["--config", str(path), "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
+    assert main(["--config", str(path), "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert [c["status"] for c in results["cells"]] == ["ok", "ok"]
     mixed = results["cells"][1]["train_clips"]

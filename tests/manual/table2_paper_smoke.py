@@ -64,7 +64,7 @@ def make_assets(root: Path) -> None:
 
 
 def run(root: Path) -> int:
-    from downstream import table2
+    from downstream.table2.__main__ import main
 
     synthetic = f"{{phase: {root}/synthetic_phase, operation: {root}/synthetic_operation}}"
     names = f"{{phase: {root}/phase_names.csv, operation: {root}/operation_names.csv}}"
@@ -77,7 +77,7 @@ def run(root: Path) -> int:
     argv = ["--config", "paper", "--work", f"{root}/work", "--out", f"{root}/out", "--threads", "2"]
     for item in sets:
         argv += ["--set", item]
-    return table2.main(argv)
+    return main(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,62 @@
+"""``python -m downstream.table2 [--config demo|paper|FILE] [--set KEY=VALUE ...]``: see :mod:`downstream.table2`.
+
+    python -m downstream.table2                                  # the demo on OphSim (CPU, minutes)
+    python -m downstream.table2 --config paper --preflight       # lists every missing asset
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+import downstream.table2 as table2
+from downstream.table2.render import render, table_frame
+from ophora.configs import parse_overrides
+from ophora.results import write_json
+
+
+def _set_threads(threads: int) -> None:
+    if threads < 1:
+        raise SystemExit(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m downstream.table2", description=table2.__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="demo", help="demo, paper, or a YAML path")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key, e.g. dataset.videos_root=/data/OphNet2024/videos")
+    parser.add_argument("--work", type=Path, help="cache folder (default runs/table2/<config>)")
+    parser.add_argument("--out", type=Path, help="output folder (default results/table2/<config>)")
+    parser.add_argument("--preflight", action="store_true", help="list missing assets and exit")
+    parser.add_argument("--allow-missing", action="store_true", help="run what can run; missing rows print n/a")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default 1: the tiny models run fastest on one thread of a busy "
+                             "machine; GPU runs are unaffected)")
+    parser.add_argument("--progress", action="store_true")
+    args = parser.parse_args(argv)
+    _set_threads(args.threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file otherwise
+    config = table2.load_config(args.config, parse_overrides(args.set))
+    if args.preflight:
+        missing = table2.preflight(config)
+        print("\n".join(["missing:"] + [f"  - {m}" for m in missing]) if missing else "preflight: nothing missing")
+        return 1 if missing else 0
+    work = args.work or Path("runs") / "table2" / config.name
+    out = args.out or Path("results") / "table2" / config.name
+    payload = table2.run_table2(config, work, allow_missing=args.allow_missing, progress=args.progress)
+    frame = table_frame(payload, config)
+    paths = render(frame, config, out)
+    write_json(out / "results.json", {"table": frame.to_dict("records"), **payload}, config=config,
+               seed=config.seeds[0])
+    print(paths["md"].read_text())
+    print(f"wrote {', '.join(str(p) for p in paths.values())}, {out / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
