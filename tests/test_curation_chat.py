@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from ophora.curation.chat import ChatClient, ChatError, cache_key
 from ophora.configs import build_config
+from ophora.curation.chat import ChatClient, ChatError, cache_key
 from ophora.curation.config import ChatConfig, CurationConfig, VlmConfig, plain
 from ophora.curation.privacy.vlm import VlmPrivacyStage, parse_privacy_answer
 from ophora.curation.rewrite.llm import LlmRewriter, clean_answer

@@ -6,8 +6,8 @@ import json
 import pytest
 import yaml
 
-from ophora.curation.cli import main
 from ophora.configs import ConfigError, build_config, load_config
+from ophora.curation.cli import main
 from ophora.curation.config import ChatConfig, CurationConfig, DynamicsConfig, plain
 from ophora.curation.dynamics import DynamicsStage
 from ophora.curation.executor import plan_shards

@@ -19,7 +19,6 @@ from ophora.model import (
 )
 from ophora.model.tokenizer import builtin_corpus, train_t5_tokenizer
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.table1 import PreflightError, load_table1_config, run_table1
-from benchmarks.table1 import render
+from benchmarks.table1 import PreflightError, load_table1_config, render, run_table1
 from benchmarks.table1.preflight import preflight
 from ophora.configs import ConfigError
 from ophora.tables import best

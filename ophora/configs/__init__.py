@@ -14,8 +14,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from ophora.configs.loader import (ConfigError, apply_overrides, build_config, load_config, parse_overrides, read_config,
-                                   shipped_names)
+from ophora.configs.loader import (
+    ConfigError,
+    apply_overrides,
+    build_config,
+    load_config,
+    parse_overrides,
+    read_config,
+    shipped_names,
+)
 from ophora.configs.schema import (
     DataConfig,
     ModelConfig,
@@ -29,10 +36,10 @@ from ophora.configs.schema import (
 )
 from ophora.hashing import cache_key
 
-__all__ = ["ConfigError", "PresetError", "build_config", "load_config", "read_config", "shipped_names", "load_preset",
-           "preset_from_dict", "preset_names", "preset_fingerprint", "Preset", "ModelConfig", "DataConfig", "PrepareConfig", "StageConfig",
-           "TrainConfig", "SamplingConfig", "check_frames", "check_size", "accelerate_config", "parse_overrides",
-           "apply_overrides"]
+__all__ = ["ConfigError", "PresetError", "build_config", "load_config", "read_config", "shipped_names",
+           "load_preset", "preset_from_dict", "preset_names", "preset_fingerprint", "Preset", "ModelConfig",
+           "DataConfig", "PrepareConfig", "StageConfig", "TrainConfig", "SamplingConfig", "check_frames",
+           "check_size", "accelerate_config", "parse_overrides", "apply_overrides"]
 
 PresetError = ConfigError  # the name baselines/ still import; the same type
 

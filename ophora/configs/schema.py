@@ -15,7 +15,6 @@ from typing import Any, Literal
 from ophora.configs.loader import ConfigError
 from ophora.registry import did_you_mean
 
-
 __all__ = ["ModelConfig", "DataConfig", "PrepareConfig", "StageConfig", "TrainConfig",
            "SamplingConfig", "Preset", "TEMPORAL_COMPRESSION", "SIZE_MULTIPLE"]
 

@@ -18,7 +18,6 @@ from typing import Any
 from ophora.configs import ConfigError
 from ophora.registry import did_you_mean
 
-
 __all__ = ["ResolutionConfig", "DynamicsConfig", "ChatConfig", "RewriteConfig", "OverlayConfig",
            "VlmConfig", "PrivacyConfig", "ExecutionConfig", "OutputConfig", "CurationConfig", "plain"]
 
