@@ -61,7 +61,7 @@ from baselines.sampling import (
 )
 from baselines.stdit import STDiT
 from baselines.training import read_baseline_info, train_baseline
-from ophora.configs import PresetError
+from ophora.configs import ConfigError
 
 __all__ = ["BoraSpec", "TextSpec", "BoraGenerator", "load_bora_spec"]
 
@@ -81,9 +81,9 @@ class TextSpec:
 
     def __post_init__(self):
         if self.max_length < 2:
-            raise PresetError("max_length", f"must be at least 2 tokens, got {self.max_length}")
+            raise ConfigError("max_length", f"must be at least 2 tokens, got {self.max_length}")
         if self.pretrained is None and not self.config:
-            raise PresetError("config", "a random T5 needs T5Config arguments (or set pretrained)")
+            raise ConfigError("config", "a random T5 needs T5Config arguments (or set pretrained)")
         from transformers import T5Config
 
         check_arguments("config", self.config, config_arguments(T5Config) - {"vocab_size"}, "T5Config")
@@ -113,9 +113,9 @@ class BoraSpec:
         if unknown:
             where = "set from data, vae and text; leave it out" if unknown[0] in fixed else \
                 f"unknown STDiT argument(s) {unknown}; known: {sorted(accepted - fixed)}"
-            raise PresetError(f"transformer.{unknown[0]}", where)
+            raise ConfigError(f"transformer.{unknown[0]}", where)
         if not 0 <= self.class_dropout_prob < 1:
-            raise PresetError("class_dropout_prob", f"must lie in [0, 1), got {self.class_dropout_prob}")
+            raise ConfigError("class_dropout_prob", f"must lie in [0, 1), got {self.class_dropout_prob}")
 
 
 def load_bora_spec(preset: str | os.PathLike | Mapping = "tiny", overrides: Mapping[str, Any] | None = None):
@@ -219,7 +219,7 @@ def _unwrap(model):
 
 def _stdit_args(spec: BoraSpec, channels: int, factor: int, text_width: int) -> dict[str, Any]:
     if spec.data.height % factor or spec.data.width % factor:
-        raise PresetError("data.height", f"must be a multiple of the VAE factor {factor}")
+        raise ConfigError("data.height", f"must be a multiple of the VAE factor {factor}")
     learned = {"out_channels": 2 * channels} if spec.diffusion.learn_sigma else {}
     return {"patch_size": 2, **spec.transformer, "in_channels": channels, **learned, "num_frames": spec.data.frames,
             "input_size": (spec.data.height // factor, spec.data.width // factor), "caption_channels": text_width,

@@ -58,7 +58,7 @@ from baselines.sampling import (
     sampling_scheduler,
 )
 from baselines.training import read_baseline_info, train_baseline
-from ophora.configs import PresetError
+from ophora.configs import ConfigError
 
 __all__ = ["EndoraSpec", "PriorSpec", "EndoraGenerator", "EndoraDenoiser", "load_endora_spec", "prior_loss",
            "pearson_prior"]
@@ -81,9 +81,9 @@ class PriorSpec:
 
     def __post_init__(self):
         if self.weight < 0:
-            raise PresetError("weight", f"must not be negative, got {self.weight}")
+            raise ConfigError("weight", f"must not be negative, got {self.weight}")
         if self.pretrained is None and not self.config:
-            raise PresetError("config", "a random DINO needs ViTConfig arguments (or set pretrained)")
+            raise ConfigError("config", "a random DINO needs ViTConfig arguments (or set pretrained)")
         from transformers import ViTConfig
 
         check_arguments("config", self.config, config_arguments(ViTConfig), "ViTConfig")
@@ -104,7 +104,7 @@ class EndoraSpec:
 
     def __post_init__(self):
         if self.data.height != self.data.width:
-            raise PresetError("data.height", f"Latte's position embedding is square: height must equal width, "
+            raise ConfigError("data.height", f"Latte's position embedding is square: height must equal width, "
                                              f"got {self.data.height}x{self.data.width}")
         from diffusers import LatteTransformer3DModel
 
@@ -113,11 +113,11 @@ class EndoraSpec:
         fixed = {"sample_size", "video_length", "in_channels", "out_channels", "cross_attention_dim",
                  "caption_channels"}
         if set(self.transformer) & fixed:
-            raise PresetError(f"transformer.{sorted(set(self.transformer) & fixed)[0]}",
+            raise ConfigError(f"transformer.{sorted(set(self.transformer) & fixed)[0]}",
                               "set from data and vae (latent size, frames, channels); leave it out")
         if not 0 <= self.prior.layer < self.transformer.get("num_layers", 1):
             layers = self.transformer.get("num_layers", 1)
-            raise PresetError("prior.layer", f"must name a spatial block in [0, {layers})")
+            raise ConfigError("prior.layer", f"must name a spatial block in [0, {layers})")
 
 
 def load_endora_spec(preset: str | os.PathLike | Mapping = "tiny", overrides: Mapping[str, Any] | None = None):

@@ -20,7 +20,7 @@ from typing import Any, Literal, Mapping
 import yaml
 from diffusers import AutoencoderKL
 
-from ophora.configs import PresetError, apply_overrides, build_config
+from ophora.configs import ConfigError, apply_overrides, build_config
 from ophora.registry import did_you_mean
 
 __all__ = ["DataSpec", "VaeSpec", "DiffusionSpec", "TrainSpec", "SamplingSpec", "load_spec", "spec_fingerprint",
@@ -43,11 +43,11 @@ class DataSpec:
     def __post_init__(self):
         for name in ("frames", "height", "width", "frame_interval"):
             if getattr(self, name) < 1:
-                raise PresetError(name, f"must be positive, got {getattr(self, name)}")
+                raise ConfigError(name, f"must be positive, got {getattr(self, name)}")
         if self.height % 2 or self.width % 2:
-            raise PresetError("height", f"H.264 needs even sizes, got {self.height}x{self.width}")
+            raise ConfigError("height", f"H.264 needs even sizes, got {self.height}x{self.width}")
         if self.fps <= 0:
-            raise PresetError("fps", f"must be positive, got {self.fps}")
+            raise ConfigError("fps", f"must be positive, got {self.fps}")
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,11 @@ class VaeSpec:
 
     def __post_init__(self):
         if self.pretrained is None and not self.config:
-            raise PresetError("config", "a tiny VAE needs AutoencoderKL arguments (or set pretrained)")
+            raise ConfigError("config", "a tiny VAE needs AutoencoderKL arguments (or set pretrained)")
         if self.pretrained is not None and (self.config or self.fit_steps):
-            raise PresetError("pretrained", "give either pretrained or a tiny config (with fit_steps), not both")
+            raise ConfigError("pretrained", "give either pretrained or a tiny config (with fit_steps), not both")
         if self.fit_steps < 0 or self.fit_batch_size < 1 or self.fit_clips < 1:
-            raise PresetError("fit_steps", "fit_steps must be >= 0, fit_batch_size and fit_clips >= 1")
+            raise ConfigError("fit_steps", "fit_steps must be >= 0, fit_batch_size and fit_clips >= 1")
         check_arguments("config", self.config, constructor_arguments(AutoencoderKL.__init__), "AutoencoderKL")
 
 
@@ -123,11 +123,11 @@ class TrainSpec:
     def __post_init__(self):
         for name in ("learning_rate", "max_steps", "batch_size", "checkpoint_every", "shard_size"):
             if getattr(self, name) <= 0:
-                raise PresetError(name, f"must be positive, got {getattr(self, name)}")
+                raise ConfigError(name, f"must be positive, got {getattr(self, name)}")
         if self.checkpoints_kept is not None and self.checkpoints_kept < 1:
-            raise PresetError("checkpoints_kept", f"must be at least 1 or null, got {self.checkpoints_kept}")
+            raise ConfigError("checkpoints_kept", f"must be at least 1 or null, got {self.checkpoints_kept}")
         if self.max_grad_norm < 0 or self.lr_warmup_steps < 0 or self.weight_decay < 0:
-            raise PresetError("max_grad_norm", "max_grad_norm, lr_warmup_steps and weight_decay must be >= 0")
+            raise ConfigError("max_grad_norm", "max_grad_norm, lr_warmup_steps and weight_decay must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -144,9 +144,9 @@ class SamplingSpec:
 
     def __post_init__(self):
         if self.steps < 1 or self.batch_size < 1:
-            raise PresetError("steps", "steps and batch_size must be at least 1")
+            raise ConfigError("steps", "steps and batch_size must be at least 1")
         if self.guidance_scale < 0:
-            raise PresetError("guidance_scale", f"must not be negative, got {self.guidance_scale}")
+            raise ConfigError("guidance_scale", f"must not be negative, got {self.guidance_scale}")
 
 
 def constructor_arguments(init) -> set[str]:
@@ -160,11 +160,11 @@ def config_arguments(config_cls) -> set[str]:
 
 
 def check_arguments(key: str, given: Mapping, accepted: set[str], what: str) -> None:
-    """Raise :class:`PresetError` naming the first argument of ``given`` that ``what`` does not accept."""
+    """Raise :class:`ConfigError` naming the first argument of ``given`` that ``what`` does not accept."""
     unknown = sorted(set(given) - accepted)
     if unknown:
         hint = did_you_mean(unknown[0], accepted)
-        raise PresetError(f"{key}.{unknown[0]}", f"unknown {what} argument(s) {unknown}{'; ' + hint if hint else ''}")
+        raise ConfigError(f"{key}.{unknown[0]}", f"unknown {what} argument(s) {unknown}{'; ' + hint if hint else ''}")
 
 
 def preset_names(generator: str) -> list[str]:
@@ -176,7 +176,7 @@ def preset_names(generator: str) -> list[str]:
 def load_spec(cls, generator: str, preset: str | os.PathLike | Mapping, overrides: Mapping[str, Any] | None = None):
     """Validate a preset (a shipped name, a YAML path, or a mapping) with dotted ``overrides`` into ``cls``.
 
-    Unknown keys and bad values raise :class:`PresetError` naming the dotted key and the file."""
+    Unknown keys and bad values raise :class:`ConfigError` naming the dotted key and the file."""
     if isinstance(preset, Mapping):
         raw, source = dict(preset), "(mapping)"
     else:
@@ -184,16 +184,16 @@ def load_spec(cls, generator: str, preset: str | os.PathLike | Mapping, override
         path = PRESET_DIR / f"{generator}_{text}.yaml" if text in preset_names(generator) else Path(text)
         if not path.is_file():
             hint = did_you_mean(text, preset_names(generator))
-            raise PresetError("(preset)", f"unknown {generator} preset {text!r}; expected one of "
+            raise ConfigError("(preset)", f"unknown {generator} preset {text!r}; expected one of "
                                           f"{preset_names(generator)} or a YAML file{'; ' + hint if hint else ''}")
         raw, source = yaml.safe_load(path.read_text(encoding="utf-8")), str(path)
         if not isinstance(raw, dict):
-            raise PresetError("(file)", "expected a mapping at the top level", source)
+            raise ConfigError("(file)", "expected a mapping at the top level", source)
     raw = {k: v for k, v in raw.items() if not str(k).startswith(".")}
     raw = apply_overrides(raw, dict(overrides or {}), source)
     spec = build_config(cls, raw, source)
     if getattr(spec, "generator", generator) != generator:
-        raise PresetError("generator", f"this preset is for {spec.generator!r}, not {generator!r}", source)
+        raise ConfigError("generator", f"this preset is for {spec.generator!r}, not {generator!r}", source)
     return spec
 
 

@@ -15,7 +15,7 @@ import baselines
 from baselines.bora import BoraGenerator, load_bora_spec
 from baselines.stdit import STDiT
 from baselines.training import INFO_NAME
-from ophora.configs import PresetError
+from ophora.configs import ConfigError
 from ophora.data import manifests
 from ophora.data.video import probe, read_video
 from ophora.generation.prompts import Prompt
@@ -95,9 +95,9 @@ def test_killed_and_resumed_run_equals_uninterrupted_bit_for_bit(world, tmp_path
 
 
 def test_presets_validate_keys_and_carry_the_published_recipe():
-    with pytest.raises(PresetError, match=r"transformer\.in_channels: set from data"):
+    with pytest.raises(ConfigError, match=r"transformer\.in_channels: set from data"):
         load_bora_spec("tiny", {"transformer.in_channels": 8})
-    with pytest.raises(PresetError, match=r"sampling\.guidance_scle.*did you mean 'guidance_scale'"):
+    with pytest.raises(ConfigError, match=r"sampling\.guidance_scle.*did you mean 'guidance_scale'"):
         load_bora_spec("tiny", {"sampling.guidance_scle": 3})
     paper = load_bora_spec("paper")
     assert (paper.data.frames, paper.data.height, paper.data.frame_interval) == (40, 256, 3)

@@ -14,7 +14,7 @@ import baselines
 from baselines.clips import build_cache, read_training_clips
 from baselines.endora import EndoraGenerator, EndoraRecipe, load_endora_spec, prior_loss
 from baselines.training import INFO_NAME
-from ophora.configs import PresetError
+from ophora.configs import ConfigError
 from ophora.data import manifests
 from ophora.data.video import probe, read_video
 from ophora.generation.prompts import Prompt
@@ -103,9 +103,9 @@ def test_killed_and_resumed_run_equals_uninterrupted_bit_for_bit(world, tmp_path
 
 
 def test_unknown_preset_keys_are_refused_with_the_key():
-    with pytest.raises(PresetError, match=r"train\.max_stepz.*did you mean 'max_steps'"):
+    with pytest.raises(ConfigError, match=r"train\.max_stepz.*did you mean 'max_steps'"):
         load_endora_spec("tiny", {"train.max_stepz": 3})
-    with pytest.raises(PresetError, match="unknown endora preset 'tinyy'"):
+    with pytest.raises(ConfigError, match="unknown endora preset 'tinyy'"):
         load_endora_spec("tinyy")
     paper = load_endora_spec("paper")
     assert (paper.data.frames, paper.data.height, paper.data.frame_interval, paper.train.learning_rate) == \
