@@ -36,12 +36,10 @@ from ophora.configs.schema import (
 )
 from ophora.hashing import cache_key
 
-__all__ = ["ConfigError", "PresetError", "build_config", "load_config", "read_config", "shipped_names",
+__all__ = ["ConfigError", "build_config", "load_config", "read_config", "shipped_names",
            "load_preset", "preset_from_dict", "preset_names", "preset_fingerprint", "Preset", "ModelConfig",
            "DataConfig", "PrepareConfig", "StageConfig", "TrainConfig", "SamplingConfig", "check_frames",
            "check_size", "accelerate_config", "parse_overrides", "apply_overrides"]
-
-PresetError = ConfigError  # the name baselines/ still import; the same type
 
 
 def preset_names() -> list[str]:
