@@ -9,9 +9,7 @@ suite's one config validator (:func:`ophora.configs.build_config`: dotted key, f
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import yaml
 from diffusers import AutoencoderKL
 
 from ophora.configs import ConfigError, apply_overrides, build_config
+from ophora.hashing import cache_key
 from ophora.registry import did_you_mean
 
 __all__ = ["DataSpec", "VaeSpec", "DiffusionSpec", "TrainSpec", "SamplingSpec", "load_spec", "spec_fingerprint",
@@ -211,5 +210,5 @@ def spec_fingerprint(spec) -> str:
             payload.pop(section, None)
         else:
             payload[section] = {k: v for k, v in payload[section].items() if k not in keys}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return cache_key(payload)
 

@@ -16,6 +16,7 @@ import downstream.table2 as table2
 from downstream.table2.render import render, table_frame
 from ophora.configs import parse_overrides
 from ophora.results import write_json
+from ophora.weights import cache_dir
 
 
 def _set_threads(threads: int) -> None:
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     frame = table_frame(payload, config)
     paths = render(frame, config, out)
     write_json(out / "results.json", {"table": frame.to_dict("records"), **payload}, config=config,
-               seed=config.seeds[0])
+               seed=config.seeds[0], roots={"$work": work, "$cache": cache_dir()})
     print(paths["md"].read_text())
     print(f"wrote {', '.join(str(p) for p in paths.values())}, {out / 'results.json'}")
     return 0
