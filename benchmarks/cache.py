@@ -11,11 +11,11 @@ The key (:func:`reference_key`, the one place a key is built) is a sha256 over
   offsets) and the cache format.
 
 An entry is one ``.npz`` under ``<cache dir>/stats/`` (``$OPHORA_CACHE``, else the user cache dir; never in
-the package): the :class:`FeatureStats` sums, the factor of the real covariance from
-:func:`benchmarks.metrics.matrix_root` (so scoring a model against a cached reference costs one eigenvalue
-solve), the per-row features (float16) when a metric needs them, N videos and the failed inputs. A hit
-restores exactly the arrays a miss computed, so both give identical numbers. Hits and misses are logged
-(logger ``benchmarks.cache``).
+the package): the arrays of the metric's state of the real set (``to_arrays``; for FID/FVD the
+:class:`FeatureStats` sums, the factor of the real covariance, so scoring a model against a cached reference
+costs one eigenvalue solve, and the per-row features (float16) when a metric needs them), N videos and the
+failed inputs. A hit restores exactly the arrays a miss computed, so both give identical numbers. Hits and
+misses are logged (logger ``benchmarks.cache``).
 """
 from __future__ import annotations
 
@@ -25,15 +25,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from ophora.data.sets import VideoSet
-from benchmarks.metrics import FeatureStats, MatrixRoot
-from ophora.weights import cache_dir
 from ophora.data.atomic import atomic_path
+from ophora.data.sets import VideoSet
 from ophora.hashing import sha256_file
+from ophora.weights import cache_dir
 
 __all__ = ["CACHE_FORMAT", "Reference", "stats_dir", "set_fingerprint", "reference_key", "reference_path",
            "load_reference", "save_reference"]
@@ -44,16 +43,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Reference:
-    """Statistics of a real set under one protocol. ``rows``: float16 [n, d] per-row features or None;
-    ``positions``: int64 [n] video position of each row; ``videos``: N videos that contributed."""
+    """A metric's state of a real set under one protocol (``state.videos``: N videos that contributed;
+    ``to_arrays()``: what an entry holds), the inputs that failed, and where it is cached."""
 
     key: str
-    stats: FeatureStats
-    root: MatrixRoot
-    videos: int
+    state: Any
     failed: list[dict[str, Any]]
-    rows: np.ndarray | None = None
-    positions: np.ndarray | None = None
     path: Path | None = None
     hit: bool = False
 
@@ -105,16 +100,13 @@ def reference_path(key: str, protocol: Any) -> Path:
     return stats_dir() / f"{protocol.name.replace('/', '-')}-{key[:32]}.npz"
 
 
-def save_reference(reference: Reference, protocol: Any, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``reference`` atomically to :func:`reference_path`; return the path."""
+def save_reference(reference: Reference, protocol: Any, meta: dict[str, Any] | None = None) -> Path | None:
+    """Write ``reference`` atomically to :func:`reference_path`; return the path (None: nothing to cache)."""
+    arrays = reference.state.to_arrays()
+    if arrays is None:
+        return None
     path = reference_path(reference.key, protocol)
-    arrays = {f"stats_{k}": v for k, v in reference.stats.state_dict().items()}
-    root = reference.root
-    arrays.update(root_factor=root.factor, root_method=np.array(root.method),
-                  root_rank=np.int64(-1 if root.rank is None else root.rank), root_trace=np.float64(root.trace))
-    if reference.rows is not None:
-        arrays.update(rows=np.asarray(reference.rows, dtype=np.float16), positions=reference.positions)
-    info = {"key": reference.key, "videos": reference.videos, "failed": reference.failed,
+    info = {"key": reference.key, "videos": reference.state.videos, "failed": reference.failed,
             "protocol": dataclasses.asdict(protocol), **(meta or {})}
     arrays["meta"] = np.array(json.dumps(info, default=str))
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
@@ -123,8 +115,10 @@ def save_reference(reference: Reference, protocol: Any, meta: dict[str, Any] | N
     return path
 
 
-def load_reference(key: str, protocol: Any, need_rows: bool = False) -> Reference | None:
-    """The cached entry for ``key``, or None (a miss: absent, unreadable, or lacking rows that are needed)."""
+def load_reference(key: str, protocol: Any, restore: Callable[[dict[str, Any], int], Any],
+                   need_rows: bool = False) -> Reference | None:
+    """The cached entry for ``key`` with its state rebuilt by ``restore(arrays, videos)``, or None (a miss:
+    absent, unreadable, or lacking rows that are needed)."""
     path = reference_path(key, protocol)
     if not path.is_file():
         log.info("reference statistics cache miss for %s (key %s): no %s", protocol.name, key[:12], path)
@@ -138,11 +132,7 @@ def load_reference(key: str, protocol: Any, need_rows: bool = False) -> Referenc
     if need_rows and "rows" not in arrays:
         log.info("reference statistics cache miss for %s: %s holds no per-row features", protocol.name, path)
         return None
-    meta = json.loads(str(arrays["meta"]))
-    stats = FeatureStats.from_state_dict({k[len("stats_"):]: v for k, v in arrays.items() if k.startswith("stats_")})
-    rank = int(arrays["root_rank"])
-    root = MatrixRoot(arrays["root_factor"], str(arrays["root_method"]), None if rank < 0 else rank,
-                      float(arrays["root_trace"]))
+    meta = json.loads(str(arrays.pop("meta")))
+    state = restore(arrays, int(meta["videos"]))
     log.info("reference statistics cache hit for %s: %s", protocol.name, path)
-    return Reference(key, stats, root, int(meta["videos"]), list(meta["failed"]), arrays.get("rows"),
-                     arrays.get("positions"), path, hit=True)
+    return Reference(key, state, list(meta["failed"]), path, hit=True)

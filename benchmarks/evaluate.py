@@ -1,4 +1,4 @@
-"""Score a generated video set against a real one: FID, FVD, CLIPScore and KID under named protocols.
+"""Score a generated video set against a real one with the registered metrics (FID, FVD, CLIPScore, KID, ...).
 
     python -m benchmarks.evaluate --real REAL --fake FAKE --metrics fid,fvd,clipscore[,kid] --out FILE.json
         [--protocol fvd=fvd/tf] [--weights random-init|pretrained|METRIC=PATH] [--detector-seed S]
@@ -8,11 +8,14 @@
 REAL and FAKE: a folder of videos (``*.mp4``, recursive), a generated folder with ``manifest.jsonl`` or an
 Ophora-160K CSV; CLIPScore prompts come from the fake set's manifest. Recipe:
 
-1. resolve the protocols (``benchmarks.protocols``) and load their detectors (``benchmarks.detectors``);
-2. real set: reference statistics from the cache (``benchmarks.cache``) or extracted, then cached;
-3. fake set: extracted (``benchmarks.features``): one decode per video, all metrics in one pass;
-4. rank 0: distances, KID, CLIPScore and bootstrap intervals over videos (``benchmarks.scoring``);
+1. the metric objects (``benchmarks.metrics``) under their protocols, and their detectors;
+2. real set: each metric's reference state from the cache (``benchmarks.cache``) or extracted, then cached;
+3. fake set: extracted (``benchmarks.features``): one decode per video, every metric's state in one pass;
+4. rank 0: each metric computes its value and bootstrap interval over videos from the two states;
 5. rank 0: the self-describing JSON (``ophora.results.write_json``, atomic) and a summary table.
+
+Nothing here is specific to one metric: a metric registered in :mod:`benchmarks.metrics` is accepted by
+``--metrics`` and appears in the result file.
 
 Under ``torchrun`` / ``accelerate launch`` each process scores a strided shard of each set; statistics are
 all-reduced, per-video scores and failures gathered, and only rank 0 writes.
@@ -21,9 +24,10 @@ Result file (``format: ophora-eval/1``): ``config`` (this run's :class:`EvalConf
 ``provenance`` (git commit, date, Python, platform, package versions), ``inputs`` (each set's spec, kind,
 root, number of videos; the real set's content fingerprint), ``protocols`` (every field of each metric's
 protocol), ``detectors`` (identifier, sha256, ``comparable_with_literature``; false for random-init),
-``comparable_with_literature``, ``metrics`` (per metric: ``value``, ``n_real``, ``n_fake``, rows, ``ci``
-with the 95% bootstrap interval and its method, warnings, its protocol and detector, ``reference_cache``),
-``per_video`` (CLIPScore per video: path, prompt, score, tokens, truncated; features are not dumped),
+``comparable_with_literature``, ``metrics`` (per metric: its ``result_fields`` such as ``value``, ``n_real``,
+``n_fake``, rows, ``ci`` with the 95% bootstrap interval and its method, warnings; and its ``protocol``,
+``detector`` and ``reference_cache``), ``per_video`` (per-video records of the metrics that keep them, e.g.
+CLIPScore: path, prompt, score, tokens, truncated; features are not dumped),
 ``failed`` (set, path, key, position, reason, metrics it was excluded from), ``timings_s`` per stage,
 ``world_size`` and ``evaluation_packages``.
 """
@@ -36,23 +40,19 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from benchmarks import cache as refcache
-from benchmarks.clipscore import ClipScores, clipscore_result
-from benchmarks.features import FailedVideoError, FrechetFeatures, dist_info, extract, gather_objects
-from benchmarks.protocols import describe, protocol_for
-from benchmarks.scoring import (GroupedRows, frechet_point, grouped_bootstrap_frechet, kid_with_interval,
-                                reference_root)
-from ophora.results import package_versions, write_json
-from ophora.seeding import derive_seed
+from benchmarks import metrics as registry
+from benchmarks.features import FailedVideoError, dist_info, extract, gather_objects
+from benchmarks.metrics.base import Metric, describe
 from ophora.data.sets import load_video_set
+from ophora.results import package_versions, write_json
 
-__all__ = ["EvalConfig", "evaluate", "summary_table", "main", "METRICS"]
+__all__ = ["EvalConfig", "evaluate", "summary_table", "main"]
 
-METRICS = ("fid", "fvd", "clipscore", "kid")
 FORMAT = "ophora-eval/1"
 _EVAL_PACKAGES = ("torch", "pytorch-fid", "open_clip_torch", "scipy", "numpy", "av", "accelerate")
 log = logging.getLogger(__name__)
@@ -94,69 +94,61 @@ class _Run:
     """State of one evaluation shared by the steps below."""
 
     cfg: EvalConfig
-    protocols: dict[str, Any]  # view name -> protocol (views: fid, fvd, clipscore)
+    metrics: dict[str, Metric]  # requested metrics and those whose features they use, in registry order
     detectors: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # view -> (module, DetectorInfo)
     timings: dict[str, float] = field(default_factory=dict)
     failed: list[dict[str, Any]] = field(default_factory=list)
     references: dict[str, refcache.Reference] = field(default_factory=dict)
-    fake: dict[str, Any] = field(default_factory=dict)  # view -> consumer
+    fake: dict[str, Any] = field(default_factory=dict)  # view -> the metric's state of the fake set
     fingerprint: str | None = None
 
+    def views(self) -> list[str]:
+        """Metrics that extract features of their own (KID uses FID's)."""
+        return [name for name, metric in self.metrics.items() if metric.features_from is None]
+
+    def real_views(self) -> list[str]:
+        return [view for view in self.views() if self.metrics[view].needs_real]
+
     def needs_rows(self, view: str) -> bool:
-        return self.cfg.bootstrap > 0 or (view == "fid" and "kid" in self.cfg.metrics)
+        return any(self.metrics[m].needs_rows(self.cfg.bootstrap) for m in self.cfg.metrics
+                   if self.metrics[m].source == view)
+
+
+class _Feed:
+    """Feeds one set's batches of a view to its metric's state (a consumer of ``benchmarks.features.extract``)."""
+
+    def __init__(self, metric: Metric, detector: Any, state: Any):
+        self.metric, self.detector, self.state = metric, detector, state
+
+    def consume(self, positions: list[int], batch: torch.Tensor) -> None:
+        self.metric.update(self.state, self.detector, positions, batch)
+
+    def reduce(self) -> None:
+        self.state.all_reduce()
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 1. protocols and detectors
+# 1. metrics, protocols and detectors
 
 
-def resolve_protocols(cfg: EvalConfig) -> dict[str, Any]:
-    """Protocol of each metric after overrides (KID also needs the FID protocol, under view "fid")."""
-    unknown = [m for m in cfg.metrics if m not in METRICS]
+def resolve_metrics(cfg: EvalConfig) -> dict[str, Metric]:
+    """Each requested metric under its protocol after overrides, and the metrics whose features they use."""
+    known = registry.names()
+    unknown = [m for m in cfg.metrics if m not in known]
     if unknown or not cfg.metrics:
-        raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
-    names = dict(cfg.protocols)
-    changes: dict[str, dict[str, Any]] = {"fid": {}, "clipscore": {"model": cfg.clip_model}}
-    if cfg.fid_frames == "all":
-        changes["fid"] = {"frames": "all", "frames_per_video": None}
-    elif cfg.fid_frames is not None:
-        changes["fid"] = {"frames": "uniform", "frames_per_video": int(cfg.fid_frames)}
-    if cfg.clip_frames is not None:
-        changes["clipscore"]["frames_per_video"] = int(cfg.clip_frames)
-    wanted = set(cfg.metrics) | ({"fid"} if "kid" in cfg.metrics else set())
-    return {m: protocol_for(m, names.get(m), **changes.get(m, {})) for m in METRICS if m in wanted}
-
-
-def _load_fid(protocol: Any, weights: str, cfg: EvalConfig) -> tuple[Any, Any]:
-    from benchmarks.detectors.inception import load_fid_inception
-
-    return load_fid_inception(weights, cfg.detector_seed)
-
-
-def _load_fvd(protocol: Any, weights: str, cfg: EvalConfig) -> tuple[Any, Any]:
-    from benchmarks.detectors.i3d import load_i3d
-
-    return load_i3d(weights, cfg.detector_seed, tiny=cfg.tiny_i3d)
-
-
-def _load_clip(protocol: Any, weights: str, cfg: EvalConfig) -> tuple[Any, Any]:
-    from benchmarks.detectors.clip import load_clip
-
-    detector = load_clip(protocol.model, weights, cfg.detector_seed, tag=protocol.pretrained_tag)
-    return detector, detector.info
-
-
-_LOADERS: dict[str, Callable[[Any, str, EvalConfig], tuple[Any, Any]]] = {
-    "fid": _load_fid, "fvd": _load_fvd, "clipscore": _load_clip}
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(known)}")
+    chosen = dict(cfg.protocols)
+    wanted = set(cfg.metrics) | {registry.get(m).features_from for m in cfg.metrics} - {None}
+    return {m: registry.build(m, cfg, chosen.get(m)) for m in known if m in wanted}
 
 
 def load_detectors(run: _Run, given: dict[str, tuple[Any, Any]] | None, device: Any) -> None:
     """Load (or take from ``given``) the detector of every view, in eval mode on ``device``."""
     start = time.perf_counter()
     overrides = dict(run.cfg.detector_weights)
-    for view in (v for v in run.protocols if v != "kid"):
-        module, info = (given or {}).get(view) or _LOADERS[view](run.protocols[view],
-                                                                 overrides.get(view, run.cfg.weights), run.cfg)
+    for view in run.views():
+        module, info = (given or {}).get(view) or run.metrics[view].load_detector(
+            overrides.get(view, run.cfg.weights), run.cfg)
         target = module if isinstance(module, torch.nn.Module) else module.model  # ClipDetector wraps its model
         target.to(device).eval()
         run.detectors[view] = (module, info)
@@ -167,21 +159,18 @@ def load_detectors(run: _Run, given: dict[str, tuple[Any, Any]] | None, device: 
 # 2. real set: cached or extracted reference statistics
 
 
-def _fd_views(run: _Run) -> list[str]:
-    return [v for v in ("fid", "fvd") if v in run.protocols]
-
-
 def _cache_lookup(run: _Run, real_set: Any) -> dict[str, str]:
-    """Rank 0: keys of the FD views and the cached entries found; every process learns which views hit."""
+    """Rank 0: keys of the real-set views and the cached entries found; every process learns which views hit."""
     keys: dict[str, str] = {}
     if dist_info()[0] == 0 and not run.cfg.no_cache:
         start = time.perf_counter()
         run.fingerprint = refcache.set_fingerprint(real_set)
         run.timings["fingerprint_real"] = time.perf_counter() - start
-        for view in _fd_views(run):
-            protocol, info = run.protocols[view], run.detectors[view][1]
-            keys[view] = refcache.reference_key(run.fingerprint, protocol, info.sha256, run.cfg.seed)
-            hit = refcache.load_reference(keys[view], protocol, need_rows=run.needs_rows(view))
+        for view in run.real_views():
+            metric, info = run.metrics[view], run.detectors[view][1]
+            keys[view] = refcache.reference_key(run.fingerprint, metric.protocol, info.sha256, run.cfg.seed)
+            hit = refcache.load_reference(keys[view], metric.protocol, metric.restore_state,
+                                          need_rows=run.needs_rows(view))
             if hit is not None:
                 run.references[view] = hit
     hits = gather_objects(sorted(run.references))[0]
@@ -191,43 +180,45 @@ def _cache_lookup(run: _Run, real_set: Any) -> dict[str, str]:
 
 
 def real_statistics(run: _Run, real_set: Any, workdir: Path) -> None:
-    """Fill ``run.references`` for every FD view: cache hits, then one extraction pass for the misses."""
+    """Fill ``run.references`` for every real-set view: cache hits, then one extraction pass for the misses."""
     keys = _cache_lookup(run, real_set)
-    misses = [v for v in _fd_views(run) if v not in run.references]
+    misses = [v for v in run.real_views() if v not in run.references]
     if misses:
-        consumers = {v: FrechetFeatures(run.protocols[v], run.detectors[v][0],
-                                        workdir / f"real-{v}.f16" if run.needs_rows(v) else None) for v in misses}
-        done = _extract(run, real_set, "real", consumers)
+        states = {v: _new_state(run, v, real_set, workdir / f"real-{v}.f16") for v in misses}
+        done = _extract(run, real_set, "real", states)
         run.timings["extract_real"] = done["seconds"]
         if dist_info()[0] == 0:
             for view in misses:
-                run.references[view] = _new_reference(run, view, consumers[view], done["failed"], keys.get(view))
-    for view, reference in run.references.items():
+                run.references[view] = _new_reference(run, view, states[view], done["failed"], keys.get(view))
+    for reference in run.references.values():
         if reference is not None and reference.hit:
             run.failed.extend(reference.failed)
 
 
-def _new_reference(run: _Run, view: str, consumer: FrechetFeatures, failed: list[dict[str, Any]],
+def _new_reference(run: _Run, view: str, state: Any, failed: list[dict[str, Any]],
                    key: str | None) -> refcache.Reference:
     """Reference statistics from a fresh extraction (rank 0), cached unless ``no_cache``."""
-    protocol = run.protocols[view]
     mine = [f for f in failed if view in f["views"]]
-    rows, positions = consumer.rows.arrays() if consumer.rows is not None else (None, None)
-    root = reference_root(consumer.stats, protocol.divisor) if consumer.stats.count >= 2 else None
-    reference = refcache.Reference(key or "", consumer.stats, root, consumer.videos, mine, rows, positions)
-    if key is not None and root is not None:
-        reference.path = refcache.save_reference(reference, protocol, {
+    reference = refcache.Reference(key or "", state, mine)
+    if key is not None:
+        reference.path = refcache.save_reference(reference, run.metrics[view].protocol, {
             "real_set": run.cfg.real, "fingerprint": run.fingerprint, "seed": run.cfg.seed,
             "detector": run.detectors[view][1].to_dict()})
     return reference
 
 
 # ---------------------------------------------------------------------------------------------------------
-# 3. fake set
+# 3. extraction (the fake set: every view)
 
 
-def _extract(run: _Run, video_set: Any, role: str, consumers: dict[str, Any]) -> dict[str, Any]:
-    views = {name: run.protocols[name] for name in consumers}
+def _new_state(run: _Run, view: str, video_set: Any, rows_path: Path) -> Any:
+    return run.metrics[view].new_state(video_set=video_set, detector=run.detectors[view][0],
+                                       rows_path=rows_path if run.needs_rows(view) else None)
+
+
+def _extract(run: _Run, video_set: Any, role: str, states: dict[str, Any]) -> dict[str, Any]:
+    views = {name: run.metrics[name].protocol for name in states}
+    consumers = {name: _Feed(run.metrics[name], run.detectors[name][0], state) for name, state in states.items()}
     done = extract(video_set, role, views, consumers, seed=run.cfg.seed, batch_size=run.cfg.batch_size,
                    workers=run.cfg.workers, strict=run.cfg.strict, progress=run.cfg.progress)
     run.failed.extend(done["failed"])
@@ -235,16 +226,9 @@ def _extract(run: _Run, video_set: Any, role: str, consumers: dict[str, Any]) ->
 
 
 def fake_features(run: _Run, fake_set: Any, workdir: Path) -> None:
-    """One extraction pass over the fake set for every view (FD features and CLIPScores)."""
-    consumers: dict[str, Any] = {}
-    for view in _fd_views(run):
-        rows = workdir / f"fake-{view}.f16" if run.needs_rows(view) else None
-        consumers[view] = FrechetFeatures(run.protocols[view], run.detectors[view][0], rows)
-    if "clipscore" in run.protocols:
-        consumers["clipscore"] = ClipScores(run.protocols["clipscore"], run.detectors["clipscore"][0],
-                                            [item.prompt for item in fake_set.items])
-    run.fake = consumers
-    run.timings["extract_fake"] = _extract(run, fake_set, "fake", consumers)["seconds"]
+    """One extraction pass over the fake set for every view."""
+    run.fake = {view: _new_state(run, view, fake_set, workdir / f"fake-{view}.f16") for view in run.views()}
+    run.timings["extract_fake"] = _extract(run, fake_set, "fake", run.fake)["seconds"]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -255,67 +239,38 @@ def _detector_record(info: Any) -> dict[str, Any]:
     return {**info.to_dict(), "comparable_with_literature": bool(info.comparable)}
 
 
-def frechet_metric(run: _Run, view: str) -> dict[str, Any]:
-    """FID or FVD: value, N, warnings and (with ``bootstrap``) the 95% interval over videos."""
-    ref, fake, protocol = run.references[view], run.fake[view], run.protocols[view]
-    result: dict[str, Any] = {"value": None, "n_real": ref.videos, "n_fake": fake.videos,
-                              "n_real_rows": ref.stats.count, "n_fake_rows": fake.stats.count}
-    if ref.stats.count < 2 or fake.stats.count < 2:
-        result["error"] = f"needs at least 2 {protocol.samples} in each set"
-        return result
-    result["value"], result["warnings"] = frechet_point(ref.stats, fake.stats, protocol.divisor, ref.root)
-    if run.cfg.bootstrap and ref.videos >= 2 and fake.videos >= 2:
-        result["ci"] = grouped_bootstrap_frechet(
-            GroupedRows(ref.rows, ref.positions), GroupedRows(*fake.rows.arrays()), result["value"],
-            divisor=protocol.divisor, n_boot=run.cfg.bootstrap, seed=derive_seed(run.cfg.seed, "bootstrap", view))
+def _score(run: _Run, name: str) -> dict[str, Any]:
+    """One metric's result from its source view's states, checked against its declared ``result_fields``."""
+    metric = run.metrics[name]
+    reference = run.references.get(metric.source)
+    result = metric.compute(reference.state if reference is not None else None, run.fake[metric.source],
+                            n_boot=run.cfg.bootstrap, seed=run.cfg.seed)
+    undeclared = sorted(set(result) - set(metric.result_fields))
+    if undeclared:
+        raise RuntimeError(f"metric {name!r} returned field(s) {undeclared} missing from its result_fields "
+                           f"{metric.result_fields}")
     return result
 
 
-def kid_metric(run: _Run) -> dict[str, Any]:
-    """KID on the FID view's per-row features: value, std over subsets, N and the interval over videos."""
-    ref, fake = run.references["fid"], run.fake["fid"]
-    base = {"n_real": ref.videos, "n_fake": fake.videos, "n_real_rows": ref.stats.count,
-            "n_fake_rows": fake.stats.count}
-    if ref.stats.count < 2 or fake.stats.count < 2:
-        return {"value": None, **base, "error": "needs at least 2 rows in each set"}
-    n_boot = run.cfg.bootstrap if ref.videos >= 2 and fake.videos >= 2 else 0
-    return {**kid_with_interval(run.protocols["kid"], GroupedRows(ref.rows, ref.positions),
-                                GroupedRows(*fake.rows.arrays()), seed=run.cfg.seed, n_boot=n_boot), **base}
-
-
-def clip_metric(run: _Run, fake_set: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The set's CLIPScore and the per-video records (path, prompt, score, tokens, truncated)."""
-    scores = run.fake["clipscore"]
-    per_video = [{"path": fake_set.items[p].key, "prompt": fake_set.items[p].prompt, **scores.records[p]}
-                 for p in sorted(scores.records)]
-    truncated = sum(r["truncated"] for r in per_video)
-    result = clipscore_result(scores.scores(), truncated, n_boot=run.cfg.bootstrap,
-                              seed=derive_seed(run.cfg.seed, "bootstrap", "clipscore"))
-    result["context_length"] = run.detectors["clipscore"][0].context_length
-    return result, per_video
-
-
-def compute_metrics(run: _Run, fake_set: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Every requested metric with its protocol, detector and cache record; per-video CLIPScores."""
+def compute_metrics(run: _Run) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every requested metric with its protocol, detector and cache record; per-video records."""
     start = time.perf_counter()
     metrics, per_video = {}, {}
-    for metric in run.cfg.metrics:
-        view = "fid" if metric == "kid" else metric
-        if metric in ("fid", "fvd"):
-            result = frechet_metric(run, metric)
-        elif metric == "kid":
-            result = kid_metric(run)
-        else:
-            result, per_video["clipscore"] = clip_metric(run, fake_set)
-        result["protocol"] = describe(run.protocols[metric])
-        if metric == "kid":
-            result["features_protocol"] = describe(run.protocols["fid"])
+    for name in run.cfg.metrics:
+        metric, view = run.metrics[name], run.metrics[name].source
+        result = _score(run, name)
+        records = metric.per_video(run.fake[view])
+        if records is not None:
+            per_video[name] = records
+        result["protocol"] = describe(metric.protocol)
+        if metric.features_from is not None:
+            result["features_protocol"] = describe(run.metrics[view].protocol)
         result["detector"] = _detector_record(run.detectors[view][1])
         if view in run.references:
             ref = run.references[view]
             result["reference_cache"] = {"key": ref.key or None, "hit": ref.hit,
                                          "path": str(ref.path) if ref.path else None}
-        metrics[metric] = result
+        metrics[name] = result
     run.timings["metrics"] = time.perf_counter() - start
     return metrics, per_video
 
@@ -333,7 +288,7 @@ def _failed_entries(run: _Run) -> list[dict[str, Any]]:
     out = []
     for entry in merged.values():
         views = entry.pop("views")
-        entry["metrics"] = sorted({m for m in run.cfg.metrics if (("fid" if m == "kid" else m) in views)})
+        entry["metrics"] = sorted({m for m in run.cfg.metrics if run.metrics[m].source in views})
         out.append(entry)
     return sorted(out, key=lambda e: (e["set"], e["position"], e["reason"]))
 
@@ -345,6 +300,14 @@ def _init_distributed() -> Any:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def _check_prompts(run: _Run, fake_set: Any) -> None:
+    for name in (n for n, m in run.metrics.items() if m.needs_prompts and not fake_set.has_prompts):
+        raise ValueError(f"{name} needs a prompt per generated video, but the fake set {run.cfg.fake!r} "
+                         f"({fake_set.kind}) has none: pass a folder with manifest.jsonl or an Ophora-160K CSV, "
+                         "or videos from official code with --fake-prompts (a video,prompt CSV), "
+                         f"or drop {name} from --metrics (an unconditional model's videos have no prompts)")
+
+
 def evaluate(cfg: EvalConfig, detectors: dict[str, tuple[Any, Any]] | None = None) -> dict[str, Any] | None:
     """Run the evaluation; rank 0 returns the result payload (and writes ``cfg.out``), other ranks None.
 
@@ -352,21 +315,17 @@ def evaluate(cfg: EvalConfig, detectors: dict[str, tuple[Any, Any]] | None = Non
     """
     start = time.perf_counter()
     state = _init_distributed()
-    run = _Run(cfg, resolve_protocols(cfg))
+    run = _Run(cfg, resolve_metrics(cfg))
     real_set, fake_set = load_video_set(cfg.real), load_video_set(cfg.fake, prompts=cfg.fake_prompts)
-    if "clipscore" in run.protocols and not fake_set.has_prompts:
-        raise ValueError(f"clipscore needs a prompt per generated video, but the fake set {cfg.fake!r} "
-                         f"({fake_set.kind}) has none: pass a folder with manifest.jsonl or an Ophora-160K CSV, "
-                         "or videos from official code with --fake-prompts (a video,prompt CSV), "
-                         "or drop clipscore from --metrics (an unconditional model's videos have no prompts)")
+    _check_prompts(run, fake_set)
     load_detectors(run, detectors, state.device)
     with tempfile.TemporaryDirectory(prefix="ophora-eval-", ignore_cleanup_errors=True) as tmp:
-        if _fd_views(run):
+        if run.real_views():
             real_statistics(run, real_set, Path(tmp))
         fake_features(run, fake_set, Path(tmp))
         if dist_info()[0] != 0:
             return None
-        metrics, per_video = compute_metrics(run, fake_set)
+        metrics, per_video = compute_metrics(run)
     run.timings["total"] = time.perf_counter() - start
     payload = _payload(run, real_set, fake_set, metrics, per_video)
     if cfg.out:
@@ -384,7 +343,7 @@ def _payload(run: _Run, real_set: Any, fake_set: Any, metrics: dict[str, Any],
     return {
         "format": FORMAT,
         "inputs": {"real": describe_set(real_set, run.fingerprint), "fake": describe_set(fake_set)},
-        "protocols": {m: describe(run.protocols[m]) for m in run.cfg.metrics},
+        "protocols": {m: describe(run.metrics[m].protocol) for m in run.cfg.metrics},
         "detectors": detectors,
         "comparable_with_literature": all(d["comparable_with_literature"] for d in detectors.values()),
         "metrics": metrics,
@@ -413,8 +372,8 @@ def summary_table(payload: dict[str, Any]) -> str:
 
 def _metric_value(text: str, option: str) -> tuple[str, str]:
     metric, sep, value = text.partition("=")
-    if not sep or metric not in METRICS:
-        raise argparse.ArgumentTypeError(f"{option} expects METRIC=VALUE with METRIC in {', '.join(METRICS)}, "
+    if not sep or metric not in registry.names():
+        raise argparse.ArgumentTypeError(f"{option} expects METRIC=VALUE with METRIC in {', '.join(registry.names())}, "
                                          f"got {text!r}")
     return metric, value
 
@@ -426,9 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fake", required=True, help="generated videos (prompts from its manifest)")
     p.add_argument("--fake-prompts", default=None, metavar="CSV",
                    help="video,prompt CSV for a folder of videos from official code (ophora.data.external)")
-    p.add_argument("--metrics", default="fid,fvd,clipscore", help=f"comma list of {', '.join(METRICS)}")
+    p.add_argument("--metrics", default="fid,fvd,clipscore", help=f"comma list of {', '.join(registry.names())}")
     p.add_argument("--protocol", action="append", default=[], metavar="METRIC=NAME",
-                   help="e.g. fvd=fvd/tf (see benchmarks.protocols.PROTOCOLS)")
+                   help="e.g. fvd=fvd/tf (see benchmarks.metrics.protocol_names())")
     p.add_argument("--weights", action="append", default=[], metavar="MODE|METRIC=MODE",
                    help="random-init (default), pretrained or a file; METRIC=... for one detector")
     p.add_argument("--detector-seed", type=int, default=0, help="seed of random-init detectors")

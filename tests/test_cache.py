@@ -10,8 +10,9 @@ import pytest
 
 from benchmarks import cache
 from benchmarks.evaluate import EvalConfig, evaluate
+from benchmarks.metrics import get_protocol, protocol_for
 from ophora.data.sets import load_video_set
-from benchmarks.protocols import get_protocol, protocol_for
+
 from eval_sets import make_folder, make_generated
 
 

@@ -6,11 +6,14 @@ import pytest
 import torch
 
 from benchmarks.features import RowStore, VideoViews, collate, make_loader, shard_positions
-from ophora.data.sets import load_video_set
-from benchmarks.protocols import ClipScoreProtocol, FIDProtocol, FVDProtocol
-from eval_sets import PROMPTS, make_folder, make_generated
+from benchmarks.metrics.clipscore import ClipScoreProtocol
+from benchmarks.metrics.fid import FIDProtocol
+from benchmarks.metrics.fvd import FVDProtocol
 from ophora.data.manifests import InstructionClip, write_instruction_set
+from ophora.data.sets import load_video_set
 from ophora.data.video import Consecutive, Uniform, read_video
+
+from eval_sets import PROMPTS, make_folder, make_generated
 
 
 @pytest.fixture(scope="module")

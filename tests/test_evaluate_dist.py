@@ -1,7 +1,7 @@
 """Scale-out: ``torchrun --nproc_per_node 2`` (gloo, CPU) gives the numbers of one process: statistics
 all-reduced, rows, per-video scores and failures gathered in video order, only rank 0 writes; cache hits
 are decided by rank 0 for every process. FVD (tiny I3D) and CLIPScore (tiny CLIP) stand for every metric:
-FID and KID go through the same FrechetFeatures statistics and row gathering as FVD."""
+FID and KID go through the same FrechetState statistics and row gathering as FVD."""
 from __future__ import annotations
 
 import json

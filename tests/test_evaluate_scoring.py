@@ -1,5 +1,5 @@
-"""Scoring: the video-grouped bootstrap against benchmarks.metrics.bootstrap_frechet, the sample-space
-distance and the low-rank reference root against frechet_distance, KID, CLIPScore aggregation."""
+"""Scoring as the harness runs it: the video-grouped bootstrap against explicit per-video resampling, the
+sample-space distance and the low-rank reference root against frechet_distance, KID, CLIPScore aggregation."""
 from __future__ import annotations
 
 import warnings
@@ -7,11 +7,14 @@ import warnings
 import numpy as np
 import pytest
 
-from benchmarks.clipscore import clipscore_result
-from benchmarks.metrics import FeatureStats, RankDeficientWarning, bootstrap_frechet, frechet_distance, kid
-from benchmarks.protocols import get_protocol
-from benchmarks.scoring import (GroupedRows, _fd_from_factors, frechet_point, grouped_bootstrap_frechet,
-                                kid_with_interval, reference_root)
+from benchmarks.metrics import CLIPScore, get_protocol
+from benchmarks.metrics.bootstrap import GroupedRows, interval
+from benchmarks.metrics.clipscore import ClipState
+from benchmarks.metrics.fd import frechet_point, grouped_bootstrap_frechet, reference_root
+from benchmarks.metrics.frechet import RankDeficientWarning, frechet_distance, frechet_distance_from_factors
+from benchmarks.metrics.kid import kid_with_interval
+from benchmarks.metrics.mmd import kid
+from benchmarks.metrics.stats import FeatureStats
 from ophora.seeding import derive_seed
 
 
@@ -20,19 +23,34 @@ def _features(n: int, d: int, seed: int, shift: float = 0.0) -> np.ndarray:
     return rng.normal(size=(n, d)) @ rng.normal(size=(d, d)) / np.sqrt(d) + shift
 
 
+def _explicit_bootstrap(real, fake, divisor, n_boot, seed):
+    """Per-video bootstrap by explicit resampling: each replicate draws len(real) real rows, then len(fake)
+    fake rows, with replacement, and computes the FD of the resampled sets from numpy.cov."""
+    rng, bias = np.random.default_rng(seed), divisor == "N"
+
+    def gaussian(x):
+        return x.mean(0), np.cov(x, rowvar=False, bias=bias)
+
+    replicates = []
+    for _ in range(n_boot):
+        r, f = real[rng.integers(0, len(real), len(real))], fake[rng.integers(0, len(fake), len(fake))]
+        replicates.append(frechet_distance(*gaussian(r), *gaussian(f), warn_rank=False))
+    return frechet_distance(*gaussian(real), *gaussian(fake)), np.array(replicates)
+
+
 @pytest.mark.parametrize("divisor", ["N", "N-1"])
-def test_one_row_per_video_reproduces_bootstrap_frechet(divisor):
+def test_one_row_per_video_reproduces_explicit_resampling(divisor):
     real, fake = _features(30, 8, 0), _features(25, 8, 1, shift=0.3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RankDeficientWarning)
-        reference = bootstrap_frechet(real, fake, n_boot=40, seed=5, divisor=divisor, return_replicates=True)
+        reference_point, replicates = _explicit_bootstrap(real, fake, divisor, 40, 5)
     stats_r, stats_f = FeatureStats().update(real), FeatureStats().update(fake)
     point, _ = frechet_point(stats_r, stats_f, divisor)
     ours = grouped_bootstrap_frechet(GroupedRows(real, np.arange(30)), GroupedRows(fake, np.arange(25) + 100),
                                      point, divisor=divisor, n_boot=40, seed=5)
-    assert point == pytest.approx(reference["point"], rel=1e-10)
-    assert (ours["low"], ours["high"]) == pytest.approx((reference["low"], reference["high"]), rel=1e-8)
-    assert ours["boot_std"] == pytest.approx(reference["boot_std"], rel=1e-8)
+    assert point == pytest.approx(reference_point, rel=1e-10)
+    assert (ours["low"], ours["high"]) == pytest.approx(interval(point, replicates, 0.95, "shifted"), rel=1e-8)
+    assert ours["boot_std"] == pytest.approx(replicates.std(ddof=1), rel=1e-8)
 
 
 def test_frames_of_a_video_are_resampled_together():
@@ -57,7 +75,7 @@ def test_sample_space_distance_equals_frechet_distance(n, d, rel):
         warnings.simplefilter("ignore", RankDeficientWarning)
         expected = frechet_distance(expanded_a.mean(0), np.cov(expanded_a, rowvar=False),
                                     expanded_b.mean(0), np.cov(expanded_b, rowvar=False))
-    assert _fd_from_factors(mu_a, f_a, mu_b, f_b) == pytest.approx(expected, rel=rel)
+    assert frechet_distance_from_factors(mu_a, f_a, mu_b, f_b) == pytest.approx(expected, rel=rel)
 
 
 def test_low_rank_reference_root_gives_the_same_distance():
@@ -82,11 +100,20 @@ def test_kid_point_is_benchmarks_metrics_kid_and_interval_brackets_it():
     assert out["ci"]["low"] <= out["value"] <= out["ci"]["high"] and out["subset_size"] == 16
 
 
+def _clip_state(scores, tokens=None):
+    n = len(scores)
+    return ClipState([f"v{i}.mp4" for i in range(n)], ["a prompt"] * n, 77).update(
+        range(n), scores, [5] * n if tokens is None else tokens)
+
+
 def test_clipscore_is_clamped_after_averaging():
-    assert clipscore_result(np.array([3.0, -1.0]), 0)["value"] == pytest.approx(1.0)  # not mean(max(s, 0)) = 1.5
-    negative = clipscore_result(np.array([-6.0, 2.0]), 1)
+    clip = CLIPScore()
+    assert clip.compute(None, _clip_state([3.0, -1.0]))["value"] == pytest.approx(1.0)  # not mean(max(s, 0)) = 1.5
+    negative = clip.compute(None, _clip_state([-6.0, 2.0], tokens=[80, 5]))
     assert negative["value"] == 0.0 and negative["mean_unclamped"] == pytest.approx(-2.0)
-    assert negative["n_truncated"] == 1 and negative["n_fake"] == 2
-    with_ci = clipscore_result(np.array([20.0, 22.0, 25.0, 21.0]), 0, n_boot=200)
+    assert negative["n_truncated"] == 1 and negative["n_fake"] == 2 and negative["context_length"] == 77
+    with_ci = clip.compute(None, _clip_state([20.0, 22.0, 25.0, 21.0]), n_boot=200)
     assert 20.0 <= with_ci["ci"]["low"] <= 22.0 <= with_ci["ci"]["high"] <= 25.0
-    assert clipscore_result(np.zeros(0), 0)["value"] is None
+    assert clip.compute(None, _clip_state([]))["value"] is None
+    assert clip.per_video(_clip_state([3.0]))[0] == {"path": "v0.mp4", "prompt": "a prompt", "score": 3.0,
+                                                     "tokens": 5, "truncated": False}

@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ophora import weights as W
-from ophora.weights import jit_load, jit_save
 from benchmarks.evaluate import EvalConfig, evaluate
-from benchmarks.protocols import real_clip_offset, tf1_resize_bilinear
-from eval_sets import make_folder, make_generated
+from benchmarks.metrics.fvd import real_clip_offset, tf1_resize_bilinear
+from ophora import weights as W
 from ophora.data.video import Consecutive, read_video
+from ophora.weights import jit_load, jit_save
+
+from eval_sets import make_folder, make_generated
 
 
 @pytest.fixture(autouse=True)

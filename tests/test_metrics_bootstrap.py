@@ -1,11 +1,15 @@
-"""Bootstrap intervals: weighted resampling is exact, the interval formulas, and coverage by simulation."""
+"""Bootstrap intervals as the harness computes them: weighted resampling is exact, the interval formulas, the
+FID object's point and interval, and coverage by simulation."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from benchmarks.metrics import FeatureStats, bootstrap_frechet, bootstrap_mean, frechet_distance, interval
-from benchmarks.metrics.bootstrap import _Centred
+from benchmarks.metrics import FID, protocol_for
+from benchmarks.metrics.bootstrap import GroupedRows, bootstrap_mean, interval
+from benchmarks.metrics.fd import frechet_point, frechet_replicates
+from benchmarks.metrics.frechet import frechet_distance
+from benchmarks.metrics.stats import FeatureStats
 
 # Two Gaussian sets with diagonal covariances: FD_inf = |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2.
 D, N = 8, 500
@@ -27,9 +31,10 @@ def test_weighted_statistics_equal_explicit_resampling():
     counts = np.bincount(rng.integers(0, 60, 60), minlength=60)
     resampled = np.repeat(x, counts, axis=0)
     for divisor, bias in (("N-1", False), ("N", True)):
-        mean, cov = _Centred(x).stats(counts, divisor)
+        mean, factor = GroupedRows(x, np.arange(60)).weighted(counts.astype(np.float64), divisor)
         np.testing.assert_allclose(mean, resampled.mean(0), rtol=1e-13)
-        np.testing.assert_allclose(cov, np.cov(resampled, rowvar=False, bias=bias), rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(factor.T @ factor, np.cov(resampled, rowvar=False, bias=bias), rtol=1e-11,
+                                   atol=1e-13)
 
 
 def test_interval_formulas():
@@ -41,31 +46,36 @@ def test_interval_formulas():
         interval(1.0, replicates, 0.95, "bca")
 
 
-def test_point_matches_frechet_distance_and_is_reproducible():
+def _fid_states(fid, x, y, tmp_path):
+    """The FID object's states of two sets, keeping rows (as the harness does with a bootstrap)."""
+    real = fid.new_state(rows_path=tmp_path / "real.f16").update(x)
+    return real, fid.new_state(rows_path=tmp_path / "fake.f16").update(y)
+
+
+def test_point_matches_frechet_distance_and_is_reproducible(tmp_path):
     x, y = draw(np.random.default_rng(1), n=200)
-    result = bootstrap_frechet(x, y, n_boot=50, seed=3, return_replicates=True)
-    assert result["point"] == pytest.approx(sample_fd(x, y), rel=1e-12)
-    assert result["low"] < result["point"] < result["high"]
-    assert result["n_real"] == result["n_fake"] == 200 and result["d"] == D and result["method"] == "shifted"
-    assert result["target"].startswith("expected FD at this N")
-    again = bootstrap_frechet(x, y, n_boot=50, seed=3, return_replicates=True)
-    np.testing.assert_array_equal(result["replicates"], again["replicates"])
-    assert result["bootstrap_bias"] > 0  # resampling with replacement adds bias (duplicated videos)
+    fid = FID(protocol_for("fid", dim=D))
+    result = fid.compute(*_fid_states(fid, x, y, tmp_path), n_boot=50, seed=3)
+    ci = result["ci"]
+    assert result["value"] == pytest.approx(sample_fd(x, y), rel=1e-12)
+    assert ci["low"] < result["value"] < ci["high"]
+    assert result["n_real"] == result["n_fake"] == 200 and result["n_real_rows"] == 200 and ci["method"] == "shifted"
+    assert ci["target"].startswith("expected distance at this N")
+    again = fid.compute(*_fid_states(fid, x, y, tmp_path / "again"), n_boot=50, seed=3)
+    assert again == result
+    assert ci["bootstrap_bias"] > 0  # resampling with replacement adds bias (duplicated videos)
 
 
-def test_fixed_reference_from_feature_stats():
+def test_cached_reference_gives_the_same_point_and_interval(tmp_path):
+    """A reference state restored from its arrays (the cache entry) scores exactly as the state that wrote it."""
     x, y = draw(np.random.default_rng(2), n=200)
-    from_features = bootstrap_frechet(x, y, n_boot=40, seed=0, resample_real=False)
-    from_stats = bootstrap_frechet(FeatureStats().update(x), y, n_boot=40, seed=0, resample_real=False)
-    both = bootstrap_frechet(x, y, n_boot=40, seed=0)
-    assert from_stats["point"] == pytest.approx(from_features["point"], rel=1e-12)
-    assert from_stats["low"] == pytest.approx(from_features["low"], rel=1e-9)
-    assert not from_stats["resample_real"] and both["resample_real"]
-    assert from_features["boot_std"] < both["boot_std"]  # only the generated set varies
-    with pytest.raises(ValueError, match="resample_real=False"):
-        bootstrap_frechet(FeatureStats().update(x), y, n_boot=40)
+    fid = FID(protocol_for("fid", dim=D))
+    real, fake = _fid_states(fid, x, y, tmp_path)
+    restored = fid.restore_state(real.to_arrays(), real.videos)
+    assert restored.stats.count == 200 and restored.videos == 200
+    assert fid.compute(restored, fake, n_boot=40, seed=0) == fid.compute(real, fake, n_boot=40, seed=0)
     with pytest.raises(ValueError, match="divisor must be"):
-        bootstrap_frechet(x, y, divisor="1/N")
+        FID(protocol_for("fid", dim=D, divisor="1/N")).compute(real, fake)
 
 
 @pytest.mark.slow
@@ -84,13 +94,16 @@ def test_coverage_on_gaussians_with_known_distance():
     hits = {"shifted@N": 0, "basic@inf": 0, "percentile@N": 0, "shifted@inf": 0}
     reps = 60
     for k in range(reps):
-        result = bootstrap_frechet(*draw(rng), n_boot=200, seed=k, return_replicates=True)
-        low, high = result["low"], result["high"]
+        x, y = draw(rng)
+        point, _ = frechet_point(FeatureStats().update(x), FeatureStats().update(y), "N-1")
+        replicates = frechet_replicates(GroupedRows(x, np.arange(N)), GroupedRows(y, np.arange(N)), divisor="N-1",
+                                        n_boot=200, seed=k)
+        low, high = interval(point, replicates, 0.95, "shifted")
         hits["shifted@N"] += low <= fd_n <= high
         hits["shifted@inf"] += low <= FD_INF <= high
-        low, high = interval(result["point"], result["replicates"], 0.95, "basic")
+        low, high = interval(point, replicates, 0.95, "basic")
         hits["basic@inf"] += low <= FD_INF <= high
-        low, high = interval(result["point"], result["replicates"], 0.95, "percentile")
+        low, high = interval(point, replicates, 0.95, "percentile")
         hits["percentile@N"] += low <= fd_n <= high
     coverage = {key: value / reps for key, value in hits.items()}
     assert 0.85 <= coverage["shifted@N"] <= 1.0, coverage

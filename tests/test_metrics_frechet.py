@@ -9,8 +9,8 @@ import pytest
 import scipy.linalg
 import torch
 
-from benchmarks.metrics import (FeatureStats, FrechetDistance, MatrixRoot, RankDeficientWarning, frechet_distance,
-                                matrix_root, matrix_sqrt_psd)
+from benchmarks.metrics import FID, FVD, protocol_for
+from benchmarks.metrics.frechet import MatrixRoot, RankDeficientWarning, frechet_distance, matrix_root, matrix_sqrt_psd
 
 
 def sqrtm_formula(mu1, sigma1, mu2, sigma2, eps=1e-6):
@@ -205,18 +205,46 @@ def test_clear_errors_for_bad_shapes_and_values():
         frechet_distance(mu, sigma, mu, sigma, root1=2 * np.eye(4))
 
 
-def test_frechet_class_streams_and_keeps_reference():
+def test_fid_object_streams_and_keeps_its_reference():
+    """The FID object the harness runs: states streamed batch by batch (numpy or torch) give the whole-set
+    distance; a reference state keeps its covariance factor while its statistics do not change."""
     x, y = feature_sets(600, 20, seed=11)
-    metric = FrechetDistance(20)
+    fid = FID(protocol_for("fid", dim=20))
+    real, fake = fid.new_state(), fid.new_state()
     for start in range(0, 600, 128):
-        metric.update(x[start:start + 128], real=True)
-        metric.update(torch.from_numpy(y[start:start + 128]), real=False)
+        real.update(x[start:start + 128])
+        fake.update(torch.from_numpy(y[start:start + 128]))
     expected = frechet_distance(*gaussian_stats(x), *gaussian_stats(y))
-    assert metric.compute() == pytest.approx(expected, rel=1e-10)
-    metric.reset()  # keeps the real statistics
-    metric.update(x[:300], real=False)
-    assert metric.compute() == pytest.approx(frechet_distance(*gaussian_stats(x), *gaussian_stats(x[:300])), rel=1e-10)
-    stylegan = FrechetDistance(divisor="N", reference=FeatureStats().update(x))
-    stylegan.update(y, real=False)
+    assert fid.compute(real, fake)["value"] == pytest.approx(expected, rel=1e-10)
+    root = real.root()
+    other = fid.new_state().update(x[:300])  # another generated set against the same reference
+    assert fid.compute(real, other)["value"] == pytest.approx(
+        frechet_distance(*gaussian_stats(x), *gaussian_stats(x[:300])), rel=1e-10)
+    assert real.root() is root
+    real.update(y[:5])
+    assert real.root() is not root  # new statistics, new factor
+    fvd = FVD(protocol_for("fvd", dim=20))  # StyleGAN-V's divisor N, reference restored from a cache entry
+    reference = fvd.new_state().update(x)
+    reference = fvd.restore_state(reference.to_arrays(), reference.videos)
     s1, s2 = np.cov(x, rowvar=False, bias=True), np.cov(y, rowvar=False, bias=True)
-    assert stylegan.compute() == pytest.approx(sqrtm_formula(x.mean(0), s1, y.mean(0), s2), rel=1e-9)
+    assert fvd.compute(reference, fvd.new_state().update(y))["value"] == pytest.approx(
+        sqrtm_formula(x.mean(0), s1, y.mean(0), s2), rel=1e-9)
+
+
+def test_merged_states_equal_the_whole_set(tmp_path):
+    """Shards merged (statistics, video counts, rows) score exactly as the whole set scored at once."""
+    x, y = feature_sets(90, 6, seed=4)
+    fid = FID(protocol_for("fid", dim=6))
+    positions = np.repeat(np.arange(30), 3)  # 30 videos of 3 frames
+    whole = fid.new_state(rows_path=tmp_path / "whole.f16").update(x, positions)
+    merged = fid.new_state(rows_path=tmp_path / "merged.f16")
+    for a, b in [(0, 30), (30, 33), (33, 90)]:  # shards of whole videos, as processes see them
+        shard = fid.new_state(rows_path=tmp_path / f"shard{a}.f16").update(x[a:b], positions[a:b])
+        merged.merge(shard)
+    assert merged.stats.count == 90 and merged.videos == whole.videos == 30
+    fake = fid.new_state(rows_path=tmp_path / "fake.f16").update(y, positions)
+    one, two = fid.compute(whole, fake, n_boot=20, seed=1), fid.compute(merged, fake, n_boot=20, seed=1)
+    assert two["value"] == pytest.approx(one["value"], rel=1e-12)
+    assert (two["ci"]["low"], two["ci"]["high"]) == pytest.approx((one["ci"]["low"], one["ci"]["high"]), rel=1e-9)
+    with pytest.raises(ValueError, match="without rows"):
+        merged.merge(fid.new_state().update(y))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.metrics import kid, kid_per_subset, kid_subset_indices
+from benchmarks.metrics.mmd import kid, kid_per_subset, kid_subset_indices
 
 
 def feature_sets(n_real, n_fake, d, seed, offset=0.0):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.metrics import FeatureStats, frechet_distance
+from benchmarks.metrics.frechet import frechet_distance
+from benchmarks.metrics.stats import FeatureStats
 
 
 def features(n, d, seed, mean=0.0, std=1.0):

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.protocols import (PROTOCOLS, FIDProtocol, FVDProtocol, ShortVideoError, describe, get_protocol,
-                                  protocol_for, real_clip_offset, tf1_resize_bilinear)
+from benchmarks.metrics import get_protocol, protocol_for, protocol_names
+from benchmarks.metrics.base import ShortVideoError, describe
+from benchmarks.metrics.fid import FIDProtocol
+from benchmarks.metrics.fvd import FVDProtocol, real_clip_offset, tf1_resize_bilinear
 
 
 def test_registry_names_and_did_you_mean():
-    assert set(PROTOCOLS) == {"fid/pytorch-fid", "fvd/stylegan-v", "fvd/tf", "clipscore/open_clip", "kid"}
+    assert set(protocol_names()) == {"fid/pytorch-fid", "fvd/stylegan-v", "fvd/tf", "clipscore/open_clip", "kid"}
     with pytest.raises(KeyError, match="Did you mean 'fvd/stylegan-v'"):
         get_protocol("fvd/stylegan")
     with pytest.raises(KeyError, match="Did you mean 'clipscore'"):
@@ -29,7 +31,7 @@ def test_registry_names_and_did_you_mean():
 
 
 def test_every_field_is_recorded_and_versioned():
-    for protocol in PROTOCOLS.values():
+    for protocol in map(get_protocol, protocol_names()):
         record = describe(protocol)
         assert record == dataclasses.asdict(protocol) and json.loads(json.dumps(record)) == record
         assert record["name"] == protocol.name and record["version"] and record["metric"] in protocol.name

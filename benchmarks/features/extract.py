@@ -1,18 +1,19 @@
-"""The data path's back half: batched detector calls, features folded into statistics as they come,
-per-row vectors spilled to a float16 memory-mapped file only where a metric needs them, and the
-reduction across torch.distributed processes.
+"""The data path's back half: batched detector calls through each view's consumer, per-row vectors spilled to a
+float16 memory-mapped file (:class:`RowStore`) where a metric needs them, and the reduction across
+torch.distributed processes.
 
 One :func:`extract` call scores one set (real or fake) for several protocols ("views") in one pass over
-its videos. Each view has a consumer: :class:`FrechetFeatures` (FID/FVD: :class:`FeatureStats`, optional
-:class:`RowStore`) or a CLIPScore accumulator (``benchmarks.clipscore``). Under ``torchrun`` /
-``accelerate launch`` each process reads its shard (strided by index), then :meth:`reduce` all-reduces the
-statistics and gathers rows, per-video scores and failures, ordered by the videos' positions in the set.
+its videos. Each view has a consumer (``consume(positions, batch)``, ``reduce()``) that feeds the batches to a
+metric's state (:mod:`benchmarks.metrics`). Under ``torchrun`` / ``accelerate launch`` each process reads its
+shard (strided by index), then ``reduce`` all-reduces the statistics and gathers rows, per-video scores and
+failures, ordered by the videos' positions in the set.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Mapping, Protocol as TypingProtocol
+from typing import Any, Mapping
+from typing import Protocol as TypingProtocol
 
 import numpy as np
 import torch
@@ -20,9 +21,8 @@ from tqdm.auto import tqdm
 
 from benchmarks.features.loader import ALL, VideoViews, make_loader, shard_positions
 from ophora.data.sets import VideoSet
-from benchmarks.metrics import FeatureStats
 
-__all__ = ["FailedVideoError", "RowStore", "FrechetFeatures", "extract", "gather_objects", "dist_info"]
+__all__ = ["FailedVideoError", "RowStore", "extract", "gather_objects", "dist_info"]
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -90,45 +90,6 @@ class RowStore:
 class Consumer(TypingProtocol):
     def consume(self, positions: list[int], batch: torch.Tensor) -> None: ...
     def reduce(self) -> None: ...
-
-
-class FrechetFeatures:
-    """FID/FVD features of one set: float64 :class:`FeatureStats` and, with ``rows_path``, a :class:`RowStore`.
-
-    ``videos`` counts the videos that contributed (for FID each contributes k rows).
-    """
-
-    def __init__(self, protocol: Any, detector: Any, rows_path: str | Path | None = None):
-        self.protocol, self.detector = protocol, detector
-        self.stats = FeatureStats(protocol.dim)
-        self.rows = RowStore(rows_path, protocol.dim) if rows_path is not None else None
-        self.videos = 0
-
-    def consume(self, positions: list[int], batch: torch.Tensor) -> None:
-        """Run the detector on one stacked group (the protocol's input for ``len(positions)`` videos)."""
-        features = self.protocol.detector_features(self.detector, batch)  # float32 [n * rows_per_video, d]
-        self.stats.update(features)
-        if self.rows is not None:
-            self.rows.append(features, np.repeat(positions, self.protocol.rows_per_video(batch)))
-        self.videos += len(positions)
-
-    def reduce(self) -> None:
-        """Sum statistics and video counts over processes; gather rows (sorted by video position) on rank 0."""
-        rank, world = dist_info()
-        if world == 1:
-            return
-        self.stats.all_reduce()
-        local = self.rows.arrays() if self.rows is not None else None
-        parts = gather_objects((self.videos, None if local is None else (np.asarray(local[0]), local[1])))
-        self.videos = sum(part[0] for part in parts)
-        if self.rows is not None and rank != 0:
-            self.rows = None  # only rank 0 computes intervals and KID
-        elif self.rows is not None:
-            rows = np.concatenate([part[1][0] for part in parts])
-            positions = np.concatenate([part[1][1] for part in parts])
-            order = np.argsort(positions, kind="stable")
-            merged = self.rows.path.with_name(self.rows.path.stem + "-all.f16")
-            self.rows = RowStore.from_arrays(merged, rows[order], positions[order])
 
 
 def _failures(video_set: VideoSet, role: str, position: int, errors: Mapping[str, str],

@@ -1,16 +1,90 @@
-"""Metrics of generated video sets: Fréchet distance (FID/FVD), KID, and bootstrap intervals.
+"""The metrics of generated video sets, one class each, and the registry that finds them by name.
 
-Each metric is mergeable sufficient statistics (:class:`FeatureStats`) plus pure functions
-(:func:`frechet_distance`, :func:`kid`), with a thin stateful class where useful (:class:`FrechetDistance`).
-Feature extractors (Inception, I3D, CLIP) and protocols live elsewhere; everything here takes feature
-matrices [N, d] or their statistics, as numpy arrays or torch tensors, and computes in float64.
+Each metric (:class:`benchmarks.metrics.base.Metric`) holds its protocols, its state of one video set
+(mergeable float64 sufficient statistics or per-video scores), compute (value and bootstrap interval over
+videos), direction, display name and result fields. ``python -m benchmarks.evaluate`` and the tables ask the
+registry: adding a metric is one module and one :func:`register` line below.
+
+Shared maths: :mod:`stats` (:class:`FeatureStats`), :mod:`frechet` (the Fréchet formula, matrix roots),
+:mod:`fd` (the Fréchet metrics' state, point and interval), :mod:`mmd` (KID's estimator), :mod:`bootstrap`
+(interval rules, video-grouped resampling). Everything there computes in float64 on numpy arrays or torch
+tensors.
 """
-from benchmarks.metrics.bootstrap import bootstrap_frechet, bootstrap_mean, interval
-from benchmarks.metrics.frechet import (FrechetDistance, MatrixRoot, RankDeficientWarning, frechet_distance,
-                                        matrix_root, matrix_sqrt_psd, trace_sqrt_product)
-from benchmarks.metrics.kid import kid, kid_per_subset, kid_subset_indices
-from benchmarks.metrics.stats import FeatureStats
+from __future__ import annotations
 
-__all__ = ["FeatureStats", "FrechetDistance", "MatrixRoot", "RankDeficientWarning", "bootstrap_frechet",
-           "bootstrap_mean", "frechet_distance", "interval", "kid", "kid_per_subset", "kid_subset_indices",
-           "matrix_root", "matrix_sqrt_psd", "trace_sqrt_product"]
+from typing import Any
+
+from benchmarks.metrics.base import Metric
+from benchmarks.metrics.clipscore import CLIPScore
+from benchmarks.metrics.fid import FID
+from benchmarks.metrics.fvd import FVD
+from benchmarks.metrics.kid import KID
+from ophora.registry import lookup
+
+__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "register", "unregister", "get", "names", "get_protocol",
+           "protocol_names", "protocol_for", "build"]
+
+_REGISTRY: dict[str, type[Metric]] = {}
+
+
+def register(cls: type[Metric]) -> type[Metric]:
+    """Make ``cls`` available under ``cls.name`` (usable as a class decorator); a taken name raises."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"metric {cls.name!r} is already registered ({_REGISTRY[cls.name].__qualname__})")
+    taken = {p.name for other in _REGISTRY.values() if other is not cls for p in other.protocols}
+    clash = sorted(taken & {p.name for p in cls.protocols})
+    if clash:
+        raise ValueError(f"metric {cls.name!r}: protocol name(s) {clash} belong to another metric")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def unregister(name: str) -> None:
+    """Remove the metric ``name`` (tests that register a toy metric)."""
+    lookup(_REGISTRY, name, "metric")
+    del _REGISTRY[name]
+
+
+def get(name: str) -> type[Metric]:
+    """The metric class registered as ``name``; unknown names raise KeyError with close matches."""
+    return lookup(_REGISTRY, name, "metric")
+
+
+def names() -> tuple[str, ...]:
+    """Registered metric names, in registration order (the order of result files and table columns)."""
+    return tuple(_REGISTRY)
+
+
+def _protocols() -> dict[str, Any]:
+    return {p.name: p for cls in _REGISTRY.values() for p in cls.protocols}
+
+
+def get_protocol(name: str) -> Any:
+    """The registered protocol ``name`` (of any metric); unknown names raise KeyError with close matches."""
+    return lookup(_protocols(), name, "protocol")
+
+
+def protocol_names() -> tuple[str, ...]:
+    return tuple(_protocols())
+
+
+def protocol_for(metric: str, name: str | None = None, **changes: Any) -> Any:
+    """The protocol of ``metric`` (its default, or ``name``), with fields replaced by ``changes``.
+
+    e.g. ``frames_per_video=4`` for FID, or ``frames="all", frames_per_video=None``. Unknown fields raise.
+    """
+    cls = get(metric)
+    return cls.with_changes(cls.protocols[0] if name is None else get_protocol(name), **changes)
+
+
+def build(metric: str, cfg: Any, protocol: str | None = None) -> Metric:
+    """The metric ``metric`` under protocol ``protocol`` (default: its first) with the fields that the
+    evaluation options ``cfg`` set (``Metric.options``)."""
+    cls = get(metric)
+    return cls(protocol_for(metric, protocol, **cls.options(cfg)))
+
+
+register(FID)
+register(FVD)
+register(CLIPScore)
+register(KID)

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg import blas, lapack
 
-__all__ = ["FrechetDistance", "MatrixRoot", "RankDeficientWarning", "frechet_distance", "matrix_root",
+__all__ = ["MatrixRoot", "RankDeficientWarning", "frechet_distance", "frechet_distance_from_factors", "matrix_root",
            "matrix_sqrt_psd", "trace_sqrt_product"]
 
 _EPS = np.finfo(np.float64).eps
@@ -220,6 +220,22 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, root1: Mat
     return float(diff @ diff + trace1 + trace2 - 2.0 * tr_sqrt)
 
 
+def frechet_distance_from_factors(mu1: np.ndarray, a1: np.ndarray, mu2: np.ndarray, a2: np.ndarray) -> float:
+    """FD between N(mu1, A1^T A1) and N(mu2, A2^T A2); mu: [d], A: [m, d] (e.g. weighted centred rows).
+
+    With fewer rows than dimensions it is computed in sample space: tr((S1 S2)^(1/2)) is the nuclear norm of
+    A1 A2^T, an [m1, m2] SVD instead of a d x d eigenvalue problem; otherwise through :func:`frechet_distance`
+    (no rank warnings: bootstrap loops).
+    """
+    diff = mu1 - mu2
+    d = a1.shape[1]
+    if max(len(a1), len(a2)) < d:
+        nuclear = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum()
+        return float(diff @ diff + np.einsum("ij,ij->", a1, a1) + np.einsum("ij,ij->", a2, a2) - 2 * nuclear)
+    s1, s2 = a1.T @ a1, a2.T @ a2
+    return frechet_distance(mu1, (s1 + s1.T) / 2, mu2, (s2 + s2.T) / 2, warn_rank=False)
+
+
 def _rank_sigma2(root: MatrixRoot, sigma2: np.ndarray, evals: np.ndarray) -> int:
     """Numerical rank of sigma2, by the same rule as sigma1's (Cholesky pivots, then eigenvalues).
 
@@ -234,41 +250,3 @@ def _rank_sigma2(root: MatrixRoot, sigma2: np.ndarray, evals: np.ndarray) -> int
         return d
     ev2 = scipy.linalg.eigh(sigma2, eigvals_only=True, driver="evr", check_finite=False)
     return int((ev2 > _rank_tol(ev2[-1], d)).sum())
-
-
-class FrechetDistance:
-    """Thin stateful FD metric (torchmetrics style): two :class:`FeatureStats` and :func:`frechet_distance`.
-
-    ``update(features, real=...)`` adds features [n, d]; ``compute()`` returns the distance. ``reference``
-    may be cached real statistics (kept by ``reset()``); the factor of the real covariance is cached until
-    the real statistics change, so scoring several fake sets against one reference costs one eigh each.
-    """
-
-    higher_is_better = False
-
-    def __init__(self, dim: int | None = None, *, divisor: str = "N-1", reference: Any = None) -> None:
-        from benchmarks.metrics.stats import FeatureStats
-
-        if divisor not in ("N", "N-1"):
-            raise ValueError(f"divisor must be 'N' (StyleGAN-V) or 'N-1' (pytorch-fid, TF FVD); got {divisor!r}")
-        self.divisor = divisor
-        self.real = reference.copy() if reference is not None else FeatureStats(dim)
-        self.fake = FeatureStats(dim)
-        self._root: tuple[tuple[int, int], MatrixRoot] | None = None
-
-    def update(self, features: Any, *, real: bool) -> None:
-        (self.real if real else self.fake).update(features)
-
-    def compute(self) -> float:
-        mu1, sigma1 = self.real.mean(), self.real.cov(self.divisor)
-        key = (id(self.real), self.real.count)
-        if self._root is None or self._root[0] != key:
-            self._root = (key, matrix_root(sigma1, name="real covariance"))
-        return frechet_distance(mu1, sigma1, self.fake.mean(), self.fake.cov(self.divisor), root1=self._root[1])
-
-    def reset(self, *, keep_real: bool = True) -> None:
-        from benchmarks.metrics.stats import FeatureStats
-
-        self.fake = FeatureStats(self.fake.dim)
-        if not keep_real:
-            self.real, self._root = FeatureStats(self.real.dim), None

@@ -132,13 +132,14 @@ def _notes(config: Table1Config, payload: dict[str, Any]) -> list[str]:
 
 
 def _write_outputs(config, output: Path, payload, results, sets, prompts) -> None:
-    from ophora.data.sets import load_video_set
+    from benchmarks import metrics as registry
     from benchmarks.table1 import render
+    from ophora.data.sets import load_video_set
     from ophora.results import write_json
     from ophora.weights import cache_dir
 
     output.mkdir(parents=True, exist_ok=True)
-    metrics = [m for m in render.METRICS if m in config.metrics.metrics]
+    metrics = [m for m in registry.names() if m in config.metrics.metrics]
     table = render.table_rows(payload["rows"], metrics)
     notes = _notes(config, payload)
     render.write_markdown(output / "table.md", table, metrics, notes)

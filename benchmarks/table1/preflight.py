@@ -5,12 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import metrics as registry
 from benchmarks.table1.config import Table1Config
 
 __all__ = ["Missing", "preflight", "format_missing"]
-
-# metric -> weights registry entry of its detector
-DETECTOR_WEIGHTS = {"fid": "pytorch-fid-inception", "fvd": "stylegan-v-i3d", "clipscore": "open_clip:ViT-L-14/openai"}
 
 _DATA_HOW = {
     "ophora_160k": "download the Hugging Face dataset General-Medical-AI/Ophora-160K (instructions CSV + clips/), "
@@ -103,10 +101,10 @@ def _detectors(config: Table1Config) -> list[Missing]:
     if m.weights == "random-init":
         return []
     missing = []
-    for metric in m.metrics:
-        if metric == "fvd" and m.tiny_i3d:
+    for metric in dict.fromkeys(registry.get(name).features_from or name for name in m.metrics):
+        name = registry.build(metric, m).detector_weights(m)
+        if name is None:
             continue
-        name = DETECTOR_WEIGHTS[metric] if metric != "clipscore" else f"open_clip:{m.clip_model}/openai"
         try:
             weights.resolve(name)
         except KeyError:

@@ -12,14 +12,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from benchmarks import metrics as registry
 from ophora.data.atomic import atomic_path, atomic_write_text
 from ophora.tables import ARROWS, Column, Table, csv_text, latex, markdown
 
-__all__ = ["METRICS", "table_rows", "table", "write_markdown", "write_csv", "write_latex", "frame_grid",
-           "metric_chart"]
-
-# metric -> (column title, lower is better)
-METRICS = {"fid": ("FID", True), "fvd": ("FVD", True), "clipscore": ("CLIPScore", False)}
+__all__ = ["table_rows", "table", "write_markdown", "write_csv", "write_latex", "frame_grid", "metric_chart"]
 
 
 def table_rows(results: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[dict[str, Any]]:
@@ -40,21 +37,21 @@ def table_rows(results: Sequence[dict[str, Any]], metrics: Sequence[str]) -> lis
 
 
 def _direction(metric: str) -> str:
-    return "lower" if METRICS[metric][1] else "higher"
+    return "higher" if registry.get(metric).higher_is_better else "lower"
 
 
 def _header(metric: str) -> str:
-    return f"{METRICS[metric][0]} {ARROWS[_direction(metric)][0]}"
+    return f"{registry.get(metric).display_name} {ARROWS[_direction(metric)][0]}"
 
 
 def table(rows: list[dict[str, Any]], metrics: Sequence[str], notes: Sequence[str] = (), caption: str = "") -> Table:
     """The table of :func:`table_rows` records: model, one column per metric (value, interval, best in bold),
     and the paper's numbers per metric when any row has them."""
     columns = [Column("model", "model", tex="Model", align="l")]
-    columns += [Column(m, METRICS[m][0], number=True, interval=(f"{m}_low", f"{m}_high"), better=_direction(m))
-                for m in metrics]
+    columns += [Column(m, registry.get(m).display_name, number=True, interval=(f"{m}_low", f"{m}_high"),
+                       better=_direction(m)) for m in metrics]
     if any(r[f"{m}_published"] is not None for r in rows for m in metrics):
-        columns += [Column(f"{m}_published", f"{METRICS[m][0]} (paper)") for m in metrics]
+        columns += [Column(f"{m}_published", f"{registry.get(m).display_name} (paper)") for m in metrics]
     return Table(tuple(columns), tuple(rows), caption=caption, notes=tuple(notes))
 
 

@@ -44,7 +44,7 @@ import torch
 
 from benchmarks.detectors.i3d import DETECTOR_KWARGS, load_i3d
 from benchmarks.evaluate import EvalConfig, evaluate
-from benchmarks.metrics import frechet_distance
+from benchmarks.metrics.frechet import frechet_distance
 from ophora.data.video import read_video, write_video
 from ophora.results import write_json
 from ophora.sim.patient import sample_patient

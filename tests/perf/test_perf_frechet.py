@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from benchmarks.metrics import frechet_distance, matrix_root
+from benchmarks.metrics.frechet import frechet_distance, matrix_root
 
 DIMS = [400, 2048]
 N_FEATURES = 4000

@@ -1,0 +1,91 @@
+"""FID: the Fréchet distance between Inception features of real and generated frames.
+
+``fid/pytorch-fid``: pytorch-fid's FID Inception (2048-d pool3) on frames in [0, 1], bilinear 299
+(align_corners=False) and 2x-1 as its module does; k uniformly spaced frames or all frames per video, every
+frame one sample; covariance divisor N-1 (numpy.cov).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.metrics.base import ShortVideoError
+from benchmarks.metrics.fd import FrechetMetric
+from ophora.data.video import AllFrames, Uniform
+
+__all__ = ["FIDProtocol", "FID"]
+
+
+@dataclass(frozen=True)
+class FIDProtocol:
+    """FID with pytorch-fid's Inception; every selected frame of every video is one sample."""
+
+    name: str = "fid/pytorch-fid"
+    version: str = "1"
+    metric: str = "fid"
+    detector: str = "pytorch-fid-inception: pytorch_fid.inception.InceptionV3 (FID weights, pool3 block)"
+    input: str = "float32 [N, 3, H, W] in [0, 1] (uint8 / 255)"
+    resize: str = "bilinear to 299x299, align_corners=False (pytorch-fid's call; run in the DataLoader " \
+                  "workers, so the module's own resize is the identity)"
+    normalise: str = "2x - 1 (inside pytorch-fid's module)"
+    features: str = "pool3 average, 2048-d"
+    dim: int = 2048
+    frames: str = "uniform"  # "uniform": frames_per_video uniformly spaced (first to last); "all"
+    frames_per_video: int | None = 8
+    samples: str = "frames"
+    divisor: str = "N-1"
+
+    def __post_init__(self) -> None:
+        if self.frames not in ("uniform", "all"):
+            raise ValueError(f"{self.name}: frames must be 'uniform' or 'all', got {self.frames!r}")
+        if self.frames == "uniform" and (self.frames_per_video is None or self.frames_per_video < 1):
+            raise ValueError(f"{self.name}: frames_per_video must be at least 1, got {self.frames_per_video}")
+
+    def frame_indices(self, num_frames: int, role: str, seed: int, key: str) -> np.ndarray:
+        """Frames read from a video of ``num_frames`` frames (same rule for real and generated videos)."""
+        if num_frames < 1:
+            raise ShortVideoError("has no frames")
+        selection = AllFrames() if self.frames == "all" else Uniform(int(self.frames_per_video))
+        return selection.indices(num_frames, 1.0)
+
+    def prepare(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [k, H, W, 3] -> float32 [k, 3, 299, 299] in [0, 1] (worker side)."""
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
+        return F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+
+    def detector_features(self, detector: Any, batch: torch.Tensor) -> torch.Tensor:
+        """[B, k, 3, 299, 299] -> pool3 features float32 [B * k, 2048] (video-major)."""
+        from benchmarks.detectors.inception import fid_features  # pytorch-fid: imported when scoring
+
+        flat = batch.reshape(-1, *batch.shape[2:])
+        return fid_features(flat, detector, batch_size=max(len(flat), 1))
+
+    def rows_per_video(self, batch: torch.Tensor) -> int:
+        return int(batch.shape[1])
+
+
+class FID(FrechetMetric):
+    """Fréchet Inception Distance over the frames of the videos (lower is better)."""
+
+    name = "fid"
+    display_name = "FID"
+    protocols = (FIDProtocol(),)
+
+    @classmethod
+    def options(cls, cfg: Any) -> dict[str, Any]:
+        """``cfg.fid_frames``: frames per video (an int) or ``"all"``; None keeps the protocol's."""
+        if cfg.fid_frames == "all":
+            return {"frames": "all", "frames_per_video": None}
+        return {} if cfg.fid_frames is None else {"frames": "uniform", "frames_per_video": int(cfg.fid_frames)}
+
+    def detector_weights(self, cfg: Any) -> str | None:
+        return "pytorch-fid-inception"
+
+    def load_detector(self, weights: str, cfg: Any) -> tuple[Any, Any]:
+        from benchmarks.detectors.inception import load_fid_inception
+
+        return load_fid_inception(weights, cfg.detector_seed)
