@@ -70,10 +70,9 @@ class Brightness(Metric):
 
 
 @pytest.fixture
-def brightness():
-    metrics.register(Brightness)
-    yield Brightness
-    metrics.unregister("brightness")
+def brightness(monkeypatch):
+    monkeypatch.setattr(metrics, "_REGISTRY", dict(metrics._REGISTRY))  # the registration ends with the test
+    return metrics.register(Brightness)
 
 
 def test_a_registered_metric_is_scored_by_the_harness(tmp_path, brightness, capsys):

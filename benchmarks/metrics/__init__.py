@@ -21,7 +21,7 @@ from benchmarks.metrics.fvd import FVD
 from benchmarks.metrics.kid import KID
 from ophora.registry import lookup
 
-__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "register", "unregister", "get", "names", "get_protocol",
+__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "register", "get", "names", "get_protocol",
            "protocol_names", "protocol_for", "build"]
 
 _REGISTRY: dict[str, type[Metric]] = {}
@@ -37,12 +37,6 @@ def register(cls: type[Metric]) -> type[Metric]:
         raise ValueError(f"metric {cls.name!r}: protocol name(s) {clash} belong to another metric")
     _REGISTRY[cls.name] = cls
     return cls
-
-
-def unregister(name: str) -> None:
-    """Remove the metric ``name`` (tests that register a toy metric)."""
-    lookup(_REGISTRY, name, "metric")
-    del _REGISTRY[name]
 
 
 def get(name: str) -> type[Metric]:
