@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ophora.data.atomic import atomic_path
+from ophora.data.external import parse_spec
 from ophora.data.manifests import (
     MANIFEST_NAME,
     GeneratedVideo,
@@ -52,7 +53,6 @@ from ophora.generation.prompts import Prompt, PromptFileError, read_prompts
 from ophora.registry import did_you_mean, lookup
 from ophora.results import write_json
 from ophora.seeding import rng
-from ophora.data.external import parse_spec
 
 __all__ = ["TASKS", "UNLABELLED", "RECORD_NAME", "DEFAULT_TEMPLATES", "ClassPrompt", "label_column",
            "class_prompts", "read_class_names", "ophsim_class_prompts", "ophsim_parents", "phase_of_operations",

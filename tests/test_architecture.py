@@ -68,41 +68,22 @@ def _floor(module: str) -> str:
     return "table1" if module.startswith("benchmarks.table1") else module.split(".")[0]
 
 
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every module that ``start`` imports, directly or through others."""
+    seen, todo = set(), list(graph[start])
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(graph.get(module, ()))
+    return seen
+
+
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan, iterative)."""
-    index, low, stack, on_stack, out, counter = {}, {}, [], set(), [], [0]
-
-    def visit(root: str) -> None:
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = counter[0]; counter[0] += 1
-        stack.append(root); on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = counter[0]; counter[0] += 1
-                    stack.append(child); on_stack.add(child)
-                    work.append((child, iter(sorted(graph[child]))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop(); on_stack.discard(member); component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1:
-                    out.append(sorted(component))
-
-    for module in sorted(graph):
-        if module not in index:
-            visit(module)
-    return out
+    """The import circles: groups of modules that reach each other (strongly connected), sorted."""
+    reach = {module: _reachable(graph, module) for module in graph}
+    circles = {tuple(sorted({m} | {n for n in reach[m] if m in reach[n]})) for m in graph if m in reach[m]}
+    return sorted(list(c) for c in circles)
 
 
 def test_the_checker_sees_a_circle_and_a_wrong_way_arrow():

@@ -13,15 +13,16 @@ import pytest
 from PIL import Image
 
 from baselines.external import main as check_main
-from ophora.data.external import ExternalVideos, ExternalVideosError, parse_spec
-from ophora.data.sets import external_set
 from benchmarks.detectors.clip import TINY_MODEL
-from benchmarks.evaluate import EvalConfig, evaluate, main as evaluate_main
-from ophora.data.sets import load_video_set
-from eval_sets import PROMPTS, clip_frames, make_folder
+from benchmarks.evaluate import EvalConfig, evaluate
+from benchmarks.evaluate import main as evaluate_main
 from ophora.data import frame_folders
+from ophora.data.external import ExternalVideos, ExternalVideosError, parse_spec
 from ophora.data.manifests import ManifestError
+from ophora.data.sets import external_set, load_video_set
 from ophora.data.video import Consecutive, Uniform, VideoDecodeError, iter_frames, probe, read_video, write_video
+
+from eval_sets import PROMPTS, clip_frames, make_folder
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

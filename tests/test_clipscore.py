@@ -10,8 +10,9 @@ from PIL import Image
 
 from benchmarks.detectors.clip import TINY_MODEL, load_clip
 from benchmarks.evaluate import EvalConfig, evaluate
-from eval_sets import make_folder, make_generated
 from ophora.data.video import Uniform, read_video
+
+from eval_sets import make_folder, make_generated
 
 LONG_PROMPT = "the surgeon slowly rotates the nucleus with a chopper while the assistant irrigates " * 6
 

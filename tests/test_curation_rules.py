@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from ophora.curation.rewrite import RewriteStage, make_rewriter
 from ophora.curation.config import RewriteConfig
+from ophora.curation.rewrite import RewriteStage, make_rewriter
 from ophora.curation.rewrite.rules import RulesRewriter
 from ophora.curation.rewrite.tokens import estimate_t5_tokens, fit_sentences
 from ophora.curation.stage import ClipItem

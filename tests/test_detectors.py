@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ophora import weights as W
 from benchmarks.detectors import seeded_state_dict, state_dict_sha256
 from benchmarks.detectors.clip import TINY_MODEL, load_clip
 from benchmarks.detectors.i3d import export_random_i3d, i3d_features, load_i3d
 from benchmarks.detectors.inception import fid_features, fid_template_state_dict, load_fid_inception
+from ophora import weights as W
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from downstream.models import (
+    KINETICS_WEIGHTS,
+    ClassifierSpec,
+    SlowFastClassifier,
+    build_classifier,
+    count_parameters,
+    load_backbone,
+)
 from ophora import weights as weights_registry
-from downstream.models import (KINETICS_WEIGHTS, ClassifierSpec, SlowFastClassifier, build_classifier,
-                               count_parameters, load_backbone)
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

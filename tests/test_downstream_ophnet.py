@@ -9,8 +9,18 @@ import pandas as pd
 import pytest
 import torch
 
-from downstream.ophnet import (ClipDataset, ClipSampling, ClipSource, StridedWindow, crop_offsets, describe_problems,
-                               load_clips, num_classes_of, scan_clips, spatial_crops)
+from downstream.ophnet import (
+    ClipDataset,
+    ClipSampling,
+    ClipSource,
+    StridedWindow,
+    crop_offsets,
+    describe_problems,
+    load_clips,
+    num_classes_of,
+    scan_clips,
+    spatial_crops,
+)
 from ophora.data.manifests import bundled_ophnet_csv, split_counts
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -9,6 +9,7 @@ import pytest
 from benchmarks.detectors.clip import TINY_MODEL
 from benchmarks.evaluate import EvalConfig, evaluate, main
 from benchmarks.features import FailedVideoError
+
 from eval_sets import make_folder, make_generated, write_manifest
 
 

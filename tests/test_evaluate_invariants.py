@@ -7,8 +7,9 @@ import pytest
 
 from benchmarks.detectors.clip import TINY_MODEL
 from benchmarks.evaluate import EvalConfig, evaluate
-from eval_sets import PROMPTS, make_folder
 from ophora.data.manifests import InstructionClip, write_instruction_set
+
+from eval_sets import PROMPTS, make_folder
 
 
 @pytest.fixture(autouse=True)

@@ -19,8 +19,9 @@ from pytorch_fid.fid_score import calculate_frechet_distance
 from benchmarks.detectors import seeded_state_dict
 from benchmarks.detectors.inception import fid_template_state_dict
 from benchmarks.evaluate import EvalConfig, evaluate
-from eval_sets import make_folder, make_generated
 from ophora.data.video import Uniform, read_video
+
+from eval_sets import make_folder, make_generated
 
 
 @pytest.fixture(autouse=True)

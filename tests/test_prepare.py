@@ -14,7 +14,6 @@ from ophora.sim.world import WorldConfig, build_world
 from ophora.training.data import BatchPlan, PreparedDataError, PreparedSet
 from ophora.training.prepare import choose_bucket, encode_clip, load_clip, prepare
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

@@ -6,8 +6,7 @@ from scenedetect import ContentDetector, detect
 
 from ophora.data.video import write_video
 from ophora.seeding import rng
-from ophora.sim.defects import (DEFECT_KINDS, PlantedDefect, choose_defects, defect_flags, plant_defect,
-                                plant_defects)
+from ophora.sim.defects import DEFECT_KINDS, PlantedDefect, choose_defects, defect_flags, plant_defect, plant_defects
 
 T, SIZE, FPS = 32, 128, 8.0
 

@@ -6,7 +6,6 @@ import torch
 
 from ophora.training.objective import diffusion_loss, latents_from_moments, sample_timesteps
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

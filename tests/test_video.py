@@ -8,10 +8,20 @@ import av
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ophora.data.video import (
-    AllFrames, Consecutive, Resample, Strided, Uniform, VideoDecodeError, VideoWriter, probe, read_video, write_video,
+    AllFrames,
+    Consecutive,
+    Resample,
+    Strided,
+    Uniform,
+    VideoDecodeError,
+    VideoWriter,
+    probe,
+    read_video,
+    write_video,
 )
 
 

@@ -88,8 +88,8 @@ class Table1Run:
         self.timings: dict[str, float] = {}
         self.cache_hits: dict[str, bool] = {}
         self.data_records: dict[str, Any] = {}
-        from accelerate import PartialState
         import torch
+        from accelerate import PartialState
 
         self.state = PartialState(cpu=not torch.cuda.is_available())
         self.is_main, self.barrier = self.state.is_main_process, self.state.wait_for_everyone

@@ -15,7 +15,6 @@ image, a paused recording). Both have abnormal temporal dynamics for a generatio
 from __future__ import annotations
 
 import os
-
 from typing import Iterable
 
 import cv2

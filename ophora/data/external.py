@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import parse_qsl, urlencode
 
-from ophora.data import frame_folders, video as ophora_video
+from ophora.data import frame_folders
+from ophora.data import video as ophora_video
 from ophora.data.frame_folders import IMAGE_SUFFIXES, natural_key
 from ophora.data.frames import VideoDecodeError
 from ophora.data.manifests import ManifestError, read_csv_table

@@ -10,9 +10,7 @@ frame shown at ``i / fps`` seconds after the stream starts.
 """
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -23,8 +21,18 @@ import numpy as np
 
 from ophora.data import frame_folders
 from ophora.data.atomic import atomic_path
-from ophora.data.frames import (SHRINK_FILTERS, AllFrames, Consecutive, FrameSelection, Resample, Strided, Uniform,
-                                VideoDecodeError, VideoInfo, window_frames)
+from ophora.data.frames import (
+    SHRINK_FILTERS,
+    AllFrames,
+    Consecutive,
+    FrameSelection,
+    Resample,
+    Strided,
+    Uniform,
+    VideoDecodeError,
+    VideoInfo,
+    window_frames,
+)
 
 __all__ = [
     "VideoDecodeError", "VideoInfo", "FrameSelection", "AllFrames", "Consecutive", "Strided", "Uniform", "Resample",

@@ -23,7 +23,6 @@ from ophora.sim.patient import Patient
 from ophora.sim.phases import Phase, phases
 from ophora.sim.state import EyeState, eye_state
 
-
 _FRAGMENT_RGB = (205, 180, 120)  # emulsified nucleus fragments
 
 

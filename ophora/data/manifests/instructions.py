@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Iterable
 
 from ophora.data.manifests._common import (
+    CsvTable,
     ManifestError,
     PathLike,
     _absolute,
     _check_unique,
-    CsvTable,
-    read_csv_table,
     _write_csv,
+    read_csv_table,
 )
 
 __all__ = ["INSTRUCTION_COLUMNS", "InstructionClip", "read_instruction_set", "write_instruction_set"]

@@ -15,14 +15,14 @@ import pandas as pd
 
 from ophora.data.bundled import package_file
 from ophora.data.manifests._common import (
+    CsvTable,
     ManifestError,
     PathLike,
     _absolute,
-    CsvTable,
     _escape_problem,
     _parse_seconds,
-    read_csv_table,
     _write_csv,
+    read_csv_table,
 )
 
 __all__ = [

@@ -10,16 +10,16 @@ from pathlib import Path
 from typing import Iterable
 
 from ophora.data.manifests._common import (
+    CsvTable,
     ManifestError,
     PathLike,
     _absolute,
     _check_unique,
-    CsvTable,
     _escape_problem,
     _parse_seconds,
-    read_csv_table,
     _relative_to_root,
     _write_csv,
+    read_csv_table,
 )
 
 __all__ = ["RAW_COLUMNS", "RawClip", "read_raw_set", "write_raw_set"]
