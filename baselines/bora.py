@@ -40,6 +40,7 @@ import torch
 
 from baselines.diffusion import diffusion_loss
 from baselines.frozen import build_vae, missing_pretrained, resolve_pretrained, seeded
+from baselines.opensora import init_stdit_from_opensora, missing_opensora, resolve_opensora
 from baselines.presets import (
     DataSpec,
     DiffusionSpec,
@@ -62,6 +63,7 @@ from baselines.sampling import (
 from baselines.stdit import STDiT
 from baselines.training import read_baseline_info, train_baseline
 from ophora.configs import ConfigError
+from ophora.model.tokenizer import builtin_corpus, train_t5_tokenizer
 
 __all__ = ["BoraSpec", "TextSpec", "BoraGenerator", "load_bora_spec"]
 
@@ -139,8 +141,6 @@ def _build_text(text: TextSpec, folder: Path) -> tuple[Any, Any, dict]:
         tokenizer = T5TokenizerFast.from_pretrained(folder / "tokenizer")
         encoder = T5EncoderModel.from_pretrained(folder / "text_encoder")
     else:
-        from ophora.model.tokenizer import builtin_corpus, train_t5_tokenizer
-
         tokenizer = train_t5_tokenizer(builtin_corpus(), text.tokenizer_vocab_size)
         config = T5Config(vocab_size=len(tokenizer), **text.config)
         encoder = seeded(text.seed, lambda: T5EncoderModel(config))
@@ -182,8 +182,6 @@ class BoraRecipe(Recipe):
         model = STDiT(**self._args)
         self._init_record = None
         if spec.init_from:
-            from baselines.opensora import init_stdit_from_opensora, resolve_opensora
-
             self._init_record = {"init_from": spec.init_from,
                                  **init_stdit_from_opensora(model, resolve_opensora(spec.init_from))}
         model.gradient_checkpointing = spec.train.gradient_checkpointing
@@ -235,8 +233,6 @@ class BoraGenerator:
     def missing_assets(self, preset: str = "tiny",
                        overrides: Mapping[str, Any] | None = None) -> list[tuple[str, str, str]]:
         """Pretrained parts ``preset`` needs that are missing here: (asset, expected at, how to get it)."""
-        from baselines.opensora import missing_opensora
-
         spec = load_bora_spec(preset, overrides)
         return missing_pretrained(spec) + missing_opensora(spec.init_from)
 

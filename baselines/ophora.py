@@ -9,8 +9,14 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ophora.configs import Preset, load_preset
+from ophora.configs import Preset, apply_overrides, load_preset, preset_from_dict
+from ophora.generation import generate
 from ophora.generation.prompts import Prompt
+from ophora.model import VaeFit, base_model_dir, check_model_dir, read_model_info
+from ophora.training.data import PreparedSet
+from ophora.training.loop import RUN_NAME
+from ophora.training.prepare import fit_clips, prepare
+from ophora.training.trainer import MODEL_NAME, TrainRun, resolve_init, train
 
 __all__ = ["OphoraGenerator"]
 
@@ -37,9 +43,6 @@ class OphoraGenerator:
         self.fit_vae_steps = fit_vae_steps
 
     def _base_model(self, manifest: Path, preset: Preset, prep: Path) -> Path:
-        from ophora.model import VaeFit, base_model_dir
-        from ophora.training.prepare import fit_clips
-
         if not preset.model.is_tiny:
             return base_model_dir(preset)
         fit = None
@@ -51,12 +54,6 @@ class OphoraGenerator:
     def train(self, manifest: str | os.PathLike, out: str | os.PathLike, *, stage: str | None = None,
               preset: str | Preset = "tiny", init: str | os.PathLike | None = None,
               overrides: Mapping[str, Any] | None = None, progress: bool = False) -> Path:
-        from ophora.model import check_model_dir
-        from ophora.training.data import PreparedSet
-        from ophora.training.loop import RUN_NAME
-        from ophora.training.prepare import prepare
-        from ophora.training.trainer import MODEL_NAME, TrainRun, resolve_init, train
-
         stage = stage or self.stages[0]
         if stage not in self.stages:
             raise ValueError(f"Ophora has stages {self.stages}, not {stage!r}")
@@ -84,10 +81,6 @@ class OphoraGenerator:
     def generate(self, model: str | os.PathLike, prompts: Sequence[Prompt], out: str | os.PathLike, *,
                  videos_per_prompt: int = 1, seed: int = 0, overrides: Mapping[str, Any] | None = None,
                  progress: bool = False) -> list[Path]:
-        from ophora.configs import apply_overrides, preset_from_dict
-        from ophora.generation import generate
-        from ophora.model import read_model_info
-
         info = read_model_info(model)
         if info is None:
             raise ValueError(f"{model} has no ophora_model.json: not a model folder the suite wrote")

@@ -30,7 +30,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ophora.data.atomic import atomic_path
+from ophora.data.frame_folders import list_frames
 from ophora.data.sets import VideoSet
+from ophora.data.video import VideoDecodeError
 from ophora.hashing import sha256_file
 from ophora.weights import cache_dir
 
@@ -73,8 +75,6 @@ def _item_line(item) -> str:
     if item.path.is_file():
         return f"{item.key}\t{item.path.stat().st_size}\t{sha256_file(item.path)}\n"
     if item.path.is_dir():  # a folder of frame images (ophora.data.frame_folders), e.g. Endora's output
-        from ophora.data.frame_folders import list_frames
-        from ophora.data.video import VideoDecodeError
 
         try:
             images = list_frames(item.path)

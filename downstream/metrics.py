@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ophora.data.atomic import atomic_path
+
 __all__ = ["topk_correct", "topk_accuracy", "per_class_accuracy", "macro_accuracy", "confusion_matrix",
            "summarise", "plot_confusion"]
 
@@ -78,7 +80,6 @@ def plot_confusion(matrix: np.ndarray, path: str | os.PathLike, title: str = "")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ophora.data.atomic import atomic_path
 
     rows = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=np.float64), where=rows > 0)

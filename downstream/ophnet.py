@@ -41,6 +41,7 @@ import torch
 
 from ophora.data.manifests import read_ophnet_csv
 from ophora.data.video import Strided, VideoDecodeError, probe, read_video
+from ophora.registry import lookup
 from ophora.seeding import derive_seed, rng
 
 __all__ = ["TASKS", "OPHNET_NUM_CLASSES", "KINETICS_MEAN", "KINETICS_STD", "ClipSampling", "StridedWindow",
@@ -129,8 +130,6 @@ class ClipSource:
 
 
 def _label_column(task: str) -> str:
-    from ophora.registry import lookup
-
     return lookup(TASKS, task, "task")
 
 

@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+import baselines
 from ophora.data.atomic import atomic_path
 from ophora.data.external import parse_spec
 from ophora.data.manifests import (
@@ -53,6 +54,8 @@ from ophora.generation.prompts import Prompt, PromptFileError, read_prompts
 from ophora.registry import did_you_mean, lookup
 from ophora.results import write_json
 from ophora.seeding import rng
+from ophora.sim.captions import instrument_name, phase_label
+from ophora.sim.phases import operations, phases
 
 __all__ = ["TASKS", "UNLABELLED", "RECORD_NAME", "DEFAULT_TEMPLATES", "ClassPrompt", "label_column",
            "class_prompts", "read_class_names", "ophsim_class_prompts", "ophsim_parents", "phase_of_operations",
@@ -220,7 +223,6 @@ def ophsim_class_prompts(task: str, classes: list[int] | None = None) -> list[Cl
     """
     from importlib import resources
 
-    from ophora.sim.phases import operations, phases
 
     if label_column(task) == "phase_id":
         names = {p.phase_id: p.name for p in phases()}
@@ -232,9 +234,6 @@ def ophsim_class_prompts(task: str, classes: list[int] | None = None) -> list[Cl
 
 
 def _ophsim_operation_texts() -> dict[int, str]:
-    from ophora.sim.captions import instrument_name, phase_label
-    from ophora.sim.phases import phases
-
     texts = {}
     for phase in phases():
         for op in phase.operations:
@@ -245,8 +244,6 @@ def _ophsim_operation_texts() -> dict[int, str]:
 
 def ophsim_parents() -> dict[int, int]:
     """OphSim's phase id of each operation id (the ``parents`` argument of :func:`make_synthetic`)."""
-    from ophora.sim.phases import phases
-
     return {op.op_id: p.phase_id for p in phases() for op in p.operations}
 
 
@@ -353,16 +350,12 @@ def _check_previous_run(folder: Path, run: Mapping[str, Any]) -> None:
 
 
 def _is_conditional(generator: str) -> bool:
-    import baselines
-
     return bool(getattr(baselines.get(generator), "conditional", True))
 
 
 def _generate(generator: str, model: Path, plan: list[_Clip], folder: Path, task: str, seed: int,
               overrides: Mapping[str, Any] | None, progress: bool) -> None:
     """Run a registered generator on every clip's prompt (it skips the clips its manifest lists)."""
-    import baselines
-
     _check_videos(folder, plan, complete=False, check_text=_is_conditional(generator))
     baselines.get(generator).generate(model, [clip.prompt(task) for clip in plan], folder, videos_per_prompt=1,
                                       seed=seed, overrides=overrides, progress=progress)

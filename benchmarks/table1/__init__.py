@@ -17,7 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import metrics as registry
+from benchmarks.table1 import render
 from benchmarks.table1.config import Table1Config, load_table1_config
+from benchmarks.table1.preflight import format_missing, preflight
+from benchmarks.table1.stages import Table1Run
+from ophora.data.sets import load_video_set
+from ophora.results import write_json
+from ophora.weights import cache_dir
 
 __all__ = ["run_table1", "load_table1_config", "Table1Config", "PreflightError"]
 
@@ -33,9 +40,6 @@ def _stderr(line: str) -> None:
 def run_table1(config: Table1Config, cache: str | Path | None = None, output: str | Path | None = None,
                progress: bool = True, log=_stderr) -> dict[str, Any]:
     """Run every stage of ``config`` and write the table files; returns the ``results.json`` payload."""
-    from benchmarks.table1.preflight import format_missing, preflight
-    from benchmarks.table1.stages import Table1Run
-
     missing = preflight(config)
     if missing:
         raise PreflightError(format_missing(missing, config))
@@ -132,12 +136,6 @@ def _notes(config: Table1Config, payload: dict[str, Any]) -> list[str]:
 
 
 def _write_outputs(config, output: Path, payload, results, sets, prompts) -> None:
-    from benchmarks import metrics as registry
-    from benchmarks.table1 import render
-    from ophora.data.sets import load_video_set
-    from ophora.results import write_json
-    from ophora.weights import cache_dir
-
     output.mkdir(parents=True, exist_ok=True)
     metrics = [m for m in registry.names() if m in config.metrics.metrics]
     table = render.table_rows(payload["rows"], metrics)

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.table1 import PreflightError, load_table1_config, run_table1
+from benchmarks.table1.preflight import format_missing, preflight
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,8 +29,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.table1.preflight import format_missing, preflight
-
     args = parse_args(argv)
     config = load_table1_config(args.config)
     if args.preflight:

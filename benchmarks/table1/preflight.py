@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from baselines import get
 from benchmarks import metrics as registry
 from benchmarks.table1.config import Table1Config
+from ophora import weights
+from ophora.configs import load_preset
+from ophora.model import ModelNotFoundError, resolve_model_dir
 
 __all__ = ["Missing", "preflight", "format_missing"]
 
@@ -48,9 +52,6 @@ def _prompts(config: Table1Config) -> list[Missing]:
 
 
 def _ophora_base(row) -> list[Missing]:
-    from ophora.configs import load_preset
-    from ophora.model import ModelNotFoundError, resolve_model_dir
-
     preset = load_preset(row.preset, dict(row.overrides))
     if preset.model.is_tiny:
         return []
@@ -64,8 +65,6 @@ def _ophora_base(row) -> list[Missing]:
 
 
 def _rows(config: Table1Config) -> list[Missing]:
-    from baselines import get
-
     missing = []
     for row in config.rows:
         if row.external:
@@ -95,8 +94,6 @@ def _rows(config: Table1Config) -> list[Missing]:
 
 
 def _detectors(config: Table1Config) -> list[Missing]:
-    from ophora import weights
-
     m = config.metrics
     if m.weights == "random-init":
         return []

@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmarks import metrics as registry
 from ophora.data.atomic import atomic_path, atomic_write_text
+from ophora.data.video import Uniform, read_video
 from ophora.tables import ARROWS, Column, Table, csv_text, latex, markdown
 
 __all__ = ["table_rows", "table", "write_markdown", "write_csv", "write_latex", "frame_grid", "metric_chart"]
@@ -72,7 +73,6 @@ def _frames(path: Path, count: int, size: int) -> np.ndarray:
     """``count`` uniformly spaced frames of a video, each resized to ``size`` x ``size``: uint8 [count, s, s, 3]."""
     from PIL import Image
 
-    from ophora.data.video import Uniform, read_video
 
     frames = read_video(path, Uniform(count))
     return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.NEAREST)) for f in frames])

@@ -18,13 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from baselines import get
+from benchmarks.evaluate import EvalConfig, evaluate
 from benchmarks.table1.config import PromptConfig, Row, Table1Config
 from ophora.configs import ConfigError, build_config
 from ophora.curation.config import CurationConfig
+from ophora.curation.outputs import link_clip
+from ophora.curation.pipeline import build_stages
+from ophora.curation.run import curate
+from ophora.data import manifests
 from ophora.data.atomic import atomic_write_text
 from ophora.data.external import ExternalVideos
-from ophora.hashing import cache_key
-from ophora.results import plain
+from ophora.generation import read_prompts
+from ophora.hashing import cache_key, sha256_file
+from ophora.results import plain, write_json
+from ophora.sim.world import WorldConfig, build_world
 
 __all__ = ["Stage", "Table1Run", "RowResult"]
 
@@ -134,8 +142,6 @@ class Table1Run:
         spec = getattr(self.config.data, which)
 
         def work(folder: Path) -> dict:
-            from ophora.sim.world import WorldConfig, build_world
-
             cfg = WorldConfig(videos=spec.videos, seed=spec.seed, frames=spec.frames, size=tuple(spec.size),
                               fps=spec.fps, defects=spec.defects)
             summary = build_world(cfg, folder / "world", progress=self.progress)
@@ -169,14 +175,11 @@ class Table1Run:
         overrides = self.config.data.curation
 
         def work(folder: Path) -> dict:
-            from ophora.curation.run import curate
-
             summary = curate(Path(world.record["world"]) / "ophvl_raw" / "raw.csv", folder / "curated",
                              config, progress=self.progress)
             return {"input": summary["input"], "ophora_160k": summary["in_160k"], "ophora_28k": summary["in_28k"],
                     "stages": summary["stages"], "report": str(folder / "curated" / "report.md")}
 
-        from ophora.curation.pipeline import build_stages
 
         try:
             config = build_config(CurationConfig, overrides)
@@ -190,9 +193,6 @@ class Table1Run:
         on narrated surgical videos without Ophora's curation sees); clips are hard-linked."""
 
         def work(folder: Path) -> dict:
-            from ophora.curation.outputs import link_clip
-            from ophora.data import manifests
-
             raw = manifests.read_raw_set(Path(world.record["world"]) / "ophvl_raw" / "raw.csv",
                                          allow_empty_captions=True)
             kept = [c for c in raw if c.caption.strip()]
@@ -209,9 +209,6 @@ class Table1Run:
     # -- prompts ----------------------------------------------------------------------------------------
     def prompts(self, real: Path, cfg: PromptConfig | None = None) -> tuple[list, str]:
         """The prompts of ``cfg`` (default: the config's prompt set) and a key of their content."""
-        from ophora.generation import read_prompts
-        from ophora.hashing import sha256_file
-
         cfg = cfg or self.config.prompts
         path = real if cfg.source == "heldout" else Path(cfg.file or "")
         if cfg.source == "file" and not cfg.file:
@@ -223,8 +220,6 @@ class Table1Run:
 
     # -- rows --------------------------------------------------------------------------------------------
     def generator(self, row: Row):
-        from baselines import get
-
         return get(row.generator, **row.options)
 
     def model(self, row: Row, sets: dict[str, Path]) -> tuple[Path, str, list[Stage]]:
@@ -274,8 +269,6 @@ class Table1Run:
 
     # -- evaluation ------------------------------------------------------------------------------------
     def evaluate(self, result: RowResult, real: Path, detectors: dict | None) -> dict:
-        from benchmarks.evaluate import EvalConfig, evaluate
-
         m = self.config.metrics
         metrics = tuple(x for x in m.metrics if x != "clipscore" or result.conditional)
         cfg = EvalConfig(real=str(real), fake=str(result.videos), metrics=metrics,
@@ -287,8 +280,6 @@ class Table1Run:
                   "real": self.data_key("real")}
 
         def work(folder: Path) -> dict:
-            from ophora.results import write_json
-
             payload = evaluate(dataclasses.replace(cfg, out=None), detectors)  # None on ranks other than 0
             if payload is not None:
                 write_json(folder / "evaluation.json", payload, config=cfg, seed=cfg.seed)

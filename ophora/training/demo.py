@@ -15,6 +15,7 @@ from pathlib import Path
 from ophora.configs import load_preset
 from ophora.data import manifests
 from ophora.model import base_model_dir
+from ophora.sim.world import WorldConfig, build_world
 from ophora.training.prepare import prepare
 
 __all__ = ["DemoData", "demo_data", "privacy_filtered"]
@@ -39,8 +40,6 @@ def privacy_filtered(instructions: Path, defects: Path) -> list:
 
 def demo_data(root: str | os.PathLike, videos: int = 1, seed: int = 0, defects: float = 0.5) -> DemoData:
     """Build the demo under ``root`` (each step is skipped when its output exists)."""
-    from ophora.sim.world import WorldConfig, build_world
-
     root = Path(root)
     world = root / "world"
     if not (world / "world.json").is_file():
