@@ -2,9 +2,9 @@
 
 A recipe is a YAML file under ``downstream/configs/recipes/`` (or any path) read into :class:`Recipe`:
 ``slowfast_8x8_r50`` (32 fast frames at stride 2, slow 8, crop 224, SGD lr 0.1 momentum 0.9 nesterov, wd 1e-4,
-cosine with linear warmup, 10 test views x 3 crops of 256) and ``mvitv2_s_16x4`` (16 frames at stride 4, crop 224, AdamW lr 1e-4
-wd 0.05 without decay on 1-D parameters, cosine with warmup, RandAugment m7 n4, mixup 0.8 / cutmix 1.0, label
-smoothing 0.1, gradient clipping 1.0, 5 test views); ``*_tiny`` recipes keep the optimisers at CPU size.
+cosine with linear warmup, 10 test views x 3 crops of 256) and ``mvitv2_s_16x4`` (16 frames at stride 4, crop 224,
+AdamW lr 1e-4 wd 0.05 without decay on 1-D parameters, cosine with warmup, RandAugment m7 n4, mixup 0.8 / cutmix 1.0,
+label smoothing 0.1, gradient clipping 1.0, 5 test views); ``*_tiny`` recipes keep the optimisers at CPU size.
 
 :func:`train_classifier` writes a run folder::
 

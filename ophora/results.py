@@ -266,7 +266,8 @@ def perf_table(bench: dict[str, Any]) -> str:
         throughput = f"{info['items'] / stats['mean']:.1f} {info.get('unit', 'items')}/s" if "items" in info else ""
         base = rows.get(info.get("baseline", ""))
         ratio = f"{base['stats']['mean'] / stats['mean']:.2f}x {info['baseline']}" if base else ""
-        lines.append(f"| {name} | {stats['mean']:.4f} | {stats['stddev']:.4f} | {stats['rounds']} | {throughput} | {ratio} |")
+        lines.append(f"| {name} | {stats['mean']:.4f} | {stats['stddev']:.4f} | {stats['rounds']} | {throughput} "
+                     f"| {ratio} |")
     return "\n".join(lines)
 
 
@@ -276,8 +277,9 @@ def write_perf_report(bench_json: str | os.PathLike) -> Path:
     bench = json.loads(bench_json.read_text())
     machine = bench.get("machine_info", {})
     commit = bench.get("commit_info", {}).get("id") or git_commit()
-    header = (f"# Performance figures\n\nMeasured by `tox -e bench` (pytest-benchmark), stored in `{bench_json.name}`, on "
-              f"{bench.get('datetime', '?')}.\nMachine: {machine.get('cpu', {}).get('brand_raw', '?')}, "
+    header = (f"# Performance figures\n\nMeasured by `tox -e bench` (pytest-benchmark), "
+              f"stored in `{bench_json.name}`, on {bench.get('datetime', '?')}.\n"
+              f"Machine: {machine.get('cpu', {}).get('brand_raw', '?')}, "
               f"{machine.get('cpu', {}).get('count', '?')} cores, Python {machine.get('python_version', '?')}; "
               f"commit {commit}.\n\n")
     return atomic_write_text(bench_json.with_suffix(".md"), header + perf_table(bench) + "\n")

@@ -219,7 +219,8 @@ def test_vlm_sends_k_jpeg_frames_and_keeps_a_clean_clip(server, tmp_path, clip):
 
 
 def test_vlm_reported_watermark_drops_from_28k(server, tmp_path, clip):
-    server.privacy_answer = '```json\n{"subtitles": false, "watermark": true, "names": false, "faces": false, "evidence": "logo top right"}\n```'
+    server.privacy_answer = ('```json\n{"subtitles": false, "watermark": true, "names": false, "faces": false, '
+                             '"evidence": "logo top right"}\n```')
     verdict = vlm_stage(server, tmp_path).check(clip)
     assert not verdict.keep and not verdict.error and "watermark" in verdict.reason and "logo" in verdict.reason
 
@@ -244,7 +245,8 @@ def test_key_never_reaches_files_or_output(server, tmp_path, monkeypatch, capsys
         clips.append(manifests.RawClip(f"v{i}", f"now i'm polishing the capsule {i}", "src", 0.0, 1.25, path))
     manifests.write_raw_set(root / "raw.csv", clips)
     chat = {k: v for k, v in plain(chat_config(server, tmp_path)).items() if k != "api_key"}
-    config = build_config(CurationConfig, {"resolution": {"min_width": 64, "min_height": 64}, "dynamics": {"min_motion": 0.0},
+    config = build_config(CurationConfig, {"resolution": {"min_width": 64, "min_height": 64},
+                               "dynamics": {"min_motion": 0.0},
                                "rewrite": {"backend": "openai", "openai": chat},
                                "privacy": {"backend": "vlm", "vlm": {"frames": 2, "chat": chat}}})
     assert isinstance(config, CurationConfig) and SECRET not in repr(config)

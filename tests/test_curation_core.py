@@ -19,7 +19,8 @@ from ophora.curation.templates import load_template
 
 def test_config_from_yaml_with_nested_sections_and_tuples(tmp_path):
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"resolution": {"min_width": 128}, "privacy": {"overlay": {"watermark_box": [0.3, 0.5]}},
+    path.write_text(yaml.safe_dump({"resolution": {"min_width": 128},
+                                    "privacy": {"overlay": {"watermark_box": [0.3, 0.5]}},
                                     "rewrite": {"backend": "openai", "openai": {"model": "m", "concurrency": 2}}}))
     config = load_config(CurationConfig, path)
     assert config.resolution.min_width == 128 and config.resolution.min_height == 480

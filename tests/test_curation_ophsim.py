@@ -171,7 +171,8 @@ def test_unreadable_videos_and_bad_captions_are_recorded_and_the_run_goes_on(wor
     extra = pd.DataFrame({"clip_id": ["missing", "half", "empty", "blank", "huge"],
                           "caption": ["the phaco tip"] * 3 + ["", "now the cannula flushes the chamber. " * 2000],
                           "source_video": "x", "start": 0.0, "end": 2.0,
-                          "path": ["broken/nowhere.mp4", "broken/half.mp4", "broken/empty.mp4"] + list(rows["path"][:2])})
+                          "path": ["broken/nowhere.mp4", "broken/half.mp4", "broken/empty.mp4"]
+                          + list(rows["path"][:2])})
     table = pd.concat([rows, extra], ignore_index=True)
     table.loc[1, "caption"] = "BADBYTES the cystotome punctures the capsule"
     data = table.to_csv(index=False).encode().replace(b"BADBYTES", b"\xff\xfe")

@@ -19,7 +19,8 @@ from ophora.sim.captions import noise_markers
 NARRATIONS = [
     ("Hey everyone, welcome back to the channel. Today we have a dense brunescent cataract, so I'm going to use a "
      "chop technique with the phaco tip.", ["brunescent cataract", "phaco tip"]),
-    ("okay so um first thing I do is the paracentesis with the 15 degree blade, nice and small", ["paracentesis", "blade"]),
+    ("okay so um first thing I do is the paracentesis with the 15 degree blade, nice and small",
+     ["paracentesis", "blade"]),
     ("Now I'm filling the anterior chamber with Healon, you want to fill it all the way to the angle.",
      ["anterior chamber", "Healon"]),
     ("at 1:32 you can see I'm starting the capsulorhexis with the cystotome, I like a small flap",
@@ -111,7 +112,8 @@ def test_there_are_enough_narrations():
 
 
 def test_rewrite_is_deterministic(rewriter):
-    assert [rewriter.rewrite(c).text for c, _ in NARRATIONS[:8]] == [rewriter.rewrite(c).text for c, _ in NARRATIONS[:8]]
+    first = [rewriter.rewrite(c).text for c, _ in NARRATIONS[:8]]
+    assert first == [rewriter.rewrite(c).text for c, _ in NARRATIONS[:8]]
 
 
 @pytest.mark.parametrize("caption, reason", [
@@ -131,7 +133,8 @@ def test_utf8_bytes_are_accepted(rewriter):
 
 
 def test_oversized_caption_is_cut_and_fits_the_budget(rewriter):
-    caption = " ".join(f"now I'm aspirating the cortex in quadrant {i} with the I/A handpiece, um." for i in range(3000))
+    caption = " ".join(f"now I'm aspirating the cortex in quadrant {i} with the I/A handpiece, um."
+                       for i in range(3000))
     result = rewriter.rewrite(caption)
     assert result.text is not None
     assert result.scores["input_truncated"] and result.scores["output_truncated"]

@@ -79,7 +79,7 @@ def test_full_sizes_match_the_published_architectures(no_weights):
 
 
 def test_kinetics_weights_are_registered_with_public_sources():
-    for arch, name in KINETICS_WEIGHTS.items():
+    for name in KINETICS_WEIGHTS.values():
         entry = weights_registry.get_entry(name)
         assert entry.url.startswith("https://") and entry.file in entry.url
     assert weights_registry.get_entry("kinetics400:mvit_v2_s").sha256_prefix == "ae3be167"

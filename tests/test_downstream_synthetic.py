@@ -242,7 +242,8 @@ def test_external_folder_maps_prompts_back_to_classes(phase_set, tmp_path):
 
 
 def test_official_code_folder_with_prompt_mapping(phase_set, tmp_path):
-    """An external folder (ophora.data.external): .mp4 files and a frame folder (Endora's layout) plus a video,prompt CSV."""
+    """An external folder (ophora.data.external): .mp4 files and a frame folder (Endora's layout) plus a
+    video,prompt CSV."""
     from PIL import Image
 
     source, _ = phase_set

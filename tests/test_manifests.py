@@ -249,7 +249,8 @@ def test_raw_set_round_trip_is_exact(tmp_path):
 def test_raw_set_reads_bom_and_keeps_text_ids(tmp_path):
     raw_csv(tmp_path, "0002,NA,case_0002,0,5,clips/0002.mp4", bom=True)
     (clip,) = read_raw_set(tmp_path / "raw.csv", check_files=False)
-    assert (clip.clip_id, clip.caption, clip.source_video, clip.start, clip.end) == ("0002", "NA", "case_0002", 0.0, 5.0)
+    assert ((clip.clip_id, clip.caption, clip.source_video, clip.start, clip.end)
+            == ("0002", "NA", "case_0002", 0.0, 5.0))
     assert clip.path == tmp_path / "clips" / "0002.mp4"
 
 

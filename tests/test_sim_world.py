@@ -41,9 +41,10 @@ def test_raw_and_instruction_sets_read_back_with_every_clip(world):
 
 def test_ophnet_set_has_real_columns_consistent_labels_and_patient_splits(world):
     out, config, _ = world
-    ops = manifests.read_ophnet_csv(out / "ophnet" / "OphSim_loca_operation.csv", videos_root=out / "ophnet" / "segments",
+    segments = out / "ophnet" / "segments"
+    ops = manifests.read_ophnet_csv(out / "ophnet" / "OphSim_loca_operation.csv", videos_root=segments,
                                     check_files=True)
-    phase_rows = manifests.read_ophnet_csv(out / "ophnet" / "OphSim_loca_phase.csv", videos_root=out / "ophnet" / "segments",
+    phase_rows = manifests.read_ophnet_csv(out / "ophnet" / "OphSim_loca_phase.csv", videos_root=segments,
                                            check_files=True)
     assert list(ops.columns[:7]) == ["video_id", "start", "end", "split", "surgery_id", "phase_id", "operation_id"]
     assert "operation_id" not in phase_rows.columns
@@ -81,7 +82,8 @@ def clip_path(out, clip_id, dataset="ophvl_raw"):
 def test_defect_flags_are_truthful(world):
     out, config, summary = world
     flags = defect_table(out)
-    assert flags[["cut", "frozen", "lowres", "subtitles", "watermark"]].sum().sum() == sum(summary["counts"]["defects"].values())
+    flagged = flags[["cut", "frozen", "lowres", "subtitles", "watermark"]].sum().sum()
+    assert flagged == sum(summary["counts"]["defects"].values())
     assert 0 < flags.drop(columns="params").any(axis=1).sum() < len(flags)
     for clip_id, row in flags.iterrows():
         frames = read_video(clip_path(out, clip_id)).astype(np.float32)

@@ -68,9 +68,9 @@ def test_table_files_parse_and_agree_with_results_json(quick):
             assert float(line[f"{metric}_low"]) == pytest.approx(m["ci"]["low"], rel=1e-12)
             assert int(line[f"{metric}_n"]) == m["n_fake"]
     markdown = (out / "table.md").read_text()
-    md_rows = [l for l in markdown.splitlines() if l.startswith("| ") and not l.startswith("| model")]
+    md_rows = [line for line in markdown.splitlines() if line.startswith("| ") and not line.startswith("| model")]
     assert len(md_rows) == 6
-    endora = next(l for l in md_rows if l.startswith("| Endora |"))
+    endora = next(line for line in md_rows if line.startswith("| Endora |"))
     assert endora.rstrip(" |").endswith("-")  # no CLIPScore for the unconditional model
     fid_best = min(by_name.values(), key=lambda r: r["metrics"]["fid"]["value"])
     assert f"**{fid_best['metrics']['fid']['value']:.2f}**" in markdown
@@ -237,8 +237,9 @@ def test_paper_preflight_names_every_missing_asset(tmp_path, monkeypatch):
     for expected in ("data set 'ophora_160k'", "data set 'real'", "row 'Endora': videos from the official code",
                      "row 'Bora': prompt mapping", "row 'Ophora (TPT-only)': trained model",
                      "row 'Ophora': trained model", "row 'Endora (w/ Ophora-160K)': prior weights (dino-vits8)",
-                     "row 'Bora (w/ Ophora-160K)': text weights (t5-v1_1-xxl)", "fid detector weights", "fvd detector weights",
-                     "clipscore detector weights", "python -m ophora.weights fetch stylegan-v-i3d",
+                     "row 'Bora (w/ Ophora-160K)': text weights (t5-v1_1-xxl)",
+                     "fid detector weights", "fvd detector weights", "clipscore detector weights",
+                     "python -m ophora.weights fetch stylegan-v-i3d",
                      "/data/ophora/Ophora-160K/instructions.csv", "runs/paper/p2ft/model"):
         assert expected in text, expected
     with pytest.raises(PreflightError, match="cannot start"):

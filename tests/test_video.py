@@ -172,7 +172,7 @@ def call_with_deadline(fn, seconds: float):
 
 def test_every_unreadable_file_raises_one_exception_naming_file_and_cause(tmp_path, clip_path):
     for name, (path, cause) in corrupt_files(tmp_path, clip_path).items():
-        for reader in (lambda: read_video(path), lambda: read_video(path, Uniform(3))):
+        for reader in (lambda path=path: read_video(path), lambda path=path: read_video(path, Uniform(3))):
             with pytest.raises(VideoDecodeError, match=cause) as info:
                 call_with_deadline(reader, seconds=20)
             assert info.value.path == path and str(path) in str(info.value), name

@@ -96,8 +96,9 @@ def stage_counts(table: pd.DataFrame) -> list[dict]:
     counts = []
     for name in STAGE_NAMES:
         status = table[f"{name}_status"]
-        counts.append({"stage": name, "entered": int((status != "skipped").sum()), "kept": int((status == "keep").sum()),
-                       "dropped": int((status == "drop").sum()), "errors": int((status == "error").sum())})
+        counts.append({"stage": name, "entered": int((status != "skipped").sum()),
+                       "kept": int((status == "keep").sum()), "dropped": int((status == "drop").sum()),
+                       "errors": int((status == "error").sum())})
     return counts
 
 
@@ -117,8 +118,8 @@ def _bar_chart(counts: list[dict], path: Path) -> None:
     x = range(len(names))
     for offset, key, color in ((-0.27, "entered", "#9aa7b8"), (0.0, "kept", "#3b8f5a"), (0.27, "dropped", "#c0504d")):
         values = [c[key] + (c["errors"] if key == "dropped" else 0) for c in counts]
-        bars = ax.bar([i + offset for i in x], values, width=0.27, label=key if key != "dropped" else "dropped or failed",
-                      color=color)
+        bars = ax.bar([i + offset for i in x], values, width=0.27,
+                      label=key if key != "dropped" else "dropped or failed", color=color)
         ax.bar_label(bars, fontsize=7)
     ax.set_xticks(list(x), names)
     ax.set_ylabel("clips")

@@ -22,7 +22,8 @@ class ResumeError(ValueError):
 
 
 def _stage_settings(config: CurationConfig) -> str:
-    return json.dumps({name: plain(getattr(config, name), digest=True) for name in STAGE_NAMES}, sort_keys=True, indent=1)
+    return json.dumps({name: plain(getattr(config, name), digest=True) for name in STAGE_NAMES},
+                      sort_keys=True, indent=1)
 
 
 def _check_resume(ledger_dir: Path, config: CurationConfig) -> None:

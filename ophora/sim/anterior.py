@@ -140,9 +140,9 @@ def draw_corneal_reflex(canvas: np.ndarray, lay: Layout, spots) -> None:
         centre = lay.to_px((x, y))
         rad = r * lay.radius
         box = bbox([centre], 2.6 * rad + 2, canvas.shape)
-        translucent(canvas, box, 0.35, lambda im, off: cv2.circle(
+        translucent(canvas, box, 0.35, lambda im, off, centre=centre, rad=rad: cv2.circle(
             im, fp(centre, off), int(2.2 * rad * 16) + 1, (255, 255, 252), -1, AA, SHIFT))
-        translucent(canvas, box, 1.0, lambda im, off: cv2.circle(
+        translucent(canvas, box, 1.0, lambda im, off, centre=centre, rad=rad: cv2.circle(
             im, fp(centre, off), int(rad * 16) + 1, (255, 255, 255), -1, AA, SHIFT))
 
 
@@ -150,11 +150,11 @@ def draw_effects(canvas: np.ndarray, lay: Layout, script, lens_rgb) -> None:
     """Transient effects of a :class:`ophora.sim.choreography.Script`: bubbles, fragments, stream, cloud, flap."""
     for x, y, r in script.bubbles:
         c, rad = lay.to_px((x, y)), r * lay.radius
-        translucent(canvas, bbox([c], rad + 3, canvas.shape), 0.75, lambda im, off: cv2.circle(
+        translucent(canvas, bbox([c], rad + 3, canvas.shape), 0.75, lambda im, off, c=c, rad=rad: cv2.circle(
             im, fp(c, off), int(rad * 16) + 1, (245, 248, 252), 1, AA, SHIFT))
     for x, y, r in script.fragments:
         c = lay.to_px((x, y))
-        translucent(canvas, bbox([c], r * lay.radius + 3, canvas.shape), 0.8, lambda im, off: cv2.circle(
+        translucent(canvas, bbox([c], r * lay.radius + 3, canvas.shape), 0.8, lambda im, off, c=c, r=r: cv2.circle(
             im, fp(c, off), int(r * lay.radius * 16) + 1, lens_rgb, -1, AA, SHIFT))
     if script.cloud is not None:
         centre, r, opacity = script.cloud

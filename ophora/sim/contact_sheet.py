@@ -45,9 +45,9 @@ def _text_panel(text: str, height: int, width: int, scale: float) -> np.ndarray:
 
 def contact_sheet(rows: list[tuple[str, np.ndarray]], path: str | os.PathLike, frames_per_row: int = 6,
                   title: str | None = None) -> Path:
-    """Write an image (PNG, or JPEG for a .jpg path) with one row per (label, frames uint8 [T, H, W, 3] RGB): the label on the left, then
-    ``frames_per_row`` frames sampled uniformly from first to last. Rows of different sizes are resized to
-    the first row's frame size. Written atomically; returns the final path."""
+    """Write an image (PNG, or JPEG for a .jpg path) with one row per (label, frames uint8 [T, H, W, 3] RGB): the
+    label on the left, then ``frames_per_row`` frames sampled uniformly from first to last. Rows of different sizes
+    are resized to the first row's frame size. Written atomically; returns the final path."""
     if not rows:
         raise ValueError("contact_sheet needs at least one (label, frames) row")
     h, w = rows[0][1].shape[1:3]

@@ -274,7 +274,8 @@ def _write_manifests(config: WorldConfig, cases: list[Case], rows: dict, out: Pa
     manifests.write_raw_set(raw_root / "raw.csv", raw)
     flags = pd.DataFrame(_collect(rows, "defects"))
     _atomic_csv(flags, raw_root / "defects.csv")
-    instructions = [manifests.InstructionClip(r["clip_id"], r["instruction"], instr_root / "clips" / f"{r['clip_id']}.mp4")
+    instructions = [manifests.InstructionClip(r["clip_id"], r["instruction"],
+                                              instr_root / "clips" / f"{r['clip_id']}.mp4")
                     for r in _collect(rows, "instructions")]
     manifests.write_instruction_set(instr_root / "instructions.csv", instructions)
     op_cols = ["video_id", "start", "end", "split", "surgery_id", "phase_id", "operation_id", "segment_path"]
@@ -282,9 +283,11 @@ def _write_manifests(config: WorldConfig, cases: list[Case], rows: dict, out: Pa
     phase_cols = [c for c in op_cols if c != "operation_id"]
     manifests.write_ophnet_csv(ophnet / "OphSim_loca_phase.csv", pd.DataFrame(_collect(rows, "phase"))[phase_cols])
     return {
-        "patients": {c.case_id: {"source_id": c.source_id, "split": c.split, **_patient_attrs(c.patient)} for c in cases},
+        "patients": {c.case_id: {"source_id": c.source_id, "split": c.split, **_patient_attrs(c.patient)}
+                     for c in cases},
         "counts": {"surgeries": len(cases), "raw_clips": len(raw), "instruction_clips": len(instructions),
-                   "phase_segments": len(_collect(rows, "phase")), "operation_segments": len(_collect(rows, "operation")),
+                   "phase_segments": len(_collect(rows, "phase")),
+                   "operation_segments": len(_collect(rows, "operation")),
                    "defects": {k: int(flags[k].sum()) for k in defects.DEFECT_KINDS}},
     }
 

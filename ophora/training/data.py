@@ -94,7 +94,7 @@ class PreparedSet:
             raise PreparedDataError(f"mismatched text embeddings: {plan['max_text_length']} tokens, the "
                                     f"transformer takes {transformer_config.max_text_seq_length}")
 
-    @lru_cache(maxsize=64)
+    @lru_cache(maxsize=64)  # noqa: B019 - open shard handles, reused per process; a class-level cache keeps pickling
     def _handle(self, shard: int):
         from safetensors import safe_open
 

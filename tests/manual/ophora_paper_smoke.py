@@ -116,8 +116,8 @@ def run(folder: Path) -> dict:
                                                                 str(folder / "prep"), "--no-progress"]))
     recipe = ["--set", "train.{s}.lora_rank=128", "--set", "train.{s}.batch_size=1", "--set",
               "train.{s}.lr_warmup_steps=1", "--set", "train.{s}.dataloader_workers=0", "--set",
-              "train.{s}.checkpoints_kept=1", "--set", "train.{s}.max_steps={n}", "--set", "train.{s}.checkpoint_every={n}",
-              "--no-progress"]
+              "train.{s}.checkpoints_kept=1", "--set", "train.{s}.max_steps={n}", "--set",
+              "train.{s}.checkpoint_every={n}", "--no-progress"]
     tpt = [a.format(s="tpt", n=2) for a in recipe] + ["--stage", "tpt", "--out", str(folder / "tpt")]
     p2ft = [a.format(s="p2ft", n=1) for a in recipe] + ["--stage", "p2ft", "--out", str(folder / "p2ft"),
                                                          "--init", str(folder / "tpt")]

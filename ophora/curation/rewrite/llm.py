@@ -59,7 +59,8 @@ class LlmRewriter:
         scores["cached"] = content is not None
         if content is None:
             try:
-                content, scores["tries"] = self.client.complete(self.template.messages(self.template.user.format(caption=text)))
+                messages = self.template.messages(self.template.user.format(caption=text))
+                content, scores["tries"] = self.client.complete(messages)
             except ChatError as err:
                 return RewriteResult(None, f"rewrite request failed: {err.reason}", scores)
             self.cache.put(key, content, model=self.chat.model, template=self.template.version)

@@ -102,7 +102,8 @@ _SURGICAL = _words(*SURGICAL_TERMS)
 _FILLERS = _words(r"u+m+", r"u+h+", r"e+r+m*", r"h+m+", r"mm+", r"a+h+", r"you know", r"i mean", r"basically",
                   r"actually", r"literally", r"kind of", r"sort of", r"like i said", r"okay", r"ok", r"alright",
                   r"all right", r"guys", r"folks", r"everybody", r"everyone", r"gonna", r"wanna", r"yeah",
-                  r"(?:as )?(?:you|we) can (?:see|notice)", r"you see", r"right\?", r"(?:my|our) (?:advice|tip) is(?: to)?",
+                  r"(?:as )?(?:you|we) can (?:see|notice)", r"you see", r"right\?",
+                  r"(?:my|our) (?:advice|tip) is(?: to)?",
                   r"make sure (?:that )?you", r"you (?:want|need)(?= (?:a|an|the|to)\b)(?: to)?")
 _LEADING = re.compile(r"^(?:(?:so|now|well|and|but|then|right(?=,)|yes|oh|anyway|also|here|next|just|again|"
                       r"finally|first|ok|okay)\b(?! (?:thing|step)\b)[\s,]*)+", re.IGNORECASE)
@@ -172,7 +173,8 @@ def clean_caption_text(clause: str) -> str:
     clause = _PERSON.sub(" ", clause)
     clause = _collapse_repeats(re.sub(r"\s+", " ", clause).strip())
     clause = _strip_frames(clause)
-    return re.sub(r"^(?:and|or|but|so|then|the end)\b\s*|\s+(?:and|or|but|so|the|a|with|to)$", "", clause).strip(" -'\"")
+    return re.sub(r"^(?:and|or|but|so|then|the end)\b\s*|\s+(?:and|or|but|so|the|a|with|to)$", "",
+                  clause).strip(" -'\"")
 
 
 def _clauses(text: str) -> list[str]:
