@@ -345,7 +345,8 @@ def _collect(path: Path, wanted: np.ndarray, fps: float, size) -> list[np.ndarra
             if len(out) == len(wanted):
                 return out
     raise VideoDecodeError(path, f"stream ended at frame {last} before frame {wanted[len(out)]} "
-                                 f"({len(wanted) - len(out)} of {len(wanted)} selected frames missing; truncated file?)")
+                                 f"({len(wanted) - len(out)} of {len(wanted)} selected frames missing; "
+                                 "truncated file?)")
 
 
 def _seek(container, stream, seconds: float) -> None:
