@@ -3,7 +3,7 @@
     FD = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2))
 
 pytorch-fid, StyleGAN-V and the TF FVD code compute the last term with ``scipy.linalg.sqrtm(S1 @ S2)`` (a
-Schur decomposition of a non-symmetric d x d matrix, about 10 s at d = 2048 on 2 cores). Only the trace is
+Schur decomposition of a non-symmetric d x d matrix, the slow part of FID). Only the trace is
 needed, and the eigenvalues of S1 S2 equal those of the symmetric PSD matrix B^T S2 B for any factor
 S1 = B B^T (a Cholesky factor, or the symmetric square root sqrt(S1), for which B^T S2 B = sqrt(S1) S2
 sqrt(S1)). So
@@ -13,8 +13,8 @@ sqrt(S1)). So
 one symmetric eigenvalue problem (eigenvalues only); eigenvalues that round-off pushes below zero are
 clipped to 0. For a Cholesky factor B^T S2 B costs two triangular multiplies. The factor of the reference
 covariance can be computed once (:func:`matrix_root`) and reused for every model scored against it
-(``root1=``). At d = 2048 on 2 cores: about 0.55 s cold and 0.5 s with a cached factor (two trmm 0.2 s,
-eigenvalues 0.3 s), against 9-20 s for sqrtm (tests/perf/test_perf_frechet.py). Results agree with the
+(``root1=``); the speed against sqrtm is measured by ``tests/perf/test_perf_frechet.py`` (figures in
+``results/perf/``). Results agree with the
 sqrtm formula to ~1e-11 relative at full rank and ~5e-8 when rank-deficient, where they are closer than
 sqrtm to an exact SVD-based reference (tests assert 1e-6).
 
@@ -103,7 +103,7 @@ def _rank_tol(largest: float, d: int) -> float:
 def matrix_root(sigma: Any, *, method: str = "auto", name: str = "sigma") -> MatrixRoot:
     """Factor a PSD covariance ``sigma`` [d, d] as ``B @ B.T`` for :func:`frechet_distance` (``root1=``).
 
-    ``method="auto"`` tries a Cholesky factorisation (about 0.1 s at d = 2048) and falls back to a symmetric
+    ``method="auto"`` tries a Cholesky factorisation (the cheap path) and falls back to a symmetric
     eigen-decomposition with negative round-off eigenvalues clipped to 0 when sigma is not numerically
     positive definite (a pivot below d * eps * max diag). ``"cholesky"`` raises ``np.linalg.LinAlgError``
     instead of falling back; ``"eigh"`` always uses the eigen-decomposition. Warns
@@ -198,7 +198,7 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, root1: Mat
     d x d eigenvalue problem. Returns a Python float (about -1e-12 * tr(S) rather than 0 for identical
     inputs). Warns :class:`RankDeficientWarning` for each rank-deficient covariance (the rank of an array
     ``root1`` is not checked). Checking sigma2 is free unless cond(S1) cond(S2) exceeds ~1/(d eps), when it
-    costs one Cholesky of sigma2 (0.1 s at d = 2048); ``warn_rank=False`` skips the checks (bootstrap loops).
+    costs one Cholesky of sigma2; ``warn_rank=False`` skips the checks (bootstrap loops).
     """
     mu1, mu2 = _to_float64(mu1, "mu1"), _to_float64(mu2, "mu2")
     if mu1.ndim != 1 or mu1.shape != mu2.shape:
