@@ -50,6 +50,7 @@ from benchmarks.features import FailedVideoError, dist_info, extract, gather_obj
 from benchmarks.metrics.base import Metric, describe
 from ophora.data.sets import load_video_set
 from ophora.results import package_versions, write_json
+from ophora.weights import cache_dir
 
 __all__ = ["EvalConfig", "evaluate", "summary_table", "main"]
 
@@ -329,7 +330,8 @@ def evaluate(cfg: EvalConfig, detectors: dict[str, tuple[Any, Any]] | None = Non
     run.timings["total"] = time.perf_counter() - start
     payload = _payload(run, real_set, fake_set, metrics, per_video)
     if cfg.out:
-        write_json(cfg.out, payload, config=cfg, seed=cfg.seed)
+        write_json(cfg.out, payload, config=cfg, seed=cfg.seed,
+                   roots={"$real": real_set.root, "$fake": fake_set.root, "$cache": cache_dir()})
     return payload
 
 

@@ -81,3 +81,7 @@ def test_cli_scores_ophsim_sets_with_every_metric(tmp_path, capsys):
     assert all({"path", "prompt", "score", "tokens", "truncated"} <= set(v) for v in per_video)
     assert result["failed"] == []
     assert {"load_detectors", "extract_real", "extract_fake", "metrics", "total"} <= set(result["timings_s"])
+    # no path of this machine: inputs relative to their roots, the roots relative to the result file
+    assert str(tmp_path) not in out.read_text()
+    assert result["inputs"]["real"]["root"] == "$real" and result["roots"]["$real"] == "../world0/ophora_instructions"
+    assert result["inputs"]["fake"]["root"] == "$fake" and result["roots"]["$fake"] == "../fake"
