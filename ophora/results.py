@@ -129,6 +129,23 @@ def relative_paths(document: Any, roots: Mapping[str, str | os.PathLike], base: 
     return out
 
 
+def resolve_path(text: str, document: Mapping[str, Any], result_file: str | os.PathLike,
+                 roots: Mapping[str, str | os.PathLike] | None = None) -> Path:
+    """The absolute path that ``text`` (a path as :func:`write_json` wrote it into ``document``, read from
+    ``result_file``) stands for: ``$name/rel`` under that root, anything else relative to the file's folder.
+    ``roots`` gives a root that the document could not record (one outside the result file's tree, such as
+    ``{"$cache": cache_dir()}``)."""
+    base = Path(result_file).expanduser().resolve().parent
+    name, _, rest = text.partition("/")
+    if name.startswith("$"):
+        known = {**{k: v for k, v in document.get("roots", {}).items() if v is not None}, **(roots or {})}
+        if name not in known:
+            raise KeyError(f"{result_file}: path {text!r} is under root {name}, which the file does not locate; "
+                           f"pass roots={{{name!r}: <folder>}}")
+        return (base / Path(known[name]).expanduser() / rest).resolve()
+    return (base / text).resolve()
+
+
 def _relative(path: Path, roots: list[tuple[str, Path]], base: Path) -> str:
     path = Path(os.path.normpath(path))
     for name, root in roots:

@@ -19,6 +19,7 @@ from downstream.table2.preflight import preflight
 from ophora.configs import ConfigError
 from ophora.data.manifests import GeneratedVideo, append_generated
 from ophora.data.video import write_video
+from ophora.results import resolve_path
 from ophora.seeding import derive_seed
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -192,6 +193,7 @@ def test_ophnet_kind_trims_untrimmed_videos_and_reads_external_clips(tmp_path):
     assert [c["status"] for c in results["cells"]] == ["ok", "ok"]
     mixed = results["cells"][1]["train_clips"]
     assert mixed["real"] == 36 and mixed["synthetic"] == 9 and mixed["synthetic_set"]["generator"] == "external"
-    run = json.loads((Path(results["cells"][0]["run_dir"]) / "run.json").read_text())
+    run_dir = resolve_path(results["cells"][0]["run_dir"], results, out / "results.json")
+    run = json.loads((run_dir / "run.json").read_text())
     assert run["run"]["train_clips"] == 36
     assert pd.read_csv(out / "table.csv")[["phase val top-1", "phase test top-5"]].notna().all().all()

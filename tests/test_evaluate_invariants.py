@@ -51,5 +51,7 @@ def test_metrics_do_not_depend_on_the_order_of_videos(tmp_path):
     for name, rel in (("fid", 1e-9), ("fvd", 1e-9), ("kid", 1e-9), ("clipscore", 1e-6)):
         assert second[name]["value"] == pytest.approx(first[name]["value"], rel=rel), name
         assert second[name]["value"] != 0
+    # A per-video score is 100 x the cosine of two float32 unit vectors: batch-dependent rounding of about 1e-7
+    # per embedding component moves it by up to ~1e-5 in score units (seen: 2.1e-6), whatever its size.
     by_path = [{v["path"]: v["score"] for v in r["per_video"]["clipscore"]} for r in results]
-    assert by_path[0] == pytest.approx(by_path[1], rel=1e-6)
+    assert by_path[0] == pytest.approx(by_path[1], rel=1e-6, abs=1e-4)

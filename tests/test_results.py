@@ -6,9 +6,10 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 import torch
 
-from ophora.results import Tolerance, compare_results, main, provenance, relative_paths, write_json
+from ophora.results import Tolerance, compare_results, main, provenance, relative_paths, resolve_path, write_json
 
 
 def test_provenance_records_cpu_model_torch_capability_threads_and_every_distribution():
@@ -33,6 +34,10 @@ def test_result_files_name_paths_relative_to_their_roots(tmp_path):
     assert document["config"]["out"] == "." and document["text"] == "a prompt, not a path"
     assert document["roots"] == {"$work": "../../runs/demo", "$cache": "../../cache"}
     assert str(tmp_path) not in path.read_text()
+    for key, original in (("videos", work / "generate" / "videos"), ("config_file", tmp_path / "configs/demo.yaml")):
+        assert resolve_path(document[key], document, path) == original
+    moved = tmp_path / "elsewhere"
+    assert resolve_path("$cache/stats/fid.npz", document, path, roots={"$cache": moved}) == moved / "stats/fid.npz"
 
 
 def test_the_deepest_root_wins_and_a_root_outside_the_tree_is_named_only():
@@ -40,6 +45,8 @@ def test_the_deepest_root_wins_and_a_root_outside_the_tree_is_named_only():
                               "/home/user/results")
     assert document["a"] == "$inner/file"
     assert document["roots"] == {"$inner": None, "$x": None}
+    with pytest.raises(KeyError, match=r"\$inner"):
+        resolve_path(document["a"], document, "/home/user/results/results.json")
 
 
 def _table(fvd: float, fid: float = 3.63) -> dict:
