@@ -46,6 +46,7 @@ def test_registry_builds_bora_and_it_is_a_video_generator():
     assert (generator.conditional, generator.stages) == (True, ("train",))
 
 
+@pytest.mark.slow
 def test_overfitting_four_clips_drives_the_loss_down(world, trained):
     out, model = trained
     losses = [row["loss"] for row in read_log(out)]
@@ -124,6 +125,7 @@ def test_generation_depends_on_the_prompt_and_is_deterministic(trained, tmp_path
     assert record.settings["guidance_scale"] == 4.0 and record.prompt.startswith("a keratome")
 
 
+@pytest.mark.slow
 def test_the_harness_scores_a_generated_folder(world, trained, tmp_path, monkeypatch):
     from benchmarks.evaluate import EvalConfig, evaluate
 

@@ -45,6 +45,7 @@ def test_registry_builds_endora_and_it_is_a_video_generator():
     assert (generator.conditional, generator.stages) == (False, ("train",))
 
 
+@pytest.mark.slow
 def test_overfitting_four_clips_drives_the_loss_down(world, trained):
     out, model = trained
     losses = [row["loss"] for row in read_log(out)]
@@ -134,6 +135,7 @@ def test_generation_writes_the_requested_videos_deterministically(trained, tmp_p
     assert frames.std() > 5  # not a flat image
 
 
+@pytest.mark.slow
 def test_the_harness_scores_a_generated_folder(world, trained, tmp_path, monkeypatch):
     from benchmarks.evaluate import EvalConfig, evaluate
 

@@ -156,6 +156,7 @@ def _fd_config(real, fake):
                       workers=0, progress=False)
 
 
+@pytest.mark.slow
 def test_evaluate_scores_both_layouts_and_png_copies_score_identically(videos):
     root, clips, _ = videos
     make_folder(root / "real", 4, 16, size=SIZE, seed=0)

@@ -67,6 +67,7 @@ def inside(box, pasted) -> float:
     return rows * cols / (h * w)
 
 
+@pytest.mark.slow
 def test_untouched_ophsim_clips_show_no_face_and_say_faces_were_checked(clips, stage):
     verdicts = [check(stage, path) for path in clips]
     flagged = [(v.scores["face_frames"], v.scores["face_boxes"]) for v in verdicts if v.scores["faces"]]

@@ -30,6 +30,8 @@ from ophora.data.video import read_video
 from ophora.sim.captions import noise_markers
 from ophora.sim.world import WorldConfig, build_world
 
+pytestmark = pytest.mark.slow  # every test here shares a run of more than 5 s
+
 WORLD = WorldConfig(videos=6, seed=8, frames=16, size=(128, 128), defects=0.6)
 SETTINGS = {"resolution": {"min_width": 128, "min_height": 128}, "execution": {"shard_size": 8, "workers": 2}}
 FILTERS = {"resolution": ["lowres"], "dynamics": ["cut", "frozen"], "privacy": ["subtitles", "watermark"]}

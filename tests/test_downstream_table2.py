@@ -80,6 +80,7 @@ def _quick_config(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_quick_table2_runs_renders_and_reruns_from_cache(tmp_path):
     config = _quick_config(tmp_path / "quick.yaml")
     out, work = tmp_path / "out", tmp_path / "work"
@@ -164,6 +165,7 @@ def test_config_errors_name_the_key(tmp_path):
         load_config("dmeo")
 
 
+@pytest.mark.slow
 def test_ophnet_kind_trims_untrimmed_videos_and_reads_external_clips(tmp_path):
     """The paper's path at toy size: OphNet-format CSV + untrimmed videos cut on the fly, and synthetic clips
     from an external folder of generated videos (``generator: external``)."""

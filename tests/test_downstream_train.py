@@ -116,6 +116,7 @@ def phases(tmp_path_factory):
     return readable
 
 
+@pytest.mark.slow
 def test_tiny_slowfast_learns_ophsim_phases(phases, tmp_path):
     recipe = load_recipe("slowfast_tiny", {"epochs": 10})
     results = train_classifier(recipe, _split(phases, "train"), {"val": _split(phases, "val"),

@@ -29,6 +29,7 @@ def _launch(prefix: list[str], real: Path, fake: Path, out: Path, cache: Path) -
 @pytest.mark.slow
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="torch.distributed with gloo "
                     "is not available in this torch build, so torchrun cannot start a CPU process group")
+@pytest.mark.slow
 def test_two_processes_give_the_numbers_of_one(tmp_path):
     make_folder(tmp_path / "real", 5, [20, 18, 10, 22, 16], seed=0)  # vid_02 is too short for FVD
     fake = make_generated(tmp_path / "fake", 5, 16, seed=1)

@@ -32,6 +32,7 @@ def _instruction_csv(root, name, order):
     return write_instruction_set(root / name, clips)
 
 
+@pytest.mark.slow
 def test_metrics_do_not_depend_on_the_order_of_videos(tmp_path):
     for name, seed, tint in (("real", 0, 0.0), ("fake", 1, 50.0)):
         for i, path in enumerate(make_folder(tmp_path / name / "tmp", 6, 18, seed=seed, tint=tint)):

@@ -185,6 +185,7 @@ def test_fitting_the_tiny_vae_learns_to_reconstruct(tiny):
     assert (means * vae.config.scaling_factor).std().item() == pytest.approx(1.0, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_offline_tokenizer_is_the_same_in_every_process():
     import subprocess
     import sys

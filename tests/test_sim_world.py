@@ -26,6 +26,7 @@ def world(tmp_path_factory):
     return out, config, summary
 
 
+@pytest.mark.slow
 def test_raw_and_instruction_sets_read_back_with_every_clip(world):
     out, config, _ = world
     raw = manifests.read_raw_set(out / "ophvl_raw" / "raw.csv")
@@ -111,6 +112,7 @@ def test_planted_cuts_are_found_by_pyscenedetect_and_clean_clips_have_none(world
             assert len(scenes) <= 1, clip_id
 
 
+@pytest.mark.slow
 def test_same_seed_same_world_and_another_seed_differs(tmp_path):
     config = WorldConfig(videos=1, seed=3, **SMALL)
     a = build_world(config, tmp_path / "a", progress=False)
@@ -126,6 +128,7 @@ def test_same_seed_same_world_and_another_seed_differs(tmp_path):
     assert csv_a != (tmp_path / "c" / "ophora_instructions" / "instructions.csv").read_text()
 
 
+@pytest.mark.slow
 def test_resume_keeps_finished_surgeries_and_rejects_other_settings(tmp_path):
     config = WorldConfig(videos=2, seed=1, **SMALL)
     build_world(config, tmp_path, progress=False)

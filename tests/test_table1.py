@@ -14,6 +14,8 @@ from benchmarks.table1.preflight import preflight
 from ophora.configs import ConfigError
 from ophora.tables import best
 
+pytestmark = pytest.mark.slow  # every test here shares a run of more than 5 s
+
 ROWS = ["Endora", "Endora (w/ Ophora-160K)", "Bora", "Bora (w/ Ophora-160K)", "Ophora (TPT-only)", "Ophora"]
 
 
