@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("reference", type=Path, help="the result file it should agree with (e.g. committed)")
     compare.add_argument("--rtol", type=float, default=0.0, help="relative tolerance per number (0.02: 2%%)")
     compare.add_argument("--atol", type=float, default=0.0, help="absolute tolerance per number")
+    compare.add_argument("--ignore", action="append", default=[], metavar="KEY",
+                         help="also skip this key at any depth (e.g. per_video); repeatable")
     args = parser.parse_args(argv)
     if args.command == "perf-report":
         print(f"wrote {write_perf_report(args.bench_json)}")
@@ -324,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: cannot read result file {path}: {err}", file=sys.stderr)
             return 2
     tolerance = Tolerance(args.rtol, args.atol)
-    outcome = compare_results(*documents, tolerance)
+    outcome = compare_results(*documents, tolerance, VOLATILE_KEYS | set(args.ignore))
     print(f"{args.new} vs {args.reference}: {outcome.summary(tolerance)}")
     return 0 if not outcome.failures else 1
 

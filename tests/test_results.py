@@ -77,5 +77,7 @@ def test_compare_command_exit_status_says_whether_files_agree(tmp_path, capsys):
     assert "within tolerance (rtol=0.02" in capsys.readouterr().out
     assert main(["compare", str(a), str(a)]) == 0
     assert "identical" in capsys.readouterr().out
+    assert main(["compare", str(a), str(b), "--ignore", "fvd"]) == 0
+    assert "identical: 2 numbers" in capsys.readouterr().out
     assert main(["compare", str(a), str(Path(tmp_path / "missing.json"))]) == 2
     assert "missing.json" in capsys.readouterr().err

@@ -12,6 +12,7 @@ import yaml
 from benchmarks.table1 import PreflightError, load_table1_config, render, run_table1
 from benchmarks.table1.preflight import preflight
 from ophora.configs import ConfigError
+from ophora.data.bundled import resolve_path
 from ophora.tables import best
 
 pytestmark = pytest.mark.slow  # every test here shares a run of more than 5 s
@@ -162,7 +163,7 @@ def test_an_external_row_scores_videos_from_official_code(quick, tmp_path):
         shutil.copy(Path(bora["videos"]) / record["path"], official / record["path"])
         lines.append(f'{record["path"]},"{record["prompt"]}"')
     (tmp_path / "prompts.csv").write_text("\n".join(lines) + "\n")
-    raw = yaml.safe_load(Path(config.source).read_text())
+    raw = yaml.safe_load(resolve_path(config.source).read_text())
     raw = {k: v for k, v in raw.items() if not k.startswith(".")}
     raw.update(name="quick-external", rows=[{"name": "Bora (official code)", "external": str(official),
                                              "external_prompts": str(tmp_path / "prompts.csv")}])
@@ -206,7 +207,7 @@ def test_render_files(tmp_path):
 
 
 def _write(tmp_path: Path, changes: dict) -> Path:
-    raw = yaml.safe_load(Path(load_table1_config("quick").source).read_text())
+    raw = yaml.safe_load(resolve_path(load_table1_config("quick").source).read_text())
     raw = {k: v for k, v in raw.items() if not k.startswith(".")}
     raw.update(changes)
     path = tmp_path / "table1.yaml"
