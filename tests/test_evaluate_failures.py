@@ -9,6 +9,7 @@ import pytest
 from benchmarks.detectors.clip import TINY_MODEL
 from benchmarks.evaluate import EvalConfig, evaluate, main
 from benchmarks.features import FailedVideoError
+from ophora.results import resolve_path
 
 from eval_sets import make_folder, make_generated, write_manifest
 
@@ -45,12 +46,16 @@ def test_failed_inputs_are_listed_and_excluded(broken_sets):
     assert failed["truncated.mp4"]["metrics"] == ["clipscore", "fvd"] and failed["truncated.mp4"]["reason"]
     short = failed["vid_02.mp4"]
     assert short["set"] == "real" and short["metrics"] == ["fvd"] and "has 10 frames" in short["reason"]
-    assert short["path"] == str(real[2])
+    assert short["path"] == str(real[2])  # in memory: the path as given
     fvd, clip = result["metrics"]["fvd"], result["metrics"]["clipscore"]
     assert (fvd["n_real"], fvd["n_fake"], clip["n_fake"]) == (4, 4, 4)
     assert fvd["value"] is not None and len(result["per_video"]["clipscore"]) == 4
     written = json.loads((root / "out.json").read_text())
-    assert written["failed"] == result["failed"]
+    # the file holds no path of the machine: each is relative to its set's root and resolves back to the video
+    assert [{**f, "path": None} for f in written["failed"]] == [{**f, "path": None} for f in result["failed"]]
+    written_short = next(f for f in written["failed"] if f["key"] == "vid_02.mp4")
+    assert written_short["path"] == "$real/vid_02.mp4"
+    assert resolve_path(written_short["path"], written, root / "out.json") == real[2].resolve()
 
 
 def test_strict_fails_naming_the_file(broken_sets, capsys):
