@@ -34,6 +34,7 @@ from ophora.data import video as ophora_video
 from ophora.data.frame_folders import IMAGE_SUFFIXES, natural_key
 from ophora.data.frames import VideoDecodeError
 from ophora.data.manifests import ManifestError, read_csv_table
+from ophora.data.manifests._common import quoted
 from ophora.registry import did_you_mean
 
 __all__ = ["PREFIX", "ExternalVideosError", "ExternalVideo", "Validation", "ExternalVideos", "parse_spec",
@@ -147,12 +148,13 @@ def read_prompt_mapping(path: str | os.PathLike, names: Sequence[str], folder: P
         if not name:
             raise table.error(index, "video", "is empty; expected a video's file name or stem")
         if name in rows:
-            raise table.error(index, "video", f"duplicate video {name!r}; already mapped by {table.where(rows[name])}")
+            raise table.error(index, "video", f"duplicate video {quoted(name)}; already mapped by "
+                                              f"{table.where(rows[name])}")
         if name not in known:
-            raise table.error(index, "video", f"names {cell!r}, but {folder} has no {name}.mp4 or frame folder "
+            raise table.error(index, "video", f"names {quoted(cell)}, but {folder} has no {name}.mp4 or frame folder "
                                               f"{name}/")
         if not prompt.strip():
-            raise table.error(index, "prompt", f"is empty for video {name!r}; expected its prompt")
+            raise table.error(index, "prompt", f"is empty for video {quoted(name)}; expected its prompt")
         rows[name], prompts[name] = index, prompt
     missing = [n for n in names if n not in prompts]
     if missing:

@@ -10,6 +10,9 @@ as text until validated, so ids such as ``case_0002`` and captions such as ``NA`
 are written with ``pandas.DataFrame.to_csv`` and ``\\r\\n`` line ends (RFC 4180), which quotes every field
 holding a comma, quote, ``\\r`` or ``\\n``, so captions round-trip exactly.
 
+Reading is linear in the file's size, and error messages stay short whatever the file holds: a message lists at
+most :data:`MAX_LISTED` names (then how many more) and quotes at most :data:`MAX_QUOTED` characters of a value.
+
 Paths inside manifests are relative to the dataset root; readers return absolute :class:`pathlib.Path`s.
 Escape checks are lexical (``..`` is normalised away, symlinks are not followed), so a dataset whose
 ``clips/`` is a symlink to other storage still reads, while ``../x.mp4`` or ``/etc/x`` are rejected.
@@ -17,19 +20,25 @@ Escape checks are lexical (``..`` is normalised away, symlinks are not followed)
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import posixpath
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from ophora.data.atomic import atomic_path
 
 PathLike = str | os.PathLike
+
+MAX_LISTED = 8  # names a message lists before saying how many more there are
+MAX_QUOTED = 120  # characters of one value a message quotes
+MAX_REASON = 1500  # characters of a reason; longer ones keep their head and tail
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -59,9 +68,10 @@ class ManifestError(ValueError):
         self.row = row
         self.line = line
         self.field = field
-        self.reason = message
+        self.reason = message = _bounded(message)
         self.field_kind = field_kind
-        super().__init__(_format_location(self.path, row, line, field, field_kind) + ": " + message)
+        location = _format_location(self.path, row, line, _bounded(field, MAX_QUOTED) if field else field, field_kind)
+        super().__init__(location + ": " + message)
 
     def __reduce__(self):  # keep the attributes when sent between processes (multiprocessing pools)
         return _rebuild_manifest_error, (self.path, self.reason, self.row, self.line, self.field, self.field_kind)
@@ -69,6 +79,29 @@ class ManifestError(ValueError):
 
 def _rebuild_manifest_error(path, reason, row, line, field, field_kind) -> ManifestError:
     return ManifestError(path, reason, row=row, line=line, field=field, field_kind=field_kind)
+
+
+def _bounded(text: str, limit: int = MAX_REASON) -> str:
+    """``text`` cut to about ``limit`` characters, keeping its head and tail (the tail often says what to do)."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]} ... [{len(text) - 2 * keep:,} characters left out] ... {text[-keep:]}"
+
+
+def quoted(value: Any) -> str:
+    """``repr(value)``, cut to :data:`MAX_QUOTED` characters, for error messages."""
+    text = repr(value)
+    if len(text) <= MAX_QUOTED:
+        return text
+    return f"{text[:MAX_QUOTED - 30]}... ({len(text):,} characters)"
+
+
+def listed(names: Sequence[Any], limit: int = MAX_LISTED) -> str:
+    """Up to ``limit`` quoted names, then how many more: ``['a', 'b', ... and 3 more]``."""
+    shown = ", ".join(quoted(name) for name in names[:limit])
+    more = len(names) - limit
+    return f"[{shown}, ... and {more:,} more]" if more > 0 else f"[{shown}]"
 
 
 def _format_location(path: Path, row: int | None, line: int | None, field: str | None, kind: str) -> str:
@@ -100,12 +133,12 @@ def _escape_problem(relative: str) -> str | None:
     if not relative.strip():
         return "is empty; expected a path relative to the dataset root"
     if PurePosixPath(relative).is_absolute() or _WINDOWS_DRIVE.match(relative):
-        return f"{relative!r} is absolute; expected a path relative to the dataset root"
+        return f"{quoted(relative)} is absolute; expected a path relative to the dataset root"
     normal = posixpath.normpath(relative)
     if normal == ".." or normal.startswith("../"):
-        return f"{relative!r} leaves the dataset root"
+        return f"{quoted(relative)} leaves the dataset root"
     if normal == ".":
-        return f"{relative!r} names the dataset root itself, not a file"
+        return f"{quoted(relative)} names the dataset root itself, not a file"
     return None
 
 
@@ -158,39 +191,49 @@ def read_csv_table(
 ) -> CsvTable:
     """Parse a UTF-8 CSV (byte-order mark allowed); check its header and that every row has all fields.
 
-    ``hints`` maps a required column to a common misspelling, which the error then points out.
+    ``hints`` maps a required column to a common misspelling, which the error then points out. Time and memory
+    are linear in the file's size.
     """
     path = _absolute(path)
     _require_file(path)
-    try:
-        header, rows, lines = _parse_csv(path)
-    except UnicodeDecodeError as exc:
-        raise ManifestError(path, f"expected UTF-8 text, found undecodable bytes ({exc.reason}) at byte "
-                                  f"{exc.start}") from exc
+    header, rows, lines = _parse_csv(path, _decode_utf8(path, path.read_bytes()))
     table = CsvTable(path, header, rows, lines)
     _check_header(table, required, hints or {})
     _check_field_counts(table)
     return table
 
 
-def _parse_csv(path: Path) -> tuple[list[str], list[list[str]], list[int | None]]:
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _decode_utf8(path: Path, data: bytes) -> str:
+    """UTF-8 text of ``data`` (a leading byte-order mark dropped), or a ManifestError naming the line."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        body = exc.object  # the bytes after any byte-order mark; exc.start counts from there
+        line = len(_LINE_END.findall(body, 0, exc.start)) + 1
+        raise ManifestError(path, f"expected UTF-8 text, found undecodable bytes ({exc.reason}) at byte "
+                                  f"{exc.start + len(data) - len(body)}", line=line) from None
+
+
+def _parse_csv(path: Path, text: str) -> tuple[list[str], list[list[str]], list[int | None]]:
     """Header, data rows and the start line of each data row; blank lines are skipped."""
     records: list[list[str]] = []
     lines: list[int | None] = []
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, strict=True)
-        previous_end = 0
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                raise ManifestError(path, f"malformed CSV ({exc})", line=reader.line_num) from exc
-            if record:
-                records.append(record)
-                lines.append(previous_end + 1)
-            previous_end = reader.line_num
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    previous_end = 0
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise ManifestError(path, f"malformed CSV ({exc})", line=reader.line_num) from None
+        if record:
+            records.append(record)
+            lines.append(previous_end + 1)
+        previous_end = reader.line_num
     if not records:
         raise ManifestError(path, "file is empty; expected a header line")
     return records[0], records[1:], lines[1:]
@@ -198,15 +241,17 @@ def _parse_csv(path: Path) -> tuple[list[str], list[list[str]], list[int | None]
 
 def _check_header(table: CsvTable, required: Sequence[str], hints: Mapping[str, str]) -> None:
     header = table.header
-    duplicates = sorted({name for name in header if header.count(name) > 1})
+    found = f"found columns {listed(header)}"
+    duplicates = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicates:
-        raise ManifestError(table.path, f"header repeats column(s) {duplicates}; found columns {header}", line=1)
-    missing = [name for name in required if name not in header]
+        raise ManifestError(table.path, f"header repeats column(s) {listed(duplicates)}; {found}", line=1)
+    present = set(header)
+    missing = [name for name in required if name not in present]
     if not missing:
         return
-    message = f"missing required column(s) {missing}; found columns {header}; expected {list(required)}"
+    message = f"missing required column(s) {listed(missing)}; {found}; expected {list(required)}"
     for name in missing:
-        if hints.get(name) in header:
+        if hints.get(name) in present:
             message += f" (column {hints[name]!r} should be spelled {name!r})"
     raise ManifestError(table.path, message, line=1)
 
@@ -215,15 +260,15 @@ def _check_field_counts(table: CsvTable) -> None:
     expected = len(table.header)
     for index, row in enumerate(table.rows):
         if len(row) != expected:
-            raise table.error(index, None, f"expected {expected} fields (columns {table.header}), "
-                                           f"found {len(row)}: {row}")
+            raise table.error(index, None, f"expected {expected} fields (columns {listed(table.header)}), "
+                                           f"found {len(row)}: {listed(row)}")
 
 
 def _check_unique(table: CsvTable, column: str, what: str) -> None:
     first_seen: dict[str, int] = {}
     for index, value in enumerate(table.column(column)):
         if value in first_seen:
-            raise table.error(index, column, f"duplicate {what} {value!r}; already used by "
+            raise table.error(index, column, f"duplicate {what} {quoted(value)}; already used by "
                                              f"{table.where(first_seen[value])}")
         first_seen[value] = index
 
@@ -233,9 +278,9 @@ def _parse_seconds(table: CsvTable, index: int, column: str, text: str) -> float
     try:
         value = float(text)
     except ValueError:
-        raise table.error(index, column, f"expected a number of seconds, found {text!r}") from None
+        raise table.error(index, column, f"expected a number of seconds, found {quoted(text)}") from None
     if not math.isfinite(value):
-        raise table.error(index, column, f"expected a finite number of seconds, found {text!r}")
+        raise table.error(index, column, f"expected a finite number of seconds, found {quoted(text)}")
     return value
 
 

@@ -15,6 +15,7 @@ from ophora.data.manifests._common import (
     _escape_problem,
     _relative_to_root,
     _require_file,
+    quoted,
 )
 
 __all__ = ["CogVideoXItem", "read_cogvideox_set", "write_cogvideox_set"]
@@ -106,9 +107,9 @@ def write_cogvideox_set(
 def _prompt_for_write(path: Path, number: int, prompt: str) -> str:
     if "\n" in prompt or "\r" in prompt:
         raise ManifestError(path, f"prompt contains a line break, which would split it over two lines: "
-                                  f"{prompt!r}", row=number, field="prompt", field_kind="field")
+                                  f"{quoted(prompt)}", row=number, field="prompt", field_kind="field")
     if not prompt.strip():
-        raise ManifestError(path, f"expected a non-empty prompt, found {prompt!r}", row=number, field="prompt",
+        raise ManifestError(path, f"expected a non-empty prompt, found {quoted(prompt)}", row=number, field="prompt",
                             field_kind="field")
     return prompt
 
@@ -119,6 +120,6 @@ def _video_for_write(path: Path, number: int, root: Path, video: PathLike) -> st
         raise ManifestError(path, f"video {video} is not a file inside {root}", row=number, field="video",
                             field_kind="field")
     if "\n" in relative or "\r" in relative:
-        raise ManifestError(path, f"video path contains a line break: {relative!r}", row=number, field="video",
+        raise ManifestError(path, f"video path contains a line break: {quoted(relative)}", row=number, field="video",
                             field_kind="field")
     return relative

@@ -16,6 +16,7 @@ from ophora.data.manifests._common import (
     _absolute,
     _check_unique,
     _write_csv,
+    quoted,
     read_csv_table,
 )
 
@@ -40,7 +41,7 @@ def _clip_id_problem(clip_id: str) -> str | None:
     if not clip_id.strip():
         return "clip id is empty"
     if clip_id in (".", "..") or any(sep in clip_id for sep in ("/", "\\", "\0")):
-        return f"clip id {clip_id!r} would leave {_CLIPS_FOLDER}/; expected a bare name such as 'X3jTUYMflCk_26'"
+        return f"clip id {quoted(clip_id)} would leave {_CLIPS_FOLDER}/; expected a bare name such as 'X3jTUYMflCk_26'"
     return None
 
 
@@ -80,7 +81,7 @@ def _instruction_clip(
     if problem:
         raise table.error(index, "clip id", problem)
     if not instruction.strip():
-        raise table.error(index, "instruction", f"expected a non-empty instruction, found {instruction!r}")
+        raise table.error(index, "instruction", f"expected a non-empty instruction, found {quoted(instruction)}")
     path = _clip_path(root, clip_id)
     if existing is not None and path.name not in existing:
         raise table.error(index, "clip id", f"clip file not found: expected {path}")
@@ -110,11 +111,11 @@ def _check_instruction_for_write(
     if problem:
         raise ManifestError(csv_path, problem, row=row, field="clip id")
     if clip.clip_id in first_seen:
-        raise ManifestError(csv_path, f"duplicate clip id {clip.clip_id!r}; already used by row "
+        raise ManifestError(csv_path, f"duplicate clip id {quoted(clip.clip_id)}; already used by row "
                                       f"{first_seen[clip.clip_id]}", row=row, field="clip id")
     first_seen[clip.clip_id] = row
     if not clip.instruction.strip():
-        raise ManifestError(csv_path, f"expected a non-empty instruction, found {clip.instruction!r}",
+        raise ManifestError(csv_path, f"expected a non-empty instruction, found {quoted(clip.instruction)}",
                             row=row, field="instruction")
     expected = _clip_path(root, clip.clip_id)
     if _absolute(root / clip.path) != expected:

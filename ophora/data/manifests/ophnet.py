@@ -22,6 +22,7 @@ from ophora.data.manifests._common import (
     _escape_problem,
     _parse_seconds,
     _write_csv,
+    quoted,
     read_csv_table,
 )
 
@@ -43,6 +44,7 @@ OPHNET_REQUIRED = ("video_id", "start", "end", "split", "surgery_id", "phase_id"
 OPHNET_OPTIONAL = ("operation_id", "segment_path")
 OPHNET_LABELS = ("surgery_id", "phase_id", "operation_id")
 OPHNET_SPLITS = ("train", "val", "test")
+MAX_CLASS_ID = 99_999  # a class id indexes a classifier's outputs; a larger one is a typo or a different column
 _SPLIT_DTYPE = pd.CategoricalDtype(list(OPHNET_SPLITS))
 
 OPHNET2024_FILES = ("OphNet2024_loca_challenge.csv", "OphNet2024_loca_challenge_phase.csv",
@@ -66,10 +68,11 @@ def read_ophnet_csv(
     """Read an OphNet2024 CSV into a typed DataFrame, one row per clip.
 
     Columns: ``video_id`` (str), ``start``/``end`` (float64 seconds in the source video), ``split``
-    (categorical train/val/test), ``surgery_id``/``phase_id``/``operation_id`` (int64, operation_id only
-    if present), ``segment_path`` (str relative to ``videos_root``, only if present), then any extra columns
-    as str. With ``check_files`` (which needs ``videos_root``) every segment file must exist; a CSV
-    without ``segment_path`` lists no files, so there is nothing to check.
+    (categorical train/val/test), ``surgery_id``/``phase_id``/``operation_id`` (int64 in [0, 99,999],
+    operation_id only if present), ``segment_path`` (str relative to ``videos_root``, only if present), then
+    any extra columns as str. A row that repeats an earlier one exactly is refused. With ``check_files``
+    (which needs ``videos_root``) every segment file must exist; a CSV without ``segment_path`` lists no
+    files, so there is nothing to check.
     """
     if check_files and videos_root is None:
         raise ValueError("check_files=True needs videos_root, the folder segment_path is relative to")
@@ -87,6 +90,7 @@ def _ophnet_frame(table: CsvTable) -> pd.DataFrame:
     extras = [name for name in table.header if name not in present]
     text = {name: table.column(name) for name in present + extras}
     _check_video_ids(table, text["video_id"])
+    _check_no_repeated_rows(table)
     columns: dict[str, Any] = {"video_id": pd.Series(text["video_id"], dtype=str)}
     columns["start"], columns["end"] = _ophnet_times(table, text["start"], text["end"])
     columns["split"] = _ophnet_splits(table, text["split"])
@@ -103,7 +107,16 @@ def _ophnet_frame(table: CsvTable) -> pd.DataFrame:
 def _check_video_ids(table: CsvTable, video_ids: list[str]) -> None:
     for index, video_id in enumerate(video_ids):
         if not video_id.strip():
-            raise table.error(index, "video_id", f"expected a video id such as 'case_0002', found {video_id!r}")
+            raise table.error(index, "video_id", f"expected a video id such as 'case_0002', found {quoted(video_id)}")
+
+
+def _check_no_repeated_rows(table: CsvTable) -> None:
+    """A row listed twice would count its clip twice in training and in every metric."""
+    first_seen: dict[tuple[str, ...], int] = {}
+    for index, row in enumerate(table.rows):
+        first = first_seen.setdefault(tuple(row), index)
+        if first != index:
+            raise table.error(index, None, f"repeats {table.where(first)} exactly; list each clip once")
 
 
 def _ophnet_times(table: CsvTable, starts: list[str], ends: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -123,15 +136,18 @@ def _ophnet_times(table: CsvTable, starts: list[str], ends: list[str]) -> tuple[
 def _ophnet_splits(table: CsvTable, splits: list[str]) -> pd.Series:
     for index, split in enumerate(splits):
         if split not in OPHNET_SPLITS:
-            raise table.error(index, "split", f"expected one of {list(OPHNET_SPLITS)}, found {split!r}")
+            raise table.error(index, "split", f"expected one of {list(OPHNET_SPLITS)}, found {quoted(split)}")
     return pd.Series(splits, dtype=_SPLIT_DTYPE)
 
 
 def _ophnet_labels(table: CsvTable, column: str, cells: list[str]) -> np.ndarray:
-    """Non-negative integer class ids (int64)."""
+    """Integer class ids in [0, :data:`MAX_CLASS_ID`] (int64)."""
     for index, text in enumerate(cells):
         if not (text.isascii() and text.isdigit()):
-            raise table.error(index, column, f"expected a non-negative integer class id, found {text!r}")
+            raise table.error(index, column, f"expected a non-negative integer class id, found {quoted(text)}")
+        if len(text.lstrip("0")) > len(str(MAX_CLASS_ID)) or int(text) > MAX_CLASS_ID:
+            raise table.error(index, column, f"class id {quoted(text)} is larger than {MAX_CLASS_ID:,}; class ids "
+                                             "number a classifier's outputs (OphNet2024's largest is 231)")
     return np.array([int(text) for text in cells], dtype=np.int64)
 
 
@@ -145,7 +161,7 @@ def _check_one_split_per_video(table: CsvTable, frame: pd.DataFrame) -> None:
     if mismatched.size:
         i = int(mismatched[0])
         video_id = frame["video_id"].iat[i]
-        raise table.error(i, "split", f"video {video_id!r} is in split {frame['split'].iat[i]!r} here but in "
+        raise table.error(i, "split", f"video {quoted(video_id)} is in split {frame['split'].iat[i]!r} here but in "
                                       f"{first_split[video_id]!r} at {table.where(first_row[video_id])}; "
                                       "a video must belong to one split")
 

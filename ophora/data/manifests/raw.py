@@ -19,6 +19,7 @@ from ophora.data.manifests._common import (
     _parse_seconds,
     _relative_to_root,
     _write_csv,
+    quoted,
     read_csv_table,
 )
 
@@ -66,9 +67,9 @@ def _raw_clip(
 ) -> RawClip:
     for column in ("clip_id", "source_video"):
         if not cells[column].strip():
-            raise table.error(index, column, f"expected a non-empty {column}, found {cells[column]!r}")
+            raise table.error(index, column, f"expected a non-empty {column}, found {quoted(cells[column])}")
     if not allow_empty and not cells["caption"].strip():
-        raise table.error(index, "caption", f"expected a non-empty caption, found {cells['caption']!r} "
+        raise table.error(index, "caption", f"expected a non-empty caption, found {quoted(cells['caption'])} "
                                             "(pass allow_empty_captions=True to read such rows)")
     start = _parse_seconds(table, index, "start", cells["start"])
     end = _parse_seconds(table, index, "end", cells["end"])
@@ -114,7 +115,8 @@ def _raw_row_for_write(
     if not clip.clip_id.strip():
         raise fail("clip_id", "clip id is empty")
     if clip.clip_id in first_seen:
-        raise fail("clip_id", f"duplicate clip id {clip.clip_id!r}; already used by row {first_seen[clip.clip_id]}")
+        raise fail("clip_id", f"duplicate clip id {quoted(clip.clip_id)}; already used by row "
+                              f"{first_seen[clip.clip_id]}")
     first_seen[clip.clip_id] = row
     if not (math.isfinite(clip.start) and math.isfinite(clip.end)) or clip.start < 0:
         raise fail("start", f"expected finite seconds with start >= 0, found start={clip.start}, end={clip.end}")
