@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,10 @@ from ophora.configs import ConfigError
 from ophora.registry import did_you_mean
 
 __all__ = ["ResolutionConfig", "DynamicsConfig", "ChatConfig", "RewriteConfig", "OverlayConfig",
-           "VlmConfig", "PrivacyConfig", "ExecutionConfig", "OutputConfig", "CurationConfig", "plain"]
+           "VlmConfig", "PrivacyConfig", "ExecutionConfig", "OutputConfig", "CurationConfig", "plain", "redact",
+           "REDACTED"]
+
+REDACTED = "***"
 
 @dataclass(frozen=True)
 class ResolutionConfig:
@@ -54,9 +58,11 @@ class ChatConfig:
 
     ``base_url`` ends before ``/chat/completions``. The key is ``api_key`` or, when that is empty, the
     environment variable ``api_key_env``; a missing key sends no Authorization header (local servers).
-    ``timeout_s`` per request; ``max_retries`` after the first try, waiting ``backoff_s * 2**attempt`` (at
-    most ``backoff_max_s``, with jitter, or the server's Retry-After) on 429, 5xx, timeouts and malformed
-    answers; ``concurrency`` requests in flight per worker process; ``cache_dir`` None = the user cache dir.
+    ``timeout_s`` bounds each try's whole wall time (connect, headers and body together); ``max_retries``
+    after the first try, waiting ``backoff_s * 2**attempt`` (at most ``backoff_max_s``, with jitter, or the
+    server's Retry-After) on 429, 5xx, timeouts, dropped connections and malformed answers; 401 and 403 are
+    not retried, and end the worker's requests to that endpoint for the run;
+    ``concurrency`` requests in flight per worker process; ``cache_dir`` None = the user cache dir.
     """
 
     base_url: str = "http://localhost:8000/v1"
@@ -154,13 +160,19 @@ class PrivacyConfig:
 @dataclass(frozen=True)
 class ExecutionConfig:
     """``workers`` processes (local) or Ray tasks in flight; ``shard_size`` clips per ledger shard;
-    ``batch_size`` clips handed to the stages together (the openai backends send a batch concurrently)."""
+    ``batch_size`` clips handed to the stages together (the openai backends send a batch concurrently).
+
+    ``strict``: a run with any failed clip (a stage that could not evaluate it: endpoint down, unreadable
+    video) ends with an error. By default failed clips are reported and only a run in which every clip that
+    reached some stage failed there ends with an error; failed clips are retried by the next run either way.
+    """
 
     workers: int = 1
     executor: str = "local"
     shard_size: int = 64
     batch_size: int = 8
     ray_address: str | None = None
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,6 +190,10 @@ class CurationConfig:
     privacy: PrivacyConfig = PrivacyConfig()
     execution: ExecutionConfig = ExecutionConfig()
     output: OutputConfig = OutputConfig()
+
+    def secrets(self) -> tuple[str, ...]:
+        """The API keys this config sends (resolved from the environment), for :func:`redact`."""
+        return tuple({chat.resolved_key() for chat in (self.rewrite.openai, self.privacy.vlm.chat)} - {""})
 
     def __post_init__(self):
         _choice("rewrite.backend", self.rewrite.backend, ("rules", "openai"))
@@ -210,3 +226,24 @@ def plain(config: Any, digest: bool = False) -> Any:
                 value = "<redacted>" if value else ""
         out[f.name] = plain(value, digest)
     return out
+
+
+# "Authorization: <value>" (any scheme) and "Bearer <token>", in headers echoed as text, JSON or repr()s.
+_AUTH_VALUE = re.compile(r"""(?i)(authorization["']?\s*[:=]\s*["']?)[^"',;}\r\n]+""")
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;}]+")
+
+
+def redact(value: Any, secrets: tuple[str, ...] | list[str] = ()) -> Any:
+    """``value`` with every secret in ``secrets`` and every Authorization/Bearer header value replaced by
+    :data:`REDACTED`; strings, and the strings inside lists and dicts (keys included), are redacted."""
+    if isinstance(value, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            if secret:
+                value = value.replace(secret, REDACTED)
+        value = _AUTH_VALUE.sub(lambda m: m.group(1) + REDACTED, value)
+        return _BEARER.sub(lambda m: m.group(1) + REDACTED, value)
+    if isinstance(value, dict):
+        return {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact(v, secrets) for v in value)
+    return value
