@@ -16,13 +16,21 @@ the package): the arrays of the metric's state of the real set (``to_arrays``; f
 costs one eigenvalue solve, and the per-row features (float16) when a metric needs them), N videos and the
 failed inputs. A hit restores exactly the arrays a miss computed, so both give identical numbers. Hits and
 misses are logged (logger ``benchmarks.cache``).
+
+The cache never decides a result and never stops a run. An entry that cannot be used (truncated, empty, not a
+``.npz``, arrays that fail their sha256 or do not rebuild a state: any exception while reading it) is named in
+a warning, set aside as ``<name>.corrupt-<UTC time>`` for inspection, and treated as a miss, so the statistics
+are recomputed and cached again. A failed write (a full disk, a read-only cache folder) leaves no partial
+entry and only skips the cache. Both land in the ``notes`` list the caller passes, for its result file.
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -37,7 +45,7 @@ from ophora.hashing import sha256_file
 from ophora.weights import cache_dir
 
 __all__ = ["CACHE_FORMAT", "Reference", "stats_dir", "set_fingerprint", "reference_key", "reference_path",
-           "load_reference", "save_reference"]
+           "load_reference", "save_reference", "set_aside"]
 
 CACHE_FORMAT = 1
 log = logging.getLogger(__name__)
@@ -100,39 +108,102 @@ def reference_path(key: str, protocol: Any) -> Path:
     return stats_dir() / f"{protocol.name.replace('/', '-')}-{key[:32]}.npz"
 
 
-def save_reference(reference: Reference, protocol: Any, meta: dict[str, Any] | None = None) -> Path | None:
-    """Write ``reference`` atomically to :func:`reference_path`; return the path (None: nothing to cache)."""
+def save_reference(reference: Reference, protocol: Any, meta: dict[str, Any] | None = None,
+                   notes: list[str] | None = None) -> Path | None:
+    """Write ``reference`` atomically to :func:`reference_path`; return the path, or None when there is nothing to
+    cache or the write failed (an ``OSError`` such as a full disk: warned, added to ``notes``, no entry left)."""
     arrays = reference.state.to_arrays()
     if arrays is None:
         return None
     path = reference_path(reference.key, protocol)
     info = {"key": reference.key, "videos": reference.state.videos, "failed": reference.failed,
-            "protocol": dataclasses.asdict(protocol), **(meta or {})}
+            "protocol": dataclasses.asdict(protocol), "arrays_sha256": _arrays_sha256(arrays), **(meta or {})}
     arrays["meta"] = np.array(json.dumps(info, default=str))
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, **arrays)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    except OSError as err:
+        _note(notes, f"reference statistics for {protocol.name} were not cached ({path}: {_reason(err)}); "
+                     "the result is unaffected, the next run recomputes them")
+        return None
     log.info("reference statistics cached for %s: %s", protocol.name, path)
     return path
 
 
 def load_reference(key: str, protocol: Any, restore: Callable[[dict[str, Any], int], Any],
-                   need_rows: bool = False) -> Reference | None:
+                   need_rows: bool = False, notes: list[str] | None = None) -> Reference | None:
     """The cached entry for ``key`` with its state rebuilt by ``restore(arrays, videos)``, or None (a miss:
-    absent, unreadable, or lacking rows that are needed)."""
+    absent, lacking rows that are needed, or unusable: then warned, added to ``notes`` and set aside)."""
     path = reference_path(key, protocol)
     if not path.is_file():
         log.info("reference statistics cache miss for %s (key %s): no %s", protocol.name, key[:12], path)
         return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except (OSError, ValueError) as err:
-        log.warning("reference statistics cache entry %s is unreadable (%s); recomputing", path, err)
+        arrays, meta = _read_entry(path, key)
+        if need_rows and "rows" not in arrays:
+            log.info("reference statistics cache miss for %s: %s holds no per-row features", protocol.name, path)
+            return None
+        state = restore(arrays, int(meta["videos"]))
+        failed = [dict(entry) for entry in meta["failed"]]
+    except Exception as err:  # whatever is wrong with an entry, recomputing is the remedy
+        moved = set_aside(path)
+        _note(notes, f"reference statistics cache entry {path} is unusable ({_reason(err)}); "
+                     f"{'set aside as ' + moved.name if moved else 'left in place'}, recomputing")
         return None
-    if need_rows and "rows" not in arrays:
-        log.info("reference statistics cache miss for %s: %s holds no per-row features", protocol.name, path)
-        return None
-    meta = json.loads(str(arrays.pop("meta")))
-    state = restore(arrays, int(meta["videos"]))
     log.info("reference statistics cache hit for %s: %s", protocol.name, path)
-    return Reference(key, state, list(meta["failed"]), path, hit=True)
+    return Reference(key, state, failed, path, hit=True)
+
+
+def _read_entry(path: Path, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """An entry's arrays (without ``meta``) and its meta, checked: written for ``key``, arrays intact."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    if "meta" not in arrays:
+        raise ValueError(f"no 'meta' array (found {sorted(arrays)})")
+    meta = json.loads(str(arrays.pop("meta")))
+    if meta.get("key") != key:
+        raise ValueError(f"entry written for key {str(meta.get('key'))[:12]}, not {key[:12]}")
+    expected = meta.get("arrays_sha256")  # absent in entries written before it was recorded
+    if expected is not None and expected != _arrays_sha256(arrays):
+        raise ValueError("arrays do not match their recorded sha256")
+    return arrays, meta
+
+
+def _arrays_sha256(arrays: dict[str, Any]) -> str:
+    """sha256 over each array's name, dtype, shape and bytes, by name."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}\t{array.dtype.str}\t{array.shape}\n".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def set_aside(path: Path) -> Path | None:
+    """Rename an unusable entry to ``<name>.corrupt-<UTC time>`` (kept for inspection, never read again);
+    the new path, or None when it cannot be moved (it is then overwritten by the next save)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for n in range(1, 100):
+        if not target.exists():
+            break
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    try:
+        path.rename(target)
+    except OSError as err:
+        log.warning("could not set aside %s (%s)", path, _reason(err))
+        return None
+    return target
+
+
+def _reason(err: BaseException) -> str:
+    text = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        text += " (the disk is full)"
+    return text
+
+
+def _note(notes: list[str] | None, message: str) -> None:
+    log.warning("%s", message)
+    if notes is not None:
+        notes.append(message)

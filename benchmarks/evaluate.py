@@ -30,10 +30,17 @@ protocol), ``detectors`` (identifier, sha256, ``comparable_with_literature``; fa
 CLIPScore: path, prompt, score, tokens, truncated; features are not dumped),
 ``failed`` (set, path, key, position, reason, metrics it was excluded from), ``timings_s`` per stage,
 ``world_size`` and ``evaluation_packages``.
+
+Faults: a cache entry that cannot be read is set aside and recomputed, and a cache write that fails (a full
+disk) is skipped; both are named in the metric's ``reference_cache.warnings`` and the run goes on. An empty set
+(a ``manifest.jsonl`` or CSV listing no video) is refused, naming the file. The command prints user errors
+(empty or malformed sets, a full disk, missing weights, a failed input under ``--strict``) as one ``error:``
+line without a traceback and exits 1.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import tempfile
@@ -48,15 +55,21 @@ from benchmarks import cache as refcache
 from benchmarks import metrics as registry
 from benchmarks.features import FailedVideoError, dist_info, extract, gather_objects
 from benchmarks.metrics.base import Metric, describe
-from ophora.data.sets import load_video_set
+from ophora.data.external import ExternalVideosError
+from ophora.data.manifests import ManifestError
+from ophora.data.sets import VideoSet, load_video_set
 from ophora.results import package_versions, write_json
-from ophora.weights import cache_dir
+from ophora.weights import ChecksumMismatchError, cache_dir
 
-__all__ = ["EvalConfig", "evaluate", "summary_table", "main"]
+__all__ = ["EvalConfig", "EvaluationInputError", "evaluate", "summary_table", "main"]
 
 FORMAT = "ophora-eval/1"
 _EVAL_PACKAGES = ("torch", "pytorch-fid", "open_clip_torch", "scipy", "numpy", "av", "accelerate")
 log = logging.getLogger(__name__)
+
+
+class EvaluationInputError(ValueError):
+    """The evaluation's inputs cannot be scored as given (an empty set, an unknown metric, prompts missing)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,7 @@ class _Run:
     references: dict[str, refcache.Reference] = field(default_factory=dict)
     fake: dict[str, Any] = field(default_factory=dict)  # view -> the metric's state of the fake set
     fingerprint: str | None = None
+    cache_notes: dict[str, list[str]] = field(default_factory=dict)  # view -> cache faults met (set aside, skipped)
 
     def views(self) -> list[str]:
         """Metrics that extract features of their own (KID uses FID's)."""
@@ -137,7 +151,7 @@ def resolve_metrics(cfg: EvalConfig) -> dict[str, Metric]:
     known = registry.names()
     unknown = [m for m in cfg.metrics if m not in known]
     if unknown or not cfg.metrics:
-        raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(known)}")
+        raise EvaluationInputError(f"unknown metric(s) {unknown}; choose from {', '.join(known)}")
     chosen = dict(cfg.protocols)
     wanted = set(cfg.metrics) | {registry.get(m).features_from for m in cfg.metrics} - {None}
     return {m: registry.build(m, cfg, chosen.get(m)) for m in known if m in wanted}
@@ -171,7 +185,7 @@ def _cache_lookup(run: _Run, real_set: Any) -> dict[str, str]:
             metric, info = run.metrics[view], run.detectors[view][1]
             keys[view] = refcache.reference_key(run.fingerprint, metric.protocol, info.sha256, run.cfg.seed)
             hit = refcache.load_reference(keys[view], metric.protocol, metric.restore_state,
-                                          need_rows=run.needs_rows(view))
+                                          need_rows=run.needs_rows(view), notes=run.cache_notes.setdefault(view, []))
             if hit is not None:
                 run.references[view] = hit
     hits = gather_objects(sorted(run.references))[0]
@@ -198,13 +212,14 @@ def real_statistics(run: _Run, real_set: Any, workdir: Path) -> None:
 
 def _new_reference(run: _Run, view: str, state: Any, failed: list[dict[str, Any]],
                    key: str | None) -> refcache.Reference:
-    """Reference statistics from a fresh extraction (rank 0), cached unless ``no_cache``."""
+    """Reference statistics from a fresh extraction (rank 0), cached unless ``no_cache`` (a failed write only
+    skips the cache: noted in ``run.cache_notes``)."""
     mine = [f for f in failed if view in f["views"]]
     reference = refcache.Reference(key or "", state, mine)
     if key is not None:
         reference.path = refcache.save_reference(reference, run.metrics[view].protocol, {
             "real_set": run.cfg.real, "fingerprint": run.fingerprint, "seed": run.cfg.seed,
-            "detector": run.detectors[view][1].to_dict()})
+            "detector": run.detectors[view][1].to_dict()}, notes=run.cache_notes.setdefault(view, []))
     return reference
 
 
@@ -270,7 +285,8 @@ def compute_metrics(run: _Run) -> tuple[dict[str, Any], dict[str, Any]]:
         if view in run.references:
             ref = run.references[view]
             result["reference_cache"] = {"key": ref.key or None, "hit": ref.hit,
-                                         "path": str(ref.path) if ref.path else None}
+                                         "path": str(ref.path) if ref.path else None,
+                                         "warnings": list(run.cache_notes.get(view, []))}
         metrics[name] = result
     run.timings["metrics"] = time.perf_counter() - start
     return metrics, per_video
@@ -303,10 +319,18 @@ def _init_distributed() -> Any:
 
 def _check_prompts(run: _Run, fake_set: Any) -> None:
     for name in (n for n, m in run.metrics.items() if m.needs_prompts and not fake_set.has_prompts):
-        raise ValueError(f"{name} needs a prompt per generated video, but the fake set {run.cfg.fake!r} "
+        raise EvaluationInputError(f"{name} needs a prompt per generated video, but the fake set {run.cfg.fake!r} "
                          f"({fake_set.kind}) has none: pass a folder with manifest.jsonl or an Ophora-160K CSV, "
                          "or videos from official code with --fake-prompts (a video,prompt CSV), "
                          f"or drop {name} from --metrics (an unconditional model's videos have no prompts)")
+
+
+def _require_videos(video_set: VideoSet, role: str, spec: str) -> None:
+    """Refuse a set that lists no video (every metric would be n/a), naming the file that defines it."""
+    if len(video_set) == 0:
+        source = video_set.manifest or video_set.root
+        raise EvaluationInputError(f"{source}: the {role} set ({spec!r}) lists no videos; nothing to score. "
+                                   f"Pass a set with at least one video as --{role}")
 
 
 def evaluate(cfg: EvalConfig, detectors: dict[str, tuple[Any, Any]] | None = None) -> dict[str, Any] | None:
@@ -318,6 +342,8 @@ def evaluate(cfg: EvalConfig, detectors: dict[str, tuple[Any, Any]] | None = Non
     state = _init_distributed()
     run = _Run(cfg, resolve_metrics(cfg))
     real_set, fake_set = load_video_set(cfg.real), load_video_set(cfg.fake, prompts=cfg.fake_prompts)
+    _require_videos(real_set, "real", cfg.real)
+    _require_videos(fake_set, "fake", cfg.fake)
     _check_prompts(run, fake_set)
     load_detectors(run, detectors, state.device)
     with tempfile.TemporaryDirectory(prefix="ophora-eval-", ignore_cleanup_errors=True) as tmp:
@@ -426,6 +452,17 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         bootstrap=args.bootstrap, out=args.out, progress=not args.quiet, fake_prompts=args.fake_prompts)
 
 
+# What the command reports as one line (no traceback): problems of the inputs or the machine, not of the code.
+_USER_ERRORS = (FailedVideoError, EvaluationInputError, ManifestError, ExternalVideosError, ChecksumMismatchError,
+                OSError)
+
+
+def _user_message(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        return f"{err} (the disk is full: free space, or point $OPHORA_CACHE / TMPDIR / --out elsewhere, and rerun)"
+    return str(err) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("benchmarks").setLevel(logging.INFO)  # cache hits and misses
@@ -437,8 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     try:
         payload = evaluate(cfg)
-    except FailedVideoError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except _USER_ERRORS as err:
+        print(f"error: {_user_message(err)}", file=sys.stderr)
         return 1
     if payload is not None:
         print(summary_table(payload))

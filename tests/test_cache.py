@@ -73,7 +73,7 @@ def test_hit_is_identical_to_miss_and_changed_files_miss(tmp_path, caplog):
     assert (hit["value"], hit["ci"], hit["n_real"]) == (miss["value"], miss["ci"], miss["n_real"])  # exact
 
     bypass, log = _run(tmp_path, caplog, no_cache=True)
-    assert "cache" not in log and bypass["reference_cache"] == {"key": None, "hit": False, "path": None}
+    assert "cache" not in log and bypass["reference_cache"] == {"key": None, "hit": False, "path": None, "warnings": []}
     assert bypass["value"] == pytest.approx(miss["value"], rel=1e-12)
     assert len(os.listdir(cache.stats_dir())) == 1  # nothing written
 

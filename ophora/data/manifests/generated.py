@@ -1,12 +1,15 @@
 """Generated-video folders: ``<folder>/manifest.jsonl``, one JSON object per video.
 
 Each line holds ``path`` (relative to the folder), ``prompt``, ``seed``, ``generator``, ``checkpoint_hash`` and
-``settings``, plus any extra fields. Lines are appended one whole line per write, so a crash leaves at most a
-torn last line, which readers skip with a warning.
+``settings``, plus any extra fields. An append writes every byte of its line (looping over short writes) and
+fsyncs; if it fails (a full disk) it cuts the file back to its previous length, so the manifest holds exactly
+the earlier records. Only a crash mid-append can leave a torn last line; readers skip it with a warning naming
+the file and the line (the video it described is then unlisted: append it again).
 """
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import warnings
@@ -51,15 +54,16 @@ def read_generated(folder: PathLike, check_files: bool = True) -> list[Generated
     """Read ``<folder>/manifest.jsonl``; with ``check_files`` every listed video must exist.
 
     A last line without a line end that does not parse is a write torn by a crash: it is skipped with a
-    warning. Any other malformed line raises. Blank lines are skipped.
+    warning naming the file and the line. Any other malformed line raises. Blank lines are skipped.
     """
     folder = _absolute(folder)
     manifest = folder / MANIFEST_NAME
     _require_file(manifest)
     parsed = _parse_manifest(manifest, folder)
     if parsed.torn_line is not None:
-        warnings.warn(f"{manifest}: ignoring torn last line {parsed.torn_line} (no line end and not valid "
-                      "JSON; probably a write interrupted by a crash)", stacklevel=2)
+        warnings.warn(f"{manifest}: ignoring torn last line {parsed.torn_line} (no line end and not valid JSON; "
+                      f"probably a write interrupted by a crash); {len(parsed.records)} record(s) read, the video "
+                      "of that line is not listed", stacklevel=2)
     if check_files:
         for row, (line, record) in enumerate(zip(parsed.lines, parsed.records), start=1):
             if not record.path.is_file():
@@ -171,11 +175,13 @@ def _generated_line(manifest: Path, folder: Path, row: int, line: int, record: G
 
 
 def append_generated(folder: PathLike, record: GeneratedVideo, check_file: bool = True) -> Path:
-    """Append ``record`` to ``<folder>/manifest.jsonl`` as one line, with a single write + flush + fsync.
+    """Append ``record`` to ``<folder>/manifest.jsonl`` as one line: every byte written, then fsync.
 
     Write the video first, then call this (``check_file`` refuses a record whose video is missing), so every
     line names a complete video. Refuses a path already listed. A torn last line left by an earlier crash is
-    cut off first, with a warning. Assumes one writer per folder at a time.
+    cut off first, with a warning. If the write fails (``OSError``, e.g. a full disk) the file is cut back to
+    its previous length and the error raised: the manifest then holds exactly the earlier records. Assumes one
+    writer per folder at a time.
     """
     folder = _absolute(folder)
     manifest = folder / MANIFEST_NAME
@@ -190,24 +196,54 @@ def append_generated(folder: PathLike, record: GeneratedVideo, check_file: bool 
                               f"video not found: expected {path} (write the video before its manifest line)")
     if parsed.torn_line is not None:
         warnings.warn(f"{manifest}: cutting off torn last line {parsed.torn_line} (no line end and not valid "
-                      "JSON; probably a write interrupted by a crash) before appending", stacklevel=2)
+                      "JSON; probably a write interrupted by a crash) before appending; the video of that line is "
+                      "not listed", stacklevel=2)
     folder.mkdir(parents=True, exist_ok=True)
     _append_bytes(manifest, encoded, parsed.torn_offset)
     return manifest
 
 
 def _append_bytes(manifest: Path, encoded_line: bytes, truncate_at: int | None) -> None:
-    """Append one line with a single ``write`` and ``fsync``, first cutting the file at ``truncate_at``."""
+    """Append one line and ``fsync``, first cutting the file at ``truncate_at``; on failure cut the file back to
+    its length before the append and raise."""
     descriptor = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         if truncate_at is not None:
             os.ftruncate(descriptor, truncate_at)
         elif os.fstat(descriptor).st_size and not _ends_with_newline(manifest):
             encoded_line = b"\n" + encoded_line  # a complete last line that only lacked its line end
-        os.write(descriptor, encoded_line)
-        os.fsync(descriptor)
+        length = os.fstat(descriptor).st_size
+        try:
+            _write_all(descriptor, encoded_line)
+            os.fsync(descriptor)
+        except BaseException as err:
+            _cut_back(descriptor, length, manifest, err)
+            raise
     finally:
         os.close(descriptor)
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    """``os.write`` until every byte is written: a write may be short or interrupted (EINTR)."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(descriptor, view)
+        except InterruptedError:
+            continue
+        if written <= 0:
+            raise OSError(errno.EIO, f"os.write wrote {written} bytes of {len(view)}")
+        view = view[written:]
+
+
+def _cut_back(descriptor: int, length: int, manifest: Path, err: BaseException) -> None:
+    """Remove a partly written line after a failed append, so that no torn line is left behind."""
+    try:
+        os.ftruncate(descriptor, length)
+        os.fsync(descriptor)
+    except OSError as cut_err:
+        warnings.warn(f"{manifest}: could not cut a failed append ({err!r}) back to {length} bytes ({cut_err}); "
+                      "a torn last line may remain, which readers skip with a warning", stacklevel=3)
 
 
 def _ends_with_newline(path: Path) -> bool:
