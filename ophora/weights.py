@@ -9,6 +9,12 @@ raises :class:`WeightsNotFoundError` naming every path tried and the command tha
     python -m ophora.weights where pytorch-fid-inception
     python -m ophora.weights fetch pytorch-fid-inception [--dest DIR] [--url URL]
 
+Checksums are verified on each process's first use of a file; within a process the digest is remembered while
+the file's (device, inode, size, mtime, ctime) are unchanged. Nothing is trusted across processes (an earlier
+release kept an on-disk cache keyed by path, size and mtime, which a swapped file with its mtime restored passed).
+:func:`main` reports user errors (unknown name, missing file, checksum mismatch, failed download) as one
+``error:`` message on stderr and exit status 1, without a traceback.
+
 Checksum provenance. Where the publisher states no sha256, the value recorded here was found in several
 independent public projects that pin the same file (with the same byte size) and is consistent with the
 publisher's own partial checksum where one exists; each entry's ``checksum_source`` says which.
@@ -16,7 +22,7 @@ publisher's own partial checksum where one exists; each entry's ``checksum_sourc
 from __future__ import annotations
 
 import argparse
-import json
+import http.client
 import os
 import sys
 import urllib.request
@@ -30,7 +36,7 @@ import safetensors.torch
 import torch
 from tqdm import tqdm
 
-from ophora.data.atomic import atomic_path, atomic_write_text
+from ophora.data.atomic import atomic_path
 from ophora.hashing import sha256_file
 from ophora.registry import lookup
 
@@ -281,32 +287,26 @@ def _fetch_hint(entry: WeightsEntry) -> str:
 # Checksums
 
 
-def _hash_cache_file() -> Path:
-    return cache_dir() / "sha256-cache.json"
+_HASHED: dict[tuple, str] = {}  # this process's digests, keyed by _identity(); never written to disk
 
 
-def _read_hash_cache() -> dict[str, str]:
-    try:
-        return json.loads(_hash_cache_file().read_text())
-    except (OSError, ValueError):
-        return {}
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What changes when a file's bytes may have: (device, inode, size, mtime_ns, ctime_ns). A user can restore
+    an mtime (``os.utime``) but not a ctime: writing, renaming over or touching a file sets its ctime to now."""
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def file_sha256(path: str | os.PathLike, use_cache: bool = True) -> str:
-    """Hex sha256 of a file, streamed; remembered (on disk, in the cache dir) by (path, size, mtime)."""
+    """Hex sha256 of a file, streamed. Each process hashes a file on its first use; later calls in the same
+    process reuse that digest (``use_cache``) while the file's :func:`_identity` is unchanged. No digest is
+    trusted across processes: a file swapped between runs, even with its size and mtime restored, is rehashed."""
     path = Path(path).resolve()
-    stat = path.stat()
-    key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
-    cache = _read_hash_cache() if use_cache else {}
-    if key in cache:
-        return cache[key]
+    before = _identity(path.stat())
+    if use_cache and before in _HASHED:
+        return _HASHED[before]
     value = sha256_file(path)
-    if use_cache:
-        cache[key] = value
-        try:
-            atomic_write_text(_hash_cache_file(), json.dumps(cache, indent=0, sort_keys=True))
-        except OSError:
-            pass  # a read-only cache dir only costs a rehash next time
+    if use_cache and _identity(path.stat()) == before:  # not remembered if the file changed while being read
+        _HASHED[before] = value
     return value
 
 
@@ -317,9 +317,9 @@ def verify(path: str | os.PathLike, entry: WeightsEntry | str, use_cache: bool =
     expected = entry.sha256 or entry.sha256_prefix
     if expected and not actual.startswith(expected):
         raise ChecksumMismatchError(
-            f"checksum mismatch for weights {entry.name!r} at {path}:\n  expected sha256 {entry.expected()}\n"
-            f"  actual   sha256 {actual}\nthe file is corrupt, truncated or a different release; delete it and "
-            f"run: python -m ophora.weights fetch {entry.name}")
+            f"checksum mismatch for weights {entry.name!r} at {path}: expected sha256 {entry.expected()}, found "
+            f"{actual}; the file is corrupt, truncated or a different release: delete it and run "
+            f"python -m ophora.weights fetch {entry.name}")
     return actual
 
 
@@ -411,9 +411,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _run(args)
-    except (KeyError, OSError, ChecksumMismatchError) as error:  # OSError: not found, network errors
-        print(error.args[0] if isinstance(error, KeyError) else error, file=sys.stderr)
+    except _USER_ERRORS as error:
+        print(f"error: {_user_message(error)}", file=sys.stderr)
         return 1
+
+
+# What a command reports as one message, without a traceback: unknown names (KeyError), missing files and network
+# failures (OSError), checksum mismatches, malformed URLs (ValueError) and broken HTTP responses.
+_USER_ERRORS = (KeyError, OSError, ChecksumMismatchError, ValueError, http.client.HTTPException)
+
+
+def _user_message(error: BaseException) -> str:
+    """The text of a :data:`_USER_ERRORS` error (a KeyError's own message, not its quoted repr)."""
+    return str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -94,15 +94,26 @@ def test_prefix_only_entry_checks_the_prefix(tmp_path, monkeypatch):
         W.verify(_put(tmp_path / "b", b"other"), entry)
 
 
-def test_hash_is_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
+def test_hash_is_remembered_in_this_process_until_the_file_changes(tmp_path, monkeypatch):
+    monkeypatch.setattr(W, "_HASHED", {})
     path = _put(tmp_path)
     first = W.file_sha256(path)
     monkeypatch.setattr(hashlib, "sha256", lambda *a: (_ for _ in ()).throw(AssertionError("rehashed")))
-    assert W.file_sha256(path) == first  # served from the on-disk cache
+    assert W.file_sha256(path) == first  # served from this process's memo
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     with pytest.raises(AssertionError, match="rehashed"):
         W.file_sha256(path)
+
+
+def test_no_digest_is_trusted_across_processes(tmp_path, monkeypatch):
+    path = _put(tmp_path)
+    W.file_sha256(path)
+    monkeypatch.setattr(W, "_HASHED", {})  # what a new process starts with
+    monkeypatch.setattr(hashlib, "sha256", lambda *a: (_ for _ in ()).throw(AssertionError("rehashed")))
+    with pytest.raises(AssertionError, match="rehashed"):
+        W.file_sha256(path)
+    assert not list(W.cache_dir().glob("*sha256*"))  # nothing written for a later process to trust
 
 
 def test_did_you_mean():
