@@ -10,7 +10,8 @@ Run folder (``train_baseline(recipe, manifest, out, spec)``), the same layout as
     log.csv, loss.png        one row per optimizer step (ophora.training.logs)
     base/                    tiny presets: the built frozen parts (VAE fitted to the clips, T5, DINO)
     cache/                   the latent cache (baselines.clips)
-    checkpoints/step_NNNNNNN ophora.training.checkpoint (model, optimizer, LR schedule, RNG states, step)
+    checkpoints/step_NNNNNNN ophora.training.checkpoint (model, optimizer, LR schedule, RNG states, step;
+                             safetensors + JSON, never a pickle)
     model/                   transformer/ (diffusers format), scheduler/, the frozen parts (or their pretrained
                              references), baseline_model.json
 
@@ -93,10 +94,10 @@ class _Session:
         optimizer = torch.optim.AdamW(params, lr=train.learning_rate, betas=(train.adam_beta1, train.adam_beta2),
                                       weight_decay=train.weight_decay)
         self.lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=train.lr_warmup_steps)
-        self.model, self.optimizer = loop.prepare(self.acc, model, optimizer, self.lr_schedule,
-                                                  micro_batch=train.batch_size)
+        self.model, self.optimizer = loop.prepare(self.acc, model, optimizer, micro_batch=train.batch_size)
         loop.write_run_record(self.acc, out, {**record, "skipped_clips": self.cache.skipped}, spec, train.seed)
-        self.start = loop.restore(self.acc, out)["step"]
+        parts = loop.checkpointed(self.model, self.optimizer, self.lr_schedule)
+        self.start = loop.restore(self.acc, out, parts)["step"]
         # the data order: a pure function of (seed, step)
         self.plan = BatchPlan([(0, 0, 0)] * len(self.cache), train.batch_size * self.acc.num_processes, train.seed)
 

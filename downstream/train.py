@@ -10,7 +10,8 @@ label smoothing 0.1, gradient clipping 1.0, 5 test views); ``*_tiny`` recipes ke
 
     run.json                    recipe, seed, data sizes, model init, unreadable clips (written first)
     log.csv                     step, epoch, loss, lr, clips/s, failed clips in the batch
-    checkpoints/step_NNNNNNN/   accelerate state (model, optimizer, scheduler, RNG) + trainer_state.json
+    checkpoints/step_NNNNNNN/   ophora.training.checkpoint: model, optimizer, scheduler, RNG states (safetensors +
+                                JSON, never a pickle) and trainer_state.json
     model.safetensors           final weights
     eval/<split>.npz            per-clip scores (views averaged), labels, row ids
     eval/confusion_<split>.png  row-normalised confusion matrix
@@ -250,13 +251,12 @@ def train_classifier(recipe: Recipe, train_df: pd.DataFrame, eval_dfs: Mapping[s
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_at(recipe, s, steps) / recipe.lr)
     # the scheduler is not prepared (accelerate would step it once per process): one step per global batch
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
     run_info = {"recipe": recipe, "num_classes": num_classes, "train_clips": len(train_df), "steps": steps,
                 "eval_clips": {k: len(v) for k, v in eval_dfs.items()}, "init": init,
                 "unreadable": [] if unreadable is None else unreadable.to_dict("records"),
                 "processes": accelerator.num_processes}
     loop.write_run_record(accelerator, out, {"run": run_info}, recipe, seed)
-    state = loop.restore(accelerator, out)
+    state = loop.restore(accelerator, out, loop.checkpointed(model, optimizer, scheduler))
     start, failed = int(state["step"]), list(state.get("failed", []))
     failed = _train_steps(accelerator, model, optimizer, scheduler, recipe, train_df, num_classes, out, seed,
                           start, steps, stop_after, progress, failed)
@@ -307,7 +307,8 @@ def _train_steps(accelerator, model, optimizer, scheduler, recipe, train_df, num
                 print(f"step {done}/{steps} loss {loss:.4f}", flush=True)
         tick = time.perf_counter()
         if loop.checkpoint_due(done, recipe.checkpoint_every, steps):
-            save_checkpoint(accelerator, out, done, {"recipe": recipe.name, "seed": seed, "failed": failed})
+            save_checkpoint(accelerator, out, done, {"recipe": recipe.name, "seed": seed, "failed": failed},
+                            loop.checkpointed(model, optimizer, scheduler))
         if stop_after is not None and done - start >= stop_after and done < steps:
             raise TrainingStopped(f"stopped after step {done} of {steps} (stop_after={stop_after})")
     return failed

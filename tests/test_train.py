@@ -92,8 +92,8 @@ def test_run_folder_holds_log_plot_checkpoints_and_record(straight):
     checkpoints = sorted(p.name for p in (straight / "checkpoints").iterdir())
     assert checkpoints == ["step_0000003", "step_0000006"]
     files = {p.name for p in (straight / "checkpoints" / "step_0000003").iterdir()}
-    assert {"model.safetensors", "optimizer.bin", "random_states_0.pkl", "trainer_state.json"} <= files
-    assert {"custom_checkpoint_0.pkl", "custom_checkpoint_1.pkl"} <= files  # LR scheduler, EMA
+    assert files == {"trainer_state.json", "checkpoint.json", "model.safetensors"} | {
+        f"{stem}.{ext}" for stem in ("optimizer", "lr_schedule", "ema", "rng_0") for ext in ("json", "safetensors")}
     state = json.loads((straight / "checkpoints" / "step_0000003" / "trainer_state.json").read_text())
     assert state["step"] == 3 and state["config"]["name"] == "tiny" and state["loss"] == "v_prediction"
     record = json.loads((straight / "run.json").read_text())

@@ -75,7 +75,8 @@ def test_two_process_training_resumes_bit_for_bit(two_processes):
     a, b = load_file(out / "straight" / weights), load_file(out / "resumed" / weights)
     assert all(torch.equal(a[k], b[k]) for k in a)
     files = {p.name for p in (out / "straight" / "checkpoints" / "step_0000002").iterdir()}
-    assert {"random_states_0.pkl", "random_states_1.pkl"} <= files  # one RNG state per process
+    assert {"rng_0.json", "rng_0.safetensors", "rng_1.json", "rng_1.safetensors"} <= files  # RNG states per process
+    assert not [name for name in files if name.endswith((".pkl", ".bin", ".pt"))]
     rows = (out / "straight" / "log.csv").read_text().splitlines()
     assert len(rows) == 5  # header + 4 steps, written once (by the main process)
 

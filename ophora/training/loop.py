@@ -26,7 +26,8 @@ from ophora.results import write_json
 from ophora.training import checkpoint as ckpt
 from ophora.training.logs import TrainLog, plot_loss
 
-__all__ = ["RUN_NAME", "Loop", "prepare", "write_run_record", "check_same_run", "restore", "checkpoint_due"]
+__all__ = ["RUN_NAME", "Loop", "prepare", "checkpointed", "write_run_record", "check_same_run", "restore",
+           "checkpoint_due"]
 
 RUN_NAME = "run.json"
 
@@ -49,24 +50,30 @@ def write_run_record(accelerator, out: Path, record: dict, config: Any, seed: in
         write_json(Path(out) / RUN_NAME, record, config=config, seed=seed)
 
 
-def restore(accelerator, out: Path, resume: bool = True) -> dict:
-    """Load the latest complete checkpoint of ``out`` into the accelerator (when ``resume``); its
-    ``trainer_state.json`` (``step`` and what the trainer saved), or ``{"step": 0}`` for a fresh start."""
+def restore(accelerator, out: Path, parts: ckpt.Checkpointed, resume: bool = True) -> dict:
+    """Load the latest complete checkpoint of ``out`` into ``parts`` (when ``resume``); its ``trainer_state.json``
+    (``step`` and what the trainer saved), or ``{"step": 0}`` for a fresh start. A checkpoint that is not in the
+    suite's format (a planted pickle, an accelerate checkpoint of earlier versions) is refused before anything
+    is loaded (:class:`~ophora.training.checkpoint.CheckpointError`)."""
     latest = ckpt.latest_checkpoint(out) if resume else None
-    return ckpt.load_checkpoint(accelerator, latest) if latest else {"step": 0}
+    return ckpt.load_checkpoint(accelerator, latest, parts) if latest else {"step": 0}
 
 
-def prepare(accelerator, model, optimizer, lr_schedule, ema=None, micro_batch: int | None = None):
-    """``accelerator.prepare`` model and optimizer, and register the LR schedule (and EMA) for checkpoints.
+def prepare(accelerator, model, optimizer, micro_batch: int | None = None):
+    """``accelerator.prepare`` model and optimizer.
 
-    The schedule is not prepared (accelerate would step it once per process): the loop steps it once per
-    optimizer step. No dataloader is prepared, so DeepSpeed is told the per-process ``micro_batch``."""
+    The LR schedule is not prepared (accelerate would step it once per process): the loop steps it once per
+    optimizer step; it and the EMA are checkpointed through :func:`checkpointed`. No dataloader is prepared, so
+    DeepSpeed is told the per-process ``micro_batch``."""
     plugin = accelerator.state.deepspeed_plugin
     if plugin is not None and micro_batch is not None:
         plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = micro_batch
-    model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(lr_schedule, *([ema] if ema else []))
-    return model, optimizer
+    return accelerator.prepare(model, optimizer)
+
+
+def checkpointed(model, optimizer, lr_schedule, ema=None) -> ckpt.Checkpointed:
+    """What a training checkpoint holds: the prepared model and optimizer, the LR schedule and the EMA (if any)."""
+    return ckpt.Checkpointed(model, optimizer, {"lr_schedule": lr_schedule, **({"ema": ema} if ema else {})})
 
 
 def checkpoint_due(step: int, every: int, last: int) -> bool:
@@ -154,7 +161,8 @@ class Loop:
     def _maybe_checkpoint(self) -> None:
         if not checkpoint_due(self.step, self.checkpoint_every, self.max_steps):
             return
-        ckpt.save_checkpoint(self.accelerator, self.out, self.step, self.checkpoint_state)
+        ckpt.save_checkpoint(self.accelerator, self.out, self.step, self.checkpoint_state,
+                             checkpointed(self.model, self.optimizer, self.lr_schedule, self.ema))
         if self.accelerator.is_main_process:
             ckpt.prune_checkpoints(self.out, self.checkpoints_kept)
             plot_loss(self.out)

@@ -160,11 +160,11 @@ class _Session:
         self.data.check_model(model.config, frozen_fingerprint(self.init))
         optimizer, self.lr_schedule = _optimizer(model, stage)
         self.ema = _ema(model, stage)
-        self.model, self.optimizer = loop.prepare(self.accelerator, model, optimizer, self.lr_schedule, self.ema,
-                                                  stage.batch_size)
+        self.model, self.optimizer = loop.prepare(self.accelerator, model, optimizer, stage.batch_size)
         self.step_fn = _Step(run, self.accelerator, noise_scheduler(self.init), self.data.plan["scaling_factor"])
         loop.write_run_record(self.accelerator, run.out, self.record, run.preset, stage.seed)
-        self.start = loop.restore(self.accelerator, run.out, run.resume)["step"]
+        parts = loop.checkpointed(self.model, self.optimizer, self.lr_schedule, self.ema)
+        self.start = loop.restore(self.accelerator, run.out, parts, run.resume)["step"]
 
     def _loader(self, plan: BatchPlan):
         accum, acc = self.stage.gradient_accumulation_steps, self.accelerator
