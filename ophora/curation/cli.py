@@ -1,8 +1,16 @@
-"""``python -m ophora.curate``: curate a raw narrated set into Ophora-160K- and Ophora-28K-style sets."""
+"""``python -m ophora.curate``: curate a raw narrated set into Ophora-160K- and Ophora-28K-style sets.
+
+Exit status: 0 when the run ended (clips that failed are reported, and retried by the next run), 1 when it
+failed (every clip that reached some stage failed there, or any clip failed with ``--strict``), 2 for a usage
+or input problem (bad config, unreadable manifest, an output folder in use, a full disk), 130 when
+interrupted. Problems print one line, ``error: ...``, without a traceback (``--debug`` shows it); anything else
+is a bug and keeps its traceback.
+"""
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import sys
 import time
 from pathlib import Path
@@ -10,9 +18,11 @@ from pathlib import Path
 import yaml
 
 from ophora.configs import ConfigError, load_config
-from ophora.curation.config import CurationConfig, plain
-from ophora.curation.run import ResumeError, curate
+from ophora.curation.config import CurationConfig, plain, redact
+from ophora.curation.run import CurationFailed, OutputBusyError, ResumeError, curate
 from ophora.data.manifests import ManifestError
+
+_USER_ERRORS = (ManifestError, ResumeError, OutputBusyError, ConfigError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,14 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard-size", type=int, default=None, help="clips per ledger shard")
     parser.add_argument("--link", choices=("hardlink", "symlink", "copy"), default=None,
                         help="how clips enter the output sets")
+    parser.add_argument("--strict", action="store_true", default=None,
+                        help="exit 1 when any clip failed (default: only when every clip reaching a stage failed)")
     parser.add_argument("--print-config", action="store_true", help="print the effective config and exit")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
 
 
 def _with_overrides(config, args):
     execution = {k: v for k, v in (("workers", args.workers), ("executor", args.executor),
-                                   ("shard_size", args.shard_size)) if v is not None}
+                                   ("shard_size", args.shard_size), ("strict", args.strict)) if v is not None}
     config = dataclasses.replace(config, execution=dataclasses.replace(config.execution, **execution))
     if args.link:
         config = dataclasses.replace(config, output=dataclasses.replace(config.output, link=args.link))
@@ -55,10 +68,31 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         summary = curate(args.input, args.out, config, progress=not args.quiet)
-    except (ManifestError, ResumeError, FileNotFoundError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except CurationFailed as err:
+        return _fail(err, 1, config, args.debug)
+    except _USER_ERRORS as err:
+        return _fail(err, 2, config, args.debug)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    failed = f"; {summary['failed']} clip(s) failed and will be retried by the next run" if summary["failed"] else ""
     print(f"curated {summary['input']} clips in {time.perf_counter() - start:.1f} s: {summary['in_160k']} in "
-          f"{args.out / 'ophora_160k'}, {summary['in_28k']} in {args.out / 'ophora_28k'}; "
+          f"{args.out / 'ophora_160k'}, {summary['in_28k']} in {args.out / 'ophora_28k'}{failed}; "
           f"report {args.out / 'report.md'}")
     return 0
+
+
+def _fail(err: Exception, status: int, config: CurationConfig, debug: bool) -> int:
+    """Print ``err`` as one redacted line (with its traceback under ``--debug``); returns ``status``."""
+    if debug:
+        raise err
+    print(f"error: {redact(_message(err), config.secrets())}", file=sys.stderr)
+    return status
+
+
+def _message(err: Exception) -> str:
+    if isinstance(err, OSError) and err.strerror:
+        where = f"{err.filename}: " if err.filename else ""
+        hint = "; free some space and run the same command again to resume" if err.errno == errno.ENOSPC else ""
+        return f"{where}{err.strerror}{hint}"
+    return " ".join(str(err).split()) or type(err).__name__

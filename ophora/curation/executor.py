@@ -25,13 +25,14 @@ from typing import Callable, Sequence
 import cv2
 from tqdm import tqdm
 
-from ophora.curation.config import CurationConfig
+from ophora.configs import ConfigError
+from ophora.curation.config import CurationConfig, redact
 from ophora.curation.dynamics import set_decode_threads
 from ophora.curation.ledger import Ledger, ledger_path
 from ophora.curation.pipeline import Pipeline
 from ophora.curation.stage import ClipItem
 
-__all__ = ["Shard", "plan_shards", "run_shard", "execute", "limit_threads", "worker_context"]
+__all__ = ["Shard", "plan_shards", "ledger_record", "run_shard", "execute", "limit_threads", "worker_context"]
 
 # Thread-pool sizes read from the environment by native libraries when they start (OpenMP, BLAS, numexpr).
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -40,30 +41,40 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS
 
 @dataclass(frozen=True)
 class Shard:
-    """Clips ``items`` of shard ``index`` still to curate."""
+    """Clips ``items`` of shard ``index`` still to curate, in run number ``run`` of the output folder."""
 
     index: int
     items: tuple[ClipItem, ...]
+    run: int = 1
 
 
-def plan_shards(items: Sequence[ClipItem], shard_size: int, done: set[str] = frozenset()) -> list[Shard]:
+def plan_shards(items: Sequence[ClipItem], shard_size: int, done: set[str] = frozenset(),
+                run: int = 1) -> list[Shard]:
     """Shards of ``shard_size`` consecutive clips, without the clips in ``done``; empty shards left out."""
     shards = []
     for index, start in enumerate(range(0, len(items), shard_size)):
         todo = tuple(item for item in items[start:start + shard_size] if item.clip_id not in done)
         if todo:
-            shards.append(Shard(index, todo))
+            shards.append(Shard(index, todo, run))
     return shards
+
+
+def ledger_record(record: dict, item: ClipItem, run: int, secrets: tuple[str, ...] = ()) -> dict:
+    """A pipeline record as the ledger keeps it: stamped with the input fingerprint, the run and whether the
+    clip failed (some stage could not evaluate it), and with ``secrets`` redacted from every string."""
+    failed = any(verdict["status"] == "error" for verdict in record["verdicts"])
+    return redact({**record, "input": item.fingerprint, "run": run, "failed": failed}, secrets)
 
 
 def run_shard(pipeline: Pipeline, shard: Shard, ledger_dir: Path, batch_size: int,
               on_clips: Callable[[int], None] = lambda n: None) -> int:
     """Curate ``shard`` in batches, appending each record to the shard's ledger; returns clips done."""
+    secrets = pipeline.config.secrets()
     with Ledger(ledger_path(ledger_dir, shard.index)) as ledger:
         for start in range(0, len(shard.items), batch_size):
             batch = shard.items[start:start + batch_size]
-            for record in pipeline.run(batch):
-                ledger.append(record)
+            for item, record in zip(batch, pipeline.run(batch)):
+                ledger.append(ledger_record(record, item, shard.run, secrets))
             on_clips(len(batch))
     return len(shard.items)
 
@@ -160,7 +171,7 @@ def _run_ray(config: CurationConfig, shards: list[Shard], ledger_dir: Path, bar:
     try:
         import ray
     except ImportError:
-        raise RuntimeError("--executor ray needs Ray: pip install 'ophora[ray]'") from None
+        raise ConfigError("execution.executor", "ray needs Ray: pip install 'ophora[ray]'") from None
     started = not ray.is_initialized()
     if started:
         address = config.execution.ray_address

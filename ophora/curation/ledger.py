@@ -1,10 +1,15 @@
 """Per-shard append-only ledgers: what makes a curation run resumable after any crash, ``kill -9`` included.
 
-Each finished clip is one JSON line appended to ``<out>/.ledger/shard-<k>.jsonl`` with a single ``write`` and
+Each curated clip is one JSON line appended to ``<out>/.ledger/shard-<k>.jsonl`` with a single ``write`` and
 an ``fsync`` before the next clip starts, so a clip is either wholly in the ledger or not at all; a killed
 run can leave at most one partial last line per shard, which :func:`read_ledgers` ignores and
-:func:`repair_ledger` cuts off. A resumed run skips every clip found in a ledger, so nothing is lost (clips
-without a complete line are curated again) and nothing is duplicated (clips with one are not).
+:func:`repair_ledger` cuts off.
+
+A record says which run wrote it (``run``: 1, 2, ...), what input it was made from (``input``: the clip's
+fingerprint, :func:`ophora.curation.inputs.fingerprint`) and whether the clip ``failed`` (a stage could not
+evaluate it). A resumed run skips a clip only when its latest record is from the same input and did not fail,
+so nothing is lost (clips without a complete line, failed clips and changed clips are curated again) and
+nothing finished is duplicated. A clip curated again gets a new line; the latest run's line wins.
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["Ledger", "read_ledgers", "repair_ledger", "ledger_path"]
+__all__ = ["Ledger", "read_ledgers", "last_run", "repair_ledger", "ledger_path"]
 
 
 def ledger_path(folder: str | os.PathLike, shard: int) -> Path:
@@ -77,9 +82,18 @@ def repair_ledger(path: str | os.PathLike) -> int:
 
 
 def read_ledgers(folder: str | os.PathLike) -> dict[str, dict]:
-    """Every complete record in ``folder/shard-*.jsonl`` by clip id (the first one wins if ever repeated)."""
+    """The latest complete record of each clip in ``folder/shard-*.jsonl``, by clip id: the one of the highest
+    ``run`` (records without one count as run 0); within a run, the first one (a task that a cluster ran twice
+    writes the same verdicts twice)."""
     records: dict[str, dict] = {}
     for path in sorted(Path(folder).glob("shard-*.jsonl")):
         for record in _complete_lines(path.read_bytes())[0]:
-            records.setdefault(record["clip_id"], record)
+            known = records.get(record["clip_id"])
+            if known is None or record.get("run", 0) > known.get("run", 0):
+                records[record["clip_id"]] = record
     return records
+
+
+def last_run(records: dict[str, dict]) -> int:
+    """The highest ``run`` in ``records`` (0 when empty)."""
+    return max((record.get("run", 0) for record in records.values()), default=0)

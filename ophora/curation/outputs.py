@@ -5,6 +5,10 @@
     provenance.parquet, provenance.csv      one row per input clip: every stage's status, reason, scores, version
     report.md, report_counts.png            counts per stage, drop reasons, bar chart
     run.json                                config (secrets redacted), stage versions, counts, commit
+
+A set's ``clips/`` holds exactly the clips of its ``instructions.csv``: clips of an earlier run that the new
+result does not hold are removed. Temporary files that a killed run left beside these outputs (``.<name>.*.tmp*``,
+see :func:`ophora.data.atomic.atomic_path`) are removed when the next run starts (:func:`remove_partial_files`).
 """
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ from ophora.curation.stage import ClipItem
 from ophora.data import manifests
 from ophora.data.atomic import atomic_path, atomic_write_text
 
-__all__ = ["provenance_table", "write_set", "write_report", "stage_counts", "link_clip"]
+__all__ = ["provenance_table", "write_set", "write_report", "stage_counts", "link_clip", "remove_partial_files"]
+
+SETS = ("ophora_160k", "ophora_28k")
 
 
 def link_clip(source: Path, target: Path, mode: str) -> None:
@@ -43,14 +49,48 @@ def link_clip(source: Path, target: Path, mode: str) -> None:
 
 
 def write_set(root: Path, items: dict[str, ClipItem], records: list[dict], link: str) -> int:
-    """Write an Ophora-160K-layout set of ``records`` under ``root``; returns the number of clips."""
+    """Write an Ophora-160K-layout set of ``records`` under ``root`` (and remove clips of earlier runs that are
+    not in it); returns the number of clips."""
     clips = []
     for record in records:
         target = root / "clips" / f"{record['clip_id']}.mp4"
         link_clip(items[record["clip_id"]].path, target, link)
         clips.append(manifests.InstructionClip(record["clip_id"], record["instruction"], target))
     manifests.write_instruction_set(root / "instructions.csv", clips)
+    _remove_other_clips(root / "clips", {clip.path.name for clip in clips})
     return len(clips)
+
+
+def _remove_other_clips(folder: Path, keep: set[str]) -> None:
+    """Delete the files and links in ``folder`` not named in ``keep`` (sub-folders are left alone)."""
+    if not folder.is_dir():
+        return
+    with os.scandir(folder) as entries:
+        stale = [Path(e.path) for e in entries if e.name not in keep and (e.is_symlink() or e.is_file())]
+    for path in stale:
+        path.unlink(missing_ok=True)
+
+
+def _is_partial(name: str) -> bool:
+    """A temporary file of :func:`ophora.data.atomic.atomic_path`: ``.<stem>.<random>.tmp<suffix>``."""
+    return name.startswith(".") and ".tmp" in name
+
+
+def remove_partial_files(out: Path) -> list[Path]:
+    """Delete the temporary files a killed run left in ``out`` and the folders a run writes under it; returns
+    them. Call only while no other run writes into ``out``."""
+    folders = [out, out / ".work", out / ".ledger"]
+    folders += [out / name / sub for name in SETS for sub in ("", "clips")]
+    removed = []
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        with os.scandir(folder) as entries:
+            partial = [Path(e.path) for e in entries if _is_partial(e.name) and not e.is_dir()]
+        for path in partial:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _stage_columns(record: dict) -> dict:

@@ -22,7 +22,8 @@ class ClipItem:
     """One input clip while it moves through the stages.
 
     ``start``/``end`` are seconds in the source video; ``info`` is filled by the resolution stage (container
-    metadata) so that later stages need not probe again; ``instruction`` is filled by the rewrite stage.
+    metadata) so that later stages need not probe again; ``instruction`` is filled by the rewrite stage;
+    ``fingerprint`` identifies the input row and file (:func:`ophora.curation.inputs.fingerprint`).
     """
 
     clip_id: str
@@ -33,6 +34,7 @@ class ClipItem:
     end: float = 0.0
     info: VideoInfo | None = None
     instruction: str | None = None
+    fingerprint: str = ""
 
 
 @dataclass(frozen=True)
