@@ -235,7 +235,7 @@ def _parse_csv(path: Path, text: str) -> tuple[list[str], list[list[str]], list[
             lines.append(previous_end + 1)
         previous_end = reader.line_num
     if not records:
-        raise ManifestError(path, "file is empty; expected a header line")
+        raise ManifestError(path, "file is empty; expected a header line", line=1)
     return records[0], records[1:], lines[1:]
 
 

@@ -12,6 +12,7 @@ from ophora.data.manifests._common import (
     ManifestError,
     PathLike,
     _absolute,
+    _decode_utf8,
     _escape_problem,
     _relative_to_root,
     _require_file,
@@ -54,11 +55,7 @@ def _read_lines(path: Path, field_name: str) -> list[str]:
     An empty or whitespace-only line raises, naming its line number.
     """
     _require_file(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # universal newlines: \r\n and \r become \n
-    except UnicodeDecodeError as exc:
-        raise ManifestError(path, f"expected UTF-8 text, found undecodable bytes ({exc.reason}) at byte "
-                                  f"{exc.start}") from exc
+    text = _decode_utf8(path, path.read_bytes()).replace("\r\n", "\n").replace("\r", "\n")
     if text.endswith("\n"):
         text = text[:-1]
     lines = text.split("\n") if text else []
