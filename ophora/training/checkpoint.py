@@ -256,8 +256,7 @@ def _write_state_dict(path: Path, state: Mapping[str, torch.Tensor]) -> None:
 
 
 def _start_afresh(path: Path) -> str:
-    return (f"to start the run afresh, delete {path.parent} (or choose another output folder) and run again "
-            f"without --resume")
+    return f"to start the run afresh, delete {path.parent} (or choose another output folder)"
 
 
 def _read_info(path: Path, names: set[str]) -> dict[str, Any]:
@@ -300,7 +299,8 @@ def _refuse_unknown(path: Path, names: set[str], expected: dict[str, str]) -> No
             else "not part of the format"
         raise CheckpointError(f"{path} holds {', '.join(unknown)}, which the suite's checkpoint format ({FORMAT}) "
                               f"does not know ({kind}); expected only: {', '.join(sorted(expected))}. Nothing was "
-                              f"loaded; remove the file if you know where it came from, or {_start_afresh(path)}")
+                              f"loaded. The suite never writes such a file: find out who did before removing it "
+                              f"to resume; or {_start_afresh(path)}")
 
 
 def _refuse_missing(path: Path, names: set[str], expected: dict[str, str]) -> None:
