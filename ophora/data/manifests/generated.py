@@ -8,6 +8,7 @@ the file and the line (the video it described is then unlisted: append it again)
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import json
@@ -240,10 +241,12 @@ def _cut_back(descriptor: int, length: int, manifest: Path, err: BaseException) 
     """Remove a partly written line after a failed append, so that no torn line is left behind."""
     try:
         os.ftruncate(descriptor, length)
-        os.fsync(descriptor)
     except OSError as cut_err:
         warnings.warn(f"{manifest}: could not cut a failed append ({err!r}) back to {length} bytes ({cut_err}); "
                       "a torn last line may remain, which readers skip with a warning", stacklevel=3)
+        return
+    with contextlib.suppress(OSError):  # the cut is made; a failing fsync (the fault itself) cannot undo it
+        os.fsync(descriptor)
 
 
 def _ends_with_newline(path: Path) -> bool:
