@@ -232,17 +232,18 @@ def test_a_malformed_manifest_is_one_line_naming_file_and_line(tmp_path, capsys)
 
 
 def test_a_full_disk_when_writing_the_result_is_one_line(tmp_path, monkeypatch, capsys):
-    _sets(tmp_path)
+    """The run itself is mocked: whatever ``evaluate`` raises for a full disk (the result file, the cache
+    folder, the temporary rows) reaches the command as an OSError."""
     out = tmp_path / "out.json"
 
-    def full_disk(path, *args, **kwargs):
-        raise _enospc(path)
+    def full_disk(cfg):
+        raise _enospc(cfg.out)
 
-    monkeypatch.setattr("benchmarks.evaluate.write_json", full_disk)
+    monkeypatch.setattr("benchmarks.evaluate.evaluate", full_disk)
     assert main(_cli(tmp_path, tmp_path / "fake", out)) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: [Errno 28]") and str(out) in err[-1] and "the disk is full" in err[-1]
-    assert not any("Traceback" in line for line in err) and not out.exists()
+    assert len(err) == 1 and err[0].startswith("error: [Errno 28]") and str(out) in err[0]
+    assert "the disk is full" in err[0] and not out.exists()
 
 
 # ---------------------------------------------------------------------------------------------------------
