@@ -305,7 +305,7 @@ def test_non_utf8_mapping(videos):
     root, _, _ = videos
     csv = root / "m.csv"
     csv.write_bytes("video,prompt\nsample_0,cataracte trait\u00e9e\n".encode("latin-1"))
-    with pytest.raises(ManifestError, match=r"m\.csv: expected UTF-8 text, found undecodable bytes"):
+    with pytest.raises(ManifestError, match=r"m\.csv, line 2: expected UTF-8 text, found undecodable bytes"):
         ExternalVideos(root / "mp4s", csv)
 
 
