@@ -233,17 +233,19 @@ _AUTH_VALUE = re.compile(r"""(?i)(authorization["']?\s*[:=]\s*["']?)[^"',;}\r\n]
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;}]+")
 
 
-def redact(value: Any, secrets: tuple[str, ...] | list[str] = ()) -> Any:
-    """``value`` with every secret in ``secrets`` and every Authorization/Bearer header value replaced by
-    :data:`REDACTED`; strings, and the strings inside lists and dicts (keys included), are redacted."""
+def redact(value: Any, secrets: tuple[str, ...] | list[str] = (), headers: bool = True) -> Any:
+    """``value`` with every secret in ``secrets`` and (with ``headers``) every Authorization/Bearer header value
+    replaced by :data:`REDACTED`; strings, and the strings inside lists and dicts (keys included), are redacted."""
     if isinstance(value, str):
         for secret in sorted(secrets, key=len, reverse=True):
             if secret:
                 value = value.replace(secret, REDACTED)
-        value = _AUTH_VALUE.sub(lambda m: m.group(1) + REDACTED, value)
-        return _BEARER.sub(lambda m: m.group(1) + REDACTED, value)
+        if headers:
+            value = _AUTH_VALUE.sub(lambda m: m.group(1) + REDACTED, value)
+            value = _BEARER.sub(lambda m: m.group(1) + REDACTED, value)
+        return value
     if isinstance(value, dict):
-        return {redact(k, secrets): redact(v, secrets) for k, v in value.items()}
+        return {redact(k, secrets, headers): redact(v, secrets, headers) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(redact(v, secrets) for v in value)
+        return type(value)(redact(v, secrets, headers) for v in value)
     return value

@@ -61,9 +61,14 @@ def plan_shards(items: Sequence[ClipItem], shard_size: int, done: set[str] = fro
 
 def ledger_record(record: dict, item: ClipItem, run: int, secrets: tuple[str, ...] = ()) -> dict:
     """A pipeline record as the ledger keeps it: stamped with the input fingerprint, the run and whether the
-    clip failed (some stage could not evaluate it), and with ``secrets`` redacted from every string."""
+    clip failed (some stage could not evaluate it), with ``secrets`` redacted from every string and header
+    values (Authorization, Bearer) from every reason (not from instructions, which may say "bearer")."""
     failed = any(verdict["status"] == "error" for verdict in record["verdicts"])
-    return redact({**record, "input": item.fingerprint, "run": run, "failed": failed}, secrets)
+    record = redact({**record, "input": item.fingerprint, "run": run, "failed": failed}, secrets, headers=False)
+    record["drop_reason"] = redact(record["drop_reason"], secrets)
+    for verdict in record["verdicts"]:
+        verdict["reason"] = redact(verdict["reason"], secrets)
+    return record
 
 
 def run_shard(pipeline: Pipeline, shard: Shard, ledger_dir: Path, batch_size: int,

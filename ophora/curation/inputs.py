@@ -33,10 +33,11 @@ def load_items(csv_path: str | os.PathLike, workdir: str | os.PathLike) -> tuple
         clips = manifests.read_raw_set(csv_path, check_files=False, allow_empty_captions=True)
         notes = []
     except manifests.ManifestError as err:
-        if not isinstance(err.__cause__, UnicodeDecodeError):
+        data = csv_path.read_bytes()
+        if _is_utf8(data):  # the problem is not the encoding
             raise
         sanitised = Path(workdir) / ".work" / "input_utf8_replaced.csv"
-        atomic_write_text(sanitised, csv_path.read_bytes().decode("utf-8", errors="replace"))
+        atomic_write_text(sanitised, data.decode("utf-8", errors="replace"))
         clips = manifests.read_raw_set(sanitised, root=csv_path.parent, check_files=False, allow_empty_captions=True)
         notes = [f"{csv_path} is not valid UTF-8 ({err.reason}); undecodable bytes were replaced and the "
                  f"captions holding them are dropped by the rewrite stage"]
@@ -45,6 +46,14 @@ def load_items(csv_path: str | os.PathLike, workdir: str | os.PathLike) -> tuple
     for item in items:
         item.fingerprint = fingerprint(item)
     return items, notes
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _clip_ids(csv_path: Path, clips: list) -> list[str]:
