@@ -123,8 +123,8 @@ def save_reference(reference: Reference, protocol: Any, meta: dict[str, Any] | N
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
     except OSError as err:
-        _note(notes, f"reference statistics for {protocol.name} were not cached ({path}: {_reason(err)}); "
-                     "the result is unaffected, the next run recomputes them")
+        _note(notes, f"reference statistics for {protocol.name} were not cached, cache skipped ({path}: "
+                     f"{_reason(err)}); the result is unaffected, the next run recomputes them")
         return None
     log.info("reference statistics cached for %s: %s", protocol.name, path)
     return path

@@ -1,7 +1,8 @@
 """Faults injected into the evaluation's files: an unusable reference-cache entry (truncated, empty, not a zip,
 wrong or tampered arrays) is named, set aside and recomputed with the same result; a full disk when caching
 only skips the cache; an appended manifest line is written whole or not at all (short writes, EINTR, ENOSPC);
-an empty or malformed set is refused with one line naming the file and exit 1."""
+an empty or malformed set is refused with one line naming the file and exit 1; an unreadable Table 1 stage
+record is set aside and the stage run again."""
 from __future__ import annotations
 
 import contextlib
@@ -335,3 +336,18 @@ def test_a_torn_trailing_line_is_reported_with_file_and_line(tmp_path):
         append_generated(tmp_path, _record(tmp_path, 2))
     assert _listed(tmp_path) == ["vid_0.mp4", "vid_1.mp4", "vid_2.mp4"]
 
+
+
+def test_an_unreadable_table1_stage_record_is_set_aside_and_the_stage_rerun(tmp_path):
+    from benchmarks.table1.stages import Table1Run
+
+    lines: list[str] = []
+    run = Table1Run(None, tmp_path / "stages", log=lines.append, progress=False)
+    first = run.stage("world", "demo", {"seed": 0}, lambda folder: {"n": 1})
+    done = first.folder / "done.json"
+    done.write_text(done.read_text()[:20])  # truncated
+    again = run.stage("world", "demo", {"seed": 0}, lambda folder: {"n": 2})
+    assert not again.cached and again.record == {"n": 2} and any(
+        line.startswith("[corrupt] world/demo") and str(done) in line for line in lines)
+    assert len(list(first.folder.glob("done.json.corrupt-*"))) == 1
+    assert run.stage("world", "demo", {"seed": 0}, lambda folder: {"n": 3}).record == {"n": 2}  # cached now

@@ -7,6 +7,8 @@ continues in the same folder: worlds, curation, training and generation resume w
 evaluation is redone from the cached reference statistics. Code changes are not part of the key, except the
 curation stages' algorithm versions; delete the cache folder after changing the code of another stage. Records
 write paths inside the cache relative to it (``<cache>/...``), so a finished cache can be moved or copied.
+A ``done.json`` that cannot be read is named in the log, set aside (``done.json.corrupt-<UTC time>``) and the
+stage run again.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from baselines import get
+from benchmarks.cache import set_aside
 from benchmarks.evaluate import EvalConfig, evaluate
 from benchmarks.table1.config import PromptConfig, Row, Table1Config
 from ophora.configs import ConfigError, build_config
@@ -113,7 +116,7 @@ class Table1Run:
         folder = self.cache / kind / f"{label}-{key}"
         name = f"{kind}/{label}"
         done = folder / DONE
-        if done.is_file():
+        if self._readable(done, name):
             self._log(f"[cached] {name}")
             self.cache_hits[name] = True
             return Stage(folder, key, True, self._read_record(done))
@@ -132,6 +135,19 @@ class Table1Run:
 
     def _read_record(self, done: Path) -> dict:
         return localised(json.loads(done.read_text())["record"], self.cache)
+
+    def _readable(self, done: Path, name: str) -> bool:
+        """Whether the stage is finished: ``done.json`` exists and reads (one that does not is set aside)."""
+        if not done.is_file():
+            return False
+        try:
+            self._read_record(done)
+            return True
+        except Exception as err:  # whatever is wrong with the record, running the stage again is the remedy
+            moved = set_aside(done)
+            self._log(f"[corrupt] {name}: {done} is unreadable ({type(err).__name__}: {err}); "
+                      f"{'set aside as ' + moved.name if moved else 'left in place'}, running the stage again")
+            return False
 
     def _log(self, line: str) -> None:
         if self.is_main:
