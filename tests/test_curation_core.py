@@ -11,7 +11,7 @@ from ophora.curation.cli import main
 from ophora.curation.config import ChatConfig, CurationConfig, DynamicsConfig, plain
 from ophora.curation.dynamics import DynamicsStage
 from ophora.curation.executor import plan_shards
-from ophora.curation.ledger import Ledger, ledger_path, read_ledgers, repair_ledger
+from ophora.curation.ledger import Ledger, last_run, ledger_path, read_ledgers, repair_ledger
 from ophora.curation.pipeline import Pipeline
 from ophora.curation.stage import ClipItem, Stage
 from ophora.curation.templates import load_template
@@ -70,6 +70,17 @@ def test_ledger_keeps_the_first_record_of_a_clip(tmp_path):
         with Ledger(ledger_path(tmp_path, shard)) as ledger:
             ledger.append({"clip_id": "x", "value": value})
     assert read_ledgers(tmp_path)["x"]["value"] == 1
+
+
+def test_ledger_keeps_the_record_of_the_latest_run_whatever_shard_holds_it(tmp_path):
+    with Ledger(ledger_path(tmp_path, 1)) as ledger:
+        ledger.append({"clip_id": "x", "run": 1, "failed": True})
+        ledger.append({"clip_id": "y", "run": 3, "failed": False})
+    with Ledger(ledger_path(tmp_path, 0)) as ledger:  # the clip moved to another shard when rows were inserted
+        ledger.append({"clip_id": "x", "run": 2, "failed": False})
+        ledger.append({"clip_id": "y", "run": 2, "failed": True})
+    records = read_ledgers(tmp_path)
+    assert (records["x"]["run"], records["y"]["run"]) == (2, 3) and last_run(records) == 3
 
 
 def test_shards_are_stable_and_skip_finished_clips(tmp_path):

@@ -90,8 +90,8 @@ def curate(input_csv: str | os.PathLike, out: str | os.PathLike, config: Curatio
         summary = _write_outputs(items, records, out, input_csv, config, notes, len(done))
     problem = _failure(summary, config.execution.strict)
     if problem:
-        raise CurationFailed(f"{problem}; failed clips are not recorded as finished, so running the same "
-                             f"command again retries them (report: {out / 'report.md'})", summary)
+        raise CurationFailed(f"{problem}; failed clips are not recorded as finished: once the cause is fixed, "
+                             f"the same command retries them (report: {out / 'report.md'})", summary)
     return summary
 
 
@@ -108,13 +108,15 @@ def _failure(summary: dict, strict: bool) -> str | None:
     """Why the run counts as failed, or None (see the module docstring)."""
     if not summary["failed"]:
         return None
-    example = summary["failure_reasons"][0]["reason"]
     for stage in summary["stages"]:
         if stage["entered"] and stage["errors"] == stage["entered"]:
+            example = next(r["reason"] for r in summary["failure_reasons"] if r["stage"] == stage["stage"])
             return (f"every clip that reached the {stage['stage']} stage failed there ({stage['errors']} "
                     f"clip(s)), e.g. {example}")
     if strict:
-        return f"{summary['failed']} of {summary['input']} clips failed (execution.strict), e.g. {example}"
+        first = summary["failure_reasons"][0]
+        return (f"{summary['failed']} of {summary['input']} clips failed (execution.strict), e.g. in the "
+                f"{first['stage']} stage: {first['reason']}")
     return None
 
 
@@ -139,6 +141,16 @@ def _only_run_in(out: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _most_common_per_stage(reasons: Counter, count: int) -> list[dict]:
+    """The ``count`` most common failure reasons of each stage, most common first."""
+    kept, per_stage = [], Counter()
+    for (stage, reason), clips in reasons.most_common():
+        if per_stage[stage] < count:
+            per_stage[stage] += 1
+            kept.append({"stage": stage, "reason": reason, "clips": clips})
+    return kept
+
+
 def _write_outputs(items, records, out, input_csv, config, notes, resumed) -> dict:
     by_id = {item.clip_id: item for item in items}
     ordered = [records[item.clip_id] for item in items]
@@ -148,13 +160,14 @@ def _write_outputs(items, records, out, input_csv, config, notes, resumed) -> di
     write_provenance(table, out)
     versions = {v["stage"]: v["version"] for r in ordered for v in r["verdicts"]}
     failed = [r for r in ordered if _failed(r)]
-    reasons = Counter(next(f"{v['stage']}: {v['reason']}" for v in r["verdicts"] if v["status"] == "error")
+    reasons = Counter(next((v["stage"], v["reason"]) for v in r["verdicts"] if v["status"] == "error")
                       for r in failed)
     if failed:
         notes = notes + [f"{len(failed)} clip(s) failed (a stage could not evaluate them); they are not recorded "
                          "as finished, and the next run into this folder retries them"]
     summary = write_report(table, out, input_csv, versions, notes)
     summary.update(input_csv=str(input_csv), resumed_clips=resumed, versions=versions, notes=notes,
-                   failed=len(failed), failure_reasons=[{"reason": r, "clips": n} for r, n in reasons.most_common(5)])
+                   failed=len(failed),
+                   failure_reasons=_most_common_per_stage(reasons, 3))
     write_json(out / "run.json", summary, config=plain(config))
     return summary
