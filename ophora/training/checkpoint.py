@@ -106,7 +106,6 @@ def prune_checkpoints(run: str | os.PathLike, keep: int | None) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-
 def _encode(value: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     """``value`` as JSON, its tensors moved into ``tensors`` (``{"tensor": name}``); tuples and dicts (any keys)
     are tagged objects, so every JSON object is a tag."""
@@ -187,9 +186,8 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     kind, key, pos, has_gauss, gauss = state["numpy"]
     np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
-
 
 
 def _sharded(accelerator) -> bool:
@@ -254,7 +252,6 @@ def _write_state_dict(path: Path, state: Mapping[str, torch.Tensor]) -> None:
     save_file(_unshared({k: v.detach().to("cpu").contiguous() for k, v in state.items()}), str(path))
 
 
-
 def _start_afresh(path: Path) -> str:
     return f"to start the run afresh, delete {path.parent} (or choose another output folder)"
 
@@ -269,7 +266,10 @@ def _read_info(path: Path, names: set[str]) -> dict[str, Any]:
                                   f"{_start_afresh(path)}")
         raise CheckpointError(f"{path} lacks {INFO_NAME} (expected in every checkpoint the suite writes, "
                               f"format {FORMAT}); {_start_afresh(path)}")
-    info = json.loads((path / INFO_NAME).read_text())
+    try:
+        info = json.loads((path / INFO_NAME).read_text())
+    except ValueError as err:
+        raise CheckpointError(f"{path / INFO_NAME} is not valid JSON ({err}); {_start_afresh(path)}") from None
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise CheckpointError(f"{path / INFO_NAME}: format {info.get('format') if isinstance(info, dict) else None!r}"
                               f", expected {FORMAT!r}; {_start_afresh(path)}")
