@@ -44,7 +44,7 @@ OPHNET_REQUIRED = ("video_id", "start", "end", "split", "surgery_id", "phase_id"
 OPHNET_OPTIONAL = ("operation_id", "segment_path")
 OPHNET_LABELS = ("surgery_id", "phase_id", "operation_id")
 OPHNET_SPLITS = ("train", "val", "test")
-MAX_CLASS_ID = 99_999  # a class id indexes a classifier's outputs; a larger one is a typo or a different column
+MAX_CLASS_ID = 2**31 - 1  # the largest 32-bit integer; a larger class id is a typo or a different column
 _SPLIT_DTYPE = pd.CategoricalDtype(list(OPHNET_SPLITS))
 
 OPHNET2024_FILES = ("OphNet2024_loca_challenge.csv", "OphNet2024_loca_challenge_phase.csv",
@@ -68,7 +68,7 @@ def read_ophnet_csv(
     """Read an OphNet2024 CSV into a typed DataFrame, one row per clip.
 
     Columns: ``video_id`` (str), ``start``/``end`` (float64 seconds in the source video), ``split``
-    (categorical train/val/test), ``surgery_id``/``phase_id``/``operation_id`` (int64 in [0, 99,999],
+    (categorical train/val/test), ``surgery_id``/``phase_id``/``operation_id`` (int64 in [0, 2**31 - 1],
     operation_id only if present), ``segment_path`` (str relative to ``videos_root``, only if present), then
     any extra columns as str. A row that repeats an earlier one exactly is refused. With ``check_files``
     (which needs ``videos_root``) every segment file must exist; a CSV without ``segment_path`` lists no
@@ -146,8 +146,8 @@ def _ophnet_labels(table: CsvTable, column: str, cells: list[str]) -> np.ndarray
         if not (text.isascii() and text.isdigit()):
             raise table.error(index, column, f"expected a non-negative integer class id, found {quoted(text)}")
         if len(text.lstrip("0")) > len(str(MAX_CLASS_ID)) or int(text) > MAX_CLASS_ID:
-            raise table.error(index, column, f"class id {quoted(text)} is larger than {MAX_CLASS_ID:,}; class ids "
-                                             "number a classifier's outputs (OphNet2024's largest is 231)")
+            raise table.error(index, column, f"class id {quoted(text)} is larger than {MAX_CLASS_ID:,} (the largest "
+                                             "32-bit integer); OphNet2024's largest is 231")
     return np.array([int(text) for text in cells], dtype=np.int64)
 
 
