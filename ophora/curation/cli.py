@@ -92,7 +92,7 @@ def _fail(err: Exception, status: int, config: CurationConfig, debug: bool) -> i
 
 def _message(err: Exception) -> str:
     if isinstance(err, OSError) and err.strerror:
-        where = f"{err.filename}: " if err.filename else ""
+        where = f" ({err.filename})" if err.filename else ""
         hint = "; free some space and run the same command again to resume" if err.errno == errno.ENOSPC else ""
-        return f"{where}{err.strerror}{hint}"
+        return f"{err.strerror}{where}{hint}"
     return " ".join(str(err).split()) or type(err).__name__
