@@ -45,6 +45,9 @@ def test_secrets_are_redacted_and_operational_knobs_do_not_change_versions():
     chat = ChatConfig(api_key="sk-secret")
     assert plain(chat)["api_key"] == "<redacted>" and "sk-secret" not in repr(chat)
     assert "api_key" not in plain(chat, digest=True) and "concurrency" not in plain(chat, digest=True)
+    with_password = ChatConfig(base_url="https://user:pa55word@llm.example/v1")
+    assert plain(with_password)["base_url"] == plain(with_password, digest=True)["base_url"] \
+        == "https://user:<redacted>@llm.example/v1"
     base = DynamicsStage(DynamicsConfig())
     assert base.version == DynamicsStage(DynamicsConfig()).version
     assert base.version != DynamicsStage(DynamicsConfig(threshold=30.0)).version

@@ -212,8 +212,9 @@ def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 def plain(config: Any, digest: bool = False) -> Any:
-    """JSON-ready dict of a config dataclass with secrets redacted; ``digest`` also drops operational knobs
-    (timeouts, retries, concurrency, cache folder) that cannot change a verdict."""
+    """JSON-ready dict of a config dataclass with secrets (API keys, a password in a base URL) redacted;
+    ``digest`` also drops operational knobs (timeouts, retries, concurrency, cache folder) that cannot change
+    a verdict."""
     if not dataclasses.is_dataclass(config):
         return list(config) if isinstance(config, tuple) else config
     out = {}
@@ -224,8 +225,19 @@ def plain(config: Any, digest: bool = False) -> Any:
                 continue
             if f.name == "api_key":
                 value = "<redacted>" if value else ""
+        if isinstance(config, ChatConfig) and f.name == "base_url":
+            value = _without_password(value)
         out[f.name] = plain(value, digest)
     return out
+
+
+def _without_password(url: str) -> str:
+    """``url`` with the password of ``user:password@`` replaced by ``<redacted>``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@") if "@" in rest.split("/", 1)[0] else ("", "", rest)
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:<redacted>@{host}"
 
 
 # "Authorization: <value>" (any scheme) and "Bearer <token>", in headers echoed as text, JSON or repr()s.
