@@ -184,7 +184,6 @@ def test_a_full_disk_when_caching_still_writes_the_result(tmp_path, monkeypatch)
     assert not cache.stats_dir().exists() or list(cache.stats_dir().iterdir()) == []
 
 
-@pytest.mark.slow
 def test_a_real_full_disk_when_caching_still_writes_the_result(tmp_path, small_disk, monkeypatch, capsys):
     """The cache on a 64 KiB tmpfs: the FVD entry (~1.3 MB) cannot be written; the run still exits 0."""
     _sets(tmp_path)
