@@ -6,8 +6,8 @@ a report. CLI: ``python -m ophora.curate``.
 """
 from ophora.curation.config import CurationConfig
 from ophora.curation.pipeline import Pipeline, build_stages
-from ophora.curation.run import curate
+from ophora.curation.run import CurationFailed, curate
 from ophora.curation.stage import ClipItem, Stage, Verdict
 
-__all__ = ["CurationConfig", "Pipeline", "build_stages", "curate", "ClipItem",
+__all__ = ["CurationConfig", "CurationFailed", "Pipeline", "build_stages", "curate", "ClipItem",
            "Stage", "Verdict"]
