@@ -319,10 +319,11 @@ def _init_distributed() -> Any:
 
 def _check_prompts(run: _Run, fake_set: Any) -> None:
     for name in (n for n, m in run.metrics.items() if m.needs_prompts and not fake_set.has_prompts):
-        raise EvaluationInputError(f"{name} needs a prompt per generated video, but the fake set {run.cfg.fake!r} "
-                         f"({fake_set.kind}) has none: pass a folder with manifest.jsonl or an Ophora-160K CSV, "
-                         "or videos from official code with --fake-prompts (a video,prompt CSV), "
-                         f"or drop {name} from --metrics (an unconditional model's videos have no prompts)")
+        raise EvaluationInputError(
+            f"{name} needs a prompt per generated video, but the fake set {run.cfg.fake!r} ({fake_set.kind}) has "
+            "none: pass a folder with manifest.jsonl or an Ophora-160K CSV, or videos from official code with "
+            f"--fake-prompts (a video,prompt CSV), or drop {name} from --metrics (an unconditional model's videos "
+            "have no prompts)")
 
 
 def _require_videos(video_set: VideoSet, role: str, spec: str) -> None:
