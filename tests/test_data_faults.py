@@ -21,6 +21,7 @@ from ophora import weights as W
 from ophora.data import manifests
 from ophora.data.manifests import ManifestError, read_csv_table
 from ophora.data.manifests._common import _check_header, _write_csv
+from ophora.generation import PromptFileError, read_prompts
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MESSAGE = 2000  # characters: what any error message about a data file may run to
@@ -423,3 +424,33 @@ def test_weights_commands_print_one_line_and_no_traceback(tmp_path, command):
     assert done.returncode == 1 and done.stdout == ""
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: checksum mismatch") and entry.sha256 in done.stderr
+
+
+# -- prompt files (ophora.generation.prompts) -------------------------------------------------------------------
+
+
+def test_a_wide_prompt_csv_is_refused_with_a_short_message(tmp_path):
+    path = tmp_path / "prompts.csv"
+    path.write_text(_wide_header(150_000) + ",".join(["x"] * 150_000) + "\n")
+    with pytest.raises(PromptFileError, match="no prompt column") as info:
+        read_prompts(path)
+    assert "and 149,992 more" in str(info.value) and len(str(info.value)) < MAX_MESSAGE
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".txt"])
+def test_undecodable_prompt_files_are_named_by_line(tmp_path, suffix):
+    path = tmp_path / f"prompts{suffix}"
+    path.write_bytes(b"instruction\nfirst prompt\nsecond \xff prompt\n")
+    with pytest.raises(PromptFileError, match=r"line 3") as info:
+        read_prompts(path)
+    assert str(path) in str(info.value) and "UTF-8" in str(info.value)
+
+
+def test_a_prompt_csv_row_with_a_missing_field_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "prompts.csv"
+    path.write_text("clip id,instruction\nc0,first prompt\nc1\n")
+    with pytest.raises(PromptFileError, match=r"line 3"):
+        read_prompts(path)
+    path.write_text("clip id,instruction\nc0,first prompt\n\nc1,second\n")
+    assert [p.text for p in read_prompts(path)] == ["first prompt", "second"]
+    assert read_prompts(path)[1].source == {"clip id": "c1"}

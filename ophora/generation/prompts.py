@@ -9,10 +9,12 @@ The other columns of a CSV row are kept as ``source`` (e.g. the phase a syntheti
 """
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ophora.data.manifests import ManifestError, read_csv_table
+from ophora.data.manifests._common import listed
 
 __all__ = ["Prompt", "PromptFileError", "read_prompts", "DEFAULT_COLUMNS"]
 
@@ -45,22 +47,31 @@ def read_prompts(path: str | os.PathLike, column: str | None = None) -> list[Pro
 
 
 def _from_text(path: Path) -> list[Prompt]:
-    lines = [line.strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise PromptFileError(f"{path}, line {line}: not UTF-8 (byte {error.start}); save the file as UTF-8") from None
+    lines = [line.strip() for line in text.splitlines()]
     return [Prompt(i, text) for i, text in enumerate(line for line in lines if line)]
 
 
 def _from_csv(path: Path, column: str | None) -> list[Prompt]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        chosen = column or next((c for c in DEFAULT_COLUMNS if c in header), None)
-        if chosen not in header:
-            raise PromptFileError(f"{path}: no prompt column {column or DEFAULT_COLUMNS}; found columns {header}; "
-                                  f"name one with --prompt-column")
-        prompts = []
-        for row in reader:
-            text = (row.get(chosen) or "").strip()
-            if not text:
-                raise PromptFileError(f"{path}, line {reader.line_num}: empty {chosen!r}")
-            prompts.append(Prompt(len(prompts), text, {k: v for k, v in row.items() if k != chosen}))
+    """Rows of a CSV read by the manifests' reader (linear in the file's size, errors with file and line)."""
+    try:
+        table = read_csv_table(path, required=())
+    except ManifestError as error:
+        raise PromptFileError(str(error)) from None
+    chosen = column or next((c for c in DEFAULT_COLUMNS if c in table.header), None)
+    if chosen not in table.header:
+        raise PromptFileError(f"{path}: no prompt column {column or DEFAULT_COLUMNS}; found columns "
+                              f"{listed(table.header)}; name one with --prompt-column")
+    position = table.header.index(chosen)
+    prompts = []
+    for index, row in enumerate(table.rows):
+        text = row[position].strip()
+        if not text:
+            raise PromptFileError(f"{path}, {table.where(index)}: empty {chosen!r}")
+        prompts.append(Prompt(len(prompts), text, {k: v for k, v in zip(table.header, row) if k != chosen}))
     return prompts
