@@ -12,8 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ophora.cli import run_command
 from ophora.configs import Preset, apply_overrides, load_preset, parse_overrides, preset_from_dict
-from ophora.model import check_model_dir, check_preset_matches, read_model_info
+from ophora.model import ModelNotFoundError, check_model_dir, check_preset_matches, read_model_info
 from ophora.training.distributed import make_accelerator
 
 
@@ -72,4 +73,6 @@ def main(argv: list[str] | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main()
+    from ophora.generation import PromptFileError
+
+    sys.exit(run_command(main, errors=(ModelNotFoundError, PromptFileError)))

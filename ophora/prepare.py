@@ -15,8 +15,9 @@ import json
 import sys
 from pathlib import Path
 
+from ophora.cli import run_command
 from ophora.configs import load_preset, parse_overrides
-from ophora.model import VaeFit, base_model_dir, check_model_dir, check_preset_matches
+from ophora.model import ModelNotFoundError, VaeFit, base_model_dir, check_model_dir, check_preset_matches
 from ophora.training.distributed import make_accelerator
 
 
@@ -67,4 +68,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, errors=(ModelNotFoundError,)))

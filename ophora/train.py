@@ -10,9 +10,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from ophora.cli import run_command
 from ophora.configs import load_preset, parse_overrides
+from ophora.model import ModelNotFoundError
+from ophora.training.checkpoint import CheckpointError
+from ophora.training.data import PreparedDataError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,4 +46,5 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    print(main())
+    sys.exit(run_command(lambda argv: print(main(argv)),
+                         errors=(ModelNotFoundError, PreparedDataError, CheckpointError)))

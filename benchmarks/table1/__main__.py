@@ -14,6 +14,7 @@ from pathlib import Path
 
 from benchmarks.table1 import PreflightError, load_table1_config, run_table1
 from benchmarks.table1.preflight import format_missing, preflight
+from ophora.cli import run_command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,4 +51,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

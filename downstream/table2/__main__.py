@@ -14,6 +14,7 @@ import torch
 
 import downstream.table2 as table2
 from downstream.table2.render import render, table_frame
+from ophora.cli import run_command
 from ophora.configs import parse_overrides
 from ophora.results import write_json
 from ophora.weights import cache_dir
@@ -60,4 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

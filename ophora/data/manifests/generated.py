@@ -112,6 +112,8 @@ def _decode_line(manifest: Path, row: int, line: int, chunk: bytes, torn_ok: boo
     """The JSON object on one line; ``None`` for an unparsable last line without line end when ``torn_ok``."""
     try:
         obj = json.loads(chunk.decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:  # json's parser recurses once per nesting level
+        raise _manifest_error(manifest, row, line, None, "JSON nested too deeply to be a record") from None
     except (UnicodeDecodeError, ValueError) as exc:
         if torn_ok:
             return None
