@@ -478,9 +478,14 @@ def main(argv: list[str] | None = None) -> int:
     except _USER_ERRORS as err:
         print(f"error: {_user_message(err)}", file=sys.stderr)
         return 1
-    if payload is not None:
-        print(summary_table(payload))
-        print(f"wrote {cfg.out}")
+    if payload is None:
+        return 0
+    print(summary_table(payload))
+    print(f"wrote {cfg.out}")
+    if payload["metrics"] and all(m.get("value") is None for m in payload["metrics"].values()):
+        print(f"error: no metric could be computed: {len(payload['failed'])} input(s) failed (reasons under 'failed' "
+              f"in {cfg.out or 'the result'})", file=sys.stderr)
+        return 1
     return 0
 
 

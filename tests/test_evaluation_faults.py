@@ -350,3 +350,17 @@ def test_an_unreadable_table1_stage_record_is_set_aside_and_the_stage_rerun(tmp_
         line.startswith("[corrupt] world/demo") and str(done) in line for line in lines)
     assert len(list(first.folder.glob("done.json.corrupt-*"))) == 1
     assert run.stage("world", "demo", {"seed": 0}, lambda folder: {"n": 3}).record == {"n": 2}  # cached now
+
+
+def test_a_set_whose_every_video_fails_exits_non_zero_with_the_reasons_written(tmp_path, capsys):
+    make_folder(tmp_path / "real", 2, 20)
+    make_folder(tmp_path / "fake", 2, 20)
+    for video in (tmp_path / "fake").glob("*.mp4"):
+        video.write_bytes(b"")  # every fake video is empty
+    out = tmp_path / "out.json"
+    assert main(_cli(tmp_path, tmp_path / "fake", out)) == 1
+    err = capsys.readouterr().err
+    assert "error: no metric could be computed: 2 input(s) failed" in err and "Traceback" not in err
+    written = json.loads(out.read_text())
+    assert written["metrics"]["fvd"]["value"] is None and len(written["failed"]) == 2
+    assert all("empty" in f["reason"] for f in written["failed"])
