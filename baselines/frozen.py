@@ -18,7 +18,7 @@ from diffusers import AutoencoderKL
 from baselines.clips import TrainClip, usable_windows
 from baselines.presets import DataSpec, VaeSpec
 from ophora import weights
-from ophora.model.store import atomic_dir
+from ophora.data.atomic import atomic_dir
 from ophora.model.vae_fit import fit_vae
 from ophora.registry import did_you_mean
 

@@ -35,8 +35,8 @@ from baselines.clips import TrainClip, build_cache, read_training_clips
 from baselines.frozen import seeded, vae_scaling
 from baselines.presets import TrainSpec, spec_fingerprint
 from baselines.recipe import Recipe
+from ophora.data.atomic import atomic_dir
 from ophora.hashing import sha256_file
-from ophora.model.store import atomic_dir
 from ophora.seeding import derive_seed
 from ophora.training import checkpoint as ckpt
 from ophora.training import loop

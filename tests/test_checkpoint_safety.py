@@ -121,6 +121,18 @@ def test_save_and_resume_round_trip_exactly(tmp_path):
     assert json.loads((path / "checkpoint.json").read_text())["objects"] == ["ema", "lr_schedule"]
 
 
+def test_a_half_written_checkpoint_of_a_killed_run_is_ignored_and_swept(tmp_path):
+    accelerator, parts = _tiny_run()
+    ckpt.save_checkpoint(accelerator, tmp_path, 1, {}, parts)
+    partial = tmp_path / ckpt.CHECKPOINTS / ".tmp-step_0000002"  # a run killed while writing step 2
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"half")
+    assert ckpt.latest_checkpoint(tmp_path) == ckpt.checkpoint_path(tmp_path, 1)
+    ckpt.save_checkpoint(accelerator, tmp_path, 3, {}, parts)
+    ckpt.prune_checkpoints(tmp_path, None)  # what the loop does after each save
+    assert sorted(p.name for p in (tmp_path / ckpt.CHECKPOINTS).iterdir()) == ["step_0000001", "step_0000003"]
+
+
 def test_a_checkpoint_lacking_a_file_is_refused_naming_it(tmp_path):
     accelerator, parts = _tiny_run()
     path = ckpt.save_checkpoint(accelerator, tmp_path, 1, {}, parts)

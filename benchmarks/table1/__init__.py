@@ -22,6 +22,7 @@ from benchmarks.table1 import render
 from benchmarks.table1.config import Table1Config, load_table1_config
 from benchmarks.table1.preflight import format_missing, preflight
 from benchmarks.table1.stages import Table1Run
+from ophora.data.atomic import remove_stale_temporaries
 from ophora.data.sets import load_video_set
 from ophora.results import write_json
 from ophora.weights import cache_dir
@@ -47,6 +48,8 @@ def run_table1(config: Table1Config, cache: str | Path | None = None, output: st
     start = time.perf_counter()
     cache = Path(cache or Path(config.cache) / config.name)
     output = Path(output or Path(config.output) / config.name)
+    for folder in (cache, output):  # files a killed run left half-written (live writers' files are kept)
+        remove_stale_temporaries(folder, recursive=True)
     run = Table1Run(config, cache, log=log, progress=progress)
     sets = run.data_sets()
     prompts, _ = run.prompts(sets["real"])

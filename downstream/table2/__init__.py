@@ -28,6 +28,7 @@ from downstream.table2.config import Table2Config, load_config
 from downstream.table2.data import real_data, split_sizes, world
 from downstream.table2.preflight import preflight
 from downstream.table2.stages import row_cells
+from ophora.data.atomic import remove_stale_temporaries
 
 __all__ = ["run_table2", "load_config", "Table2Config", "preflight"]
 
@@ -38,6 +39,7 @@ def run_table2(config: Table2Config, work: Path, allow_missing: bool = False, pr
     missing = preflight(config)
     if missing and not allow_missing:
         raise SystemExit("Table 2 preflight: missing assets, nothing was computed:\n  - " + "\n  - ".join(missing))
+    remove_stale_temporaries(work, recursive=True)  # files a killed run left half-written
     world_folder = world(config, work) if config.dataset.kind == "ophsim" else None
     cells, data_report, timings = [], {}, {}
     for task in config.tasks:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ophora.configs import Preset
-from ophora.data.atomic import atomic_write_text
+from ophora.data.atomic import atomic_write_text, remove_stale_temporaries
 from ophora.data.manifests import MANIFEST_NAME, GeneratedVideo, append_generated, read_generated
 from ophora.data.video import write_video
 from ophora.generation.prompts import Prompt
@@ -120,6 +120,7 @@ def write_videos(out: str | os.PathLike, prompts: list[Prompt], videos_per_promp
     from tqdm import tqdm
 
     out = Path(os.path.abspath(out))
+    remove_stale_temporaries(out)  # half-written mp4s of a killed run (live writers' files are kept)
     _check_folder(out, {"seed": seed, "videos_per_prompt": videos_per_prompt, "checkpoint_hash": checkpoint,
                         "settings": settings}, rank == 0, barrier)
     done = {r.path.name: r.prompt for r in read_generated(out)} if (out / MANIFEST_NAME).is_file() else {}

@@ -20,10 +20,10 @@ from typing import Any, NamedTuple
 import torch
 
 from ophora.configs import ModelConfig, Preset, SamplingConfig, preset_fingerprint
+from ophora.data.atomic import atomic_dir
 from ophora.model.store import (
     FROZEN,
     ModelNotFoundError,
-    atomic_dir,
     check_model_dir,
     frozen_fingerprint,
     read_model_info,

@@ -10,17 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ophora.data.atomic import atomic_write_text
 from ophora.hashing import update_from_file
 
 __all__ = ["INFO_NAME", "FROZEN", "ModelNotFoundError", "read_model_info", "write_model_info",
-           "frozen_fingerprint", "transformer_sha256", "atomic_dir", "check_model_dir", "resolve_model_dir"]
+           "frozen_fingerprint", "transformer_sha256", "check_model_dir", "resolve_model_dir"]
 
 INFO_NAME = "ophora_model.json"
 FROZEN = ("tokenizer", "text_encoder", "vae")
@@ -107,22 +104,3 @@ def transformer_sha256(model_dir: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-@contextmanager
-def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary folder beside ``final``; on success rename it onto ``final`` (replacing an older one)."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if final.exists():
-            trash = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(final, trash)
-            os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

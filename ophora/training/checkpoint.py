@@ -99,7 +99,13 @@ def latest_checkpoint(run: str | os.PathLike) -> Path | None:
 
 
 def prune_checkpoints(run: str | os.PathLike, keep: int | None) -> None:
-    """Delete all but the newest ``keep`` complete checkpoints (``None`` keeps all)."""
+    """Delete all but the newest ``keep`` complete checkpoints (``None`` keeps all), and the ``.tmp-step_*``
+    folders of checkpoints a killed run left half-written. Call on the main process after a save, when no
+    checkpoint is being written."""
+    folder = Path(run) / CHECKPOINTS
+    if folder.is_dir():
+        for partial in folder.glob(".tmp-step_*"):
+            shutil.rmtree(partial, ignore_errors=True)
     if keep is None:
         return
     for _, path in _complete(Path(run))[:-keep]:

@@ -30,7 +30,7 @@ import torch
 
 from ophora.configs import Preset, preset_fingerprint
 from ophora.data import manifests
-from ophora.data.atomic import atomic_path, atomic_write_text
+from ophora.data.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from ophora.data.video import Resample, VideoDecodeError, probe, read_video
 from ophora.model import DTYPES, Frozen, frozen_fingerprint, load_frozen
 
@@ -210,6 +210,7 @@ def prepare(manifest: str | os.PathLike, preset: Preset, out: str | os.PathLike,
     from tqdm import tqdm
 
     out, manifest, model_dir = Path(out), Path(manifest), Path(model_dir)
+    remove_stale_temporaries(out, recursive=True)  # shards a killed run left half-written
     clips = read_clips(manifest)
     if not clips:
         raise ValueError(f"{manifest}: the manifest lists no clips")
