@@ -452,3 +452,10 @@ def test_a_prompt_csv_row_with_a_missing_field_is_refused_with_its_line(tmp_path
     path.write_text("clip id,instruction\nc0,first prompt\n\nc1,second\n")
     assert [p.text for p in read_prompts(path)] == ["first prompt", "second"]
     assert read_prompts(path)[1].source == {"clip id": "c1"}
+
+
+def test_an_instruction_set_clip_id_with_white_space_around_it_is_refused_with_its_row(tmp_path):
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "set.csv").write_text("clip id,instruction\nc0,first\n c0,second\n")
+    error = _short_error(lambda: manifests.read_instruction_set(tmp_path / "set.csv", check_files=False))
+    assert error.line == 3 and error.field == "clip id" and "white space around it" in str(error)

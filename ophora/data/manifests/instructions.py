@@ -40,6 +40,9 @@ def _clip_id_problem(clip_id: str) -> str | None:
     """Why ``clip_id`` cannot be a file name inside ``clips/``, or ``None`` if it can."""
     if not clip_id.strip():
         return "clip id is empty"
+    if clip_id != clip_id.strip():
+        return (f"clip id {quoted(clip_id)} has white space around it (it would name another file than "
+                f"{quoted(clip_id.strip())}); remove it")
     if clip_id in (".", "..") or any(sep in clip_id for sep in ("/", "\\", "\0")):
         return f"clip id {quoted(clip_id)} would leave {_CLIPS_FOLDER}/; expected a bare name such as 'X3jTUYMflCk_26'"
     return None
