@@ -17,7 +17,7 @@ import numpy as np
 from ophora.seeding import rng
 from ophora.sim import anterior, camera, choreography
 from ophora.sim.eye import Layout, static_eye
-from ophora.sim.instruments import Palette, draw_instrument, sample_palette
+from ophora.sim.instruments import SHAPES, Palette, draw_instrument, sample_palette
 from ophora.sim.lens import draw_pupil
 from ophora.sim.patient import Patient
 from ophora.sim.phases import Phase, phases
@@ -118,14 +118,19 @@ def _check(phase_id: int, num_frames: int, size) -> Phase:
 
 
 def render_phase(patient: Patient, phase_id: int, num_frames: int, size: tuple[int, int], seed: int,
-                 clip_key: str | int = 0) -> tuple[np.ndarray, list[Segment]]:
+                 clip_key: str | int = 0, instrument: str | None = None) -> tuple[np.ndarray, list[Segment]]:
     """Render one clip of phase ``phase_id`` (0-11, see :mod:`ophora.sim.phases`) for ``patient``.
 
     Returns frames uint8 [T, H, W, 3] RGB (T = num_frames, size = (H, W)) and the operations' segments, which
     cover [0, T) in order. The eye starts in the state that all earlier phases leave. ``clip_key`` selects one
     of many different clips (camera, hands, illumination, segment proportions) of the same phase and patient.
+    ``instrument``: draw every instrument of the clip as this one (a name of
+    :data:`ophora.sim.instruments.SHAPES`; an instrument that does not belong to the phase makes a wrong clip for
+    the sanity suite); None draws the phase's own, and the clip is otherwise the same.
     """
     phase = _check(phase_id, num_frames, size)
+    if instrument is not None and instrument not in SHAPES:
+        raise ValueError(f"unknown instrument {instrument!r}; known: {sorted(SHAPES)}")
     size = (int(size[0]), int(size[1]))
     clip = _make_clip(patient, phase_id, num_frames, size, seed, clip_key)
     segments = sample_segments(phase, num_frames, rng(seed, "clip", patient.patient_id, phase_id, str(clip_key),
@@ -137,6 +142,8 @@ def render_phase(patient: Patient, phase_id: int, num_frames: int, size: tuple[i
         motion = replace(clip.motion, t=tc, frame=t)
         state = eye_state(phase_id, k, progress)
         script = choreography.script_for(phase_id, clip.layout, patient, k, progress, state, motion)
+        if instrument is not None:
+            script.tools = [replace(tool, name=instrument) for tool in script.tools]
         scene = render_scene(clip, state, script, tc)
         noise = clip.noise[(5 * t) % camera.NOISE_BANK]
         frames[t] = camera.expose(scene, camera.camera_matrix(clip.cam, tc, size), clip.gains, noise)
