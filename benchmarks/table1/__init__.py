@@ -84,6 +84,7 @@ def _row_record(result) -> dict[str, Any]:
     evaluation = result.evaluation
     return {
         "name": result.row.name,
+        "origin": result.row.origin,
         "generator": result.row.generator,
         "external": result.row.external,
         "conditional": result.conditional,

@@ -114,6 +114,24 @@ class Row:
     generate_overrides: dict = field(default_factory=dict)
     published: dict = field(default_factory=dict)
 
+    @property
+    def origin(self) -> str:
+        """Where the row's videos come from, in words the table prints (the same definition in every config):
+        ``trained here: ...`` (the suite trained the generator, on which data, in which stages, at which preset),
+        ``checkpoint ...`` (a model folder the suite samples), or ``released videos ...`` (videos written by the
+        official code from its released checkpoint)."""
+        if self.external:
+            return f"released videos (official code and checkpoint): {Path(self.external).name}/"
+        if self.checkpoint:
+            return f"checkpoint {self.checkpoint} ({self.generator}, {self.preset} preset), sampled here"
+        stages = ", then ".join(
+            f"{step.stage.upper() + ' on ' if step.stage else ''}{_DATA_WORDS.get(step.data, step.data)}"
+            for step in self.train)
+        return f"trained here ({self.preset} preset): {stages}"
+
+
+_DATA_WORDS = {"original": "the raw narrated set", "ophora_160k": "Ophora-160K", "ophora_28k": "Ophora-28K"}
+
 
 @dataclass(frozen=True)
 class Table1Config:

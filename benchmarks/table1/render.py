@@ -24,7 +24,7 @@ def table_rows(results: Sequence[dict[str, Any]], metrics: Sequence[str]) -> lis
     """One plain record per row: name, and per metric value/low/high/n/published (None where absent)."""
     rows = []
     for result in results:
-        row = {"model": result["name"]}
+        row = {"model": result["name"], "origin": result.get("origin")}
         for metric in metrics:
             m = result["metrics"].get(metric)
             interval = (m or {}).get("ci") or {}
@@ -53,6 +53,8 @@ def table(rows: list[dict[str, Any]], metrics: Sequence[str], notes: Sequence[st
                        better=_direction(m)) for m in metrics]
     if any(r[f"{m}_published"] is not None for r in rows for m in metrics):
         columns += [Column(f"{m}_published", f"{registry.get(m).display_name} (paper)") for m in metrics]
+    if any(r.get("origin") for r in rows):
+        columns.append(Column("origin", "videos from", tex="Videos from", align="l"))
     return Table(tuple(columns), tuple(rows), caption=caption, notes=tuple(notes))
 
 
@@ -61,7 +63,8 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str]) -> Path:
-    fields = ["model"] + [f"{m}{suffix}" for m in metrics for suffix in ("", "_low", "_high", "_n", "_published")]
+    suffixes = ("", "_low", "_high", "_n", "_published")
+    fields = ["model", "origin"] + [f"{m}{suffix}" for m in metrics for suffix in suffixes]
     return atomic_write_text(path, csv_text(rows, fields))
 
 
