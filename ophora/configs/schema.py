@@ -117,13 +117,18 @@ class ModelConfig:
 class DataConfig:
     """Clip geometry: ``frames`` (4k+1) at ``fps`` frames per second, ``height`` x ``width`` pixels (multiples
     of 16). ``buckets`` lists extra [frames, height, width] shapes a clip may be encoded at (the default shape
-    is always a bucket); a batch never mixes buckets."""
+    is always a bucket); a batch never mixes buckets. ``selection`` says how a clip becomes a bucket's frames
+    (:mod:`ophora.training.prepare`): ``strided`` (released: ``frames`` frames ``floor(N / frames)`` source
+    frames apart across the whole clip, resized to the nearest bucket without cropping) or ``fps_window`` (the
+    first ``frames`` frames at ``fps``, resized to cover and centre-cropped; shorter clips are skipped).
+    ``fps`` is the rate generated videos are written at, and ``fps_window``'s resampling rate."""
 
     frames: int = 49
     height: int = 480
     width: int = 720
     fps: float = 8.0
     buckets: tuple = ()
+    selection: Literal["strided", "fps_window"] = "fps_window"
 
     def __post_init__(self):
         check_frames(self.frames)
@@ -160,9 +165,10 @@ class StageConfig:
     """One training recipe (TPT or P2FT). Steps count optimizer updates; ``batch_size`` is per process.
 
     ``loss``: ``v_prediction`` is the reference objective (x0 recovered from the v output, MSE weighted by
-    1/(1 - alpha_bar_t)); ``epsilon`` is the plain epsilon-MSE form. ``timestep_sampling``: ``stratified``
-    splits [0, T) into one sub-interval per sample of the global batch (across processes), ``uniform`` draws
-    each timestep independently. ``ema_decay`` null turns EMA off; ``lora_rank`` null trains every weight.
+    1/(1 - alpha_bar_t)); ``epsilon`` is the plain epsilon-MSE form. ``timestep_sampling``: ``uniform`` draws
+    each timestep independently (the released trainer), ``stratified`` splits [0, T) into one sub-interval per
+    sample of the global batch (across processes; the project page's "timestep sub-interval sampling").
+    ``ema_decay`` null turns EMA off; ``lora_rank`` null trains every weight.
     """
 
     learning_rate: float = 1e-4

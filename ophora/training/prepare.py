@@ -11,9 +11,17 @@ Layout of a prepared folder::
     index.json                   every item, by bucket; written when all shards are done
 
 Shard ``s`` goes to process ``s % world`` (accelerate), so several processes share one folder. A run that stops
-resumes where it stopped: finished shards are skipped. Clips are resampled to the preset's fps, assigned to the
-bucket (frames, height, width) with the most frames they can fill and the closest aspect ratio, resized to cover
-it (bilinear, antialiased) and centre-cropped.
+resumes where it stopped: finished shards are skipped. How a clip becomes a bucket's frames is the preset's
+``data.selection``:
+
+- ``strided`` (uni-medical/Ophora ``training/dataset.py``, ``VideoDatasetWithResizing``): the frame bucket nearest
+  to the clip's source frame count (capped at the largest bucket), ``F`` frames every ``floor(N / F)`` source
+  frames from the first (so the whole clip is spanned, whatever its length or rate), resized (bilinear,
+  antialiased) to the bucket size nearest in ``|dh| + |dw|``, without cropping. A clip with fewer than ``F``
+  source frames is skipped (the released code fails on it: a zero stride).
+- ``fps_window`` (the suite's earlier rule): resampled to the preset's fps, the bucket with the most frames the
+  clip can fill and the closest aspect ratio, its first ``F`` frames, resized to cover and centre-cropped; a clip
+  shorter than ``F / fps`` seconds is skipped.
 """
 from __future__ import annotations
 
@@ -31,10 +39,11 @@ import torch
 from ophora.configs import Preset, preset_fingerprint
 from ophora.data import manifests
 from ophora.data.atomic import atomic_path, atomic_write_text, remove_stale_temporaries
-from ophora.data.video import Resample, VideoDecodeError, probe, read_video
+from ophora.data.video import Resample, Strided, VideoDecodeError, probe, read_video
 from ophora.model import DTYPES, Frozen, frozen_fingerprint, load_frozen
 
-__all__ = ["Clip", "read_clips", "choose_bucket", "load_clip", "fit_clips", "prepare", "PREPARE_NAME", "INDEX_NAME"]
+__all__ = ["Clip", "read_clips", "choose_bucket", "nearest_bucket", "strided_indices", "clip_bucket", "load_clip",
+           "fit_clips", "prepare", "PREPARE_NAME", "INDEX_NAME"]
 
 PREPARE_NAME, INDEX_NAME, SHARDS = "prepare.json", "index.json", "shards"
 
@@ -68,17 +77,52 @@ def choose_bucket(buckets: list[tuple[int, int, int]], frames: int, height: int,
     return min(fitting, key=lambda b: (-b[0], abs(math.log(b[1] / b[2]) - aspect)))
 
 
-def load_clip(path: Path, bucket: tuple[int, int, int], fps: float) -> torch.Tensor:
-    """The first ``bucket[0]`` frames of ``path`` at ``fps``, resized to cover ``bucket[1:]`` and centre-cropped:
-    float32 [3, T, H, W] in [-1, 1]."""
-    frames, height, width = bucket
-    video = read_video(path, select=Resample(fps, max_frames=frames))  # uint8 [T, H0, W0, 3]
+def nearest_bucket(buckets: list[tuple[int, int, int]], frames: int, height: int, width: int):
+    """The released rule (``strided``): the frame count nearest to ``min(frames, largest)`` (``frames``: source
+    frames), then among buckets of that count the size nearest in ``|dh| + |dw|`` (ties: listed first). None when
+    the clip has fewer source frames than that count."""
+    counts = sorted({b[0] for b in buckets})
+    count = min(counts, key=lambda f: abs(f - min(frames, counts[-1])))
+    if frames < count:
+        return None
+    return min((b for b in buckets if b[0] == count), key=lambda b: abs(b[1] - height) + abs(b[2] - width))
+
+
+def strided_indices(num_frames: int, frames: int) -> np.ndarray:
+    """Source frame indices of the ``strided`` selection: ``frames`` indices ``floor(num_frames / frames)`` apart
+    from frame 0 (``range(0, N, N // F)[:F]`` of the released dataset code)."""
+    if num_frames < frames:
+        raise ValueError(f"clip has {num_frames} frames; the strided selection needs at least {frames}")
+    return Strided(frames, num_frames // frames).indices(num_frames, 1.0)
+
+
+def _resized(video: np.ndarray, height: int, width: int, crop: bool) -> torch.Tensor:
+    """uint8 [T, H0, W0, 3] -> float32 [3, T, height, width] in [-1, 1]: resized to the size (``crop`` False,
+    the aspect ratio may change) or to cover it and centre-cropped (``crop`` True); bilinear, antialiased."""
     x = torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    scale = max(height / x.shape[2], width / x.shape[3])
-    size = (max(height, round(x.shape[2] * scale)), max(width, round(x.shape[3] * scale)))
+    if crop:
+        scale = max(height / x.shape[2], width / x.shape[3])
+        size = (max(height, round(x.shape[2] * scale)), max(width, round(x.shape[3] * scale)))
+    else:
+        size = (height, width)
     x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     top, left = (size[0] - height) // 2, (size[1] - width) // 2
     return x[:, :, top:top + height, left:left + width].clamp(-1, 1).permute(1, 0, 2, 3).contiguous()
+
+
+def load_clip(path: Path, bucket: tuple[int, int, int], fps: float, selection: str = "fps_window") -> torch.Tensor:
+    """The frames of ``path`` for ``bucket`` under ``selection`` (module docstring): float32 [3, T, H, W] in
+    [-1, 1]. ``fps_window``: the first ``bucket[0]`` frames at ``fps``, resized to cover and centre-cropped;
+    ``strided``: :func:`strided_indices`, resized to the bucket without cropping."""
+    frames, height, width = bucket
+    if selection == "strided":
+        count = probe(path).num_frames
+        if count < frames:
+            raise ValueError(f"{path}: {count} frames; the strided selection needs at least {frames}")
+        video = read_video(path, select=Strided(frames, count // frames))  # uint8 [T, H0, W0, 3]
+        return _resized(video, height, width, crop=False)
+    video = read_video(path, select=Resample(fps, max_frames=frames))
+    return _resized(video, height, width, crop=True)
 
 
 def fit_clips(manifest: str | os.PathLike, preset: Preset, limit: int = 256) -> torch.Tensor:
@@ -90,7 +134,7 @@ def fit_clips(manifest: str | os.PathLike, preset: Preset, limit: int = 256) -> 
     videos = []
     for clip in chosen:
         try:
-            video = load_clip(clip.path, shape, preset.data.fps)
+            video = load_clip(clip.path, shape, preset.data.fps, preset.data.selection)
         except (VideoDecodeError, ValueError):
             continue
         if video.shape[1] == shape[0]:
@@ -124,17 +168,32 @@ def _shard_done(out: Path, shard: int) -> bool:
     return stem.with_suffix(".json").is_file() and stem.with_suffix(".safetensors").is_file()
 
 
+def clip_bucket(data, num_frames: int, fps: float, height: int, width: int):
+    """(bucket, None) a clip of ``num_frames`` source frames at ``fps`` and ``height`` x ``width`` is encoded
+    at under ``data.selection`` (a :class:`~ophora.configs.DataConfig`), or (None, why it is skipped)."""
+    buckets = data.all_buckets()
+    if data.selection == "strided":
+        bucket = nearest_bucket(buckets, num_frames, height, width)
+        if bucket is None:
+            return None, f"{num_frames} source frames; the strided selection needs at least {min(buckets)[0]}"
+        return bucket, None
+    available = int(math.floor(num_frames * data.fps / fps + 1e-9))
+    bucket = choose_bucket(buckets, available, height, width)
+    if bucket is None:
+        return None, (f"{available} frames at {data.fps:g} fps; the smallest bucket needs "
+                      f"{min(b[0] for b in buckets)}")
+    return bucket, None
+
+
 def _encode_item(clip: Clip, preset: Preset, frozen: Frozen, device):
     """(bucket, mean, logvar) of one clip, or (reason, None, None) when it cannot be used."""
-    buckets = preset.data.all_buckets()
     try:
         info = probe(clip.path)
-        available = int(math.floor(info.num_frames * preset.data.fps / info.fps + 1e-9))
-        bucket = choose_bucket(buckets, available, info.height, info.width)
+        bucket, reason = clip_bucket(preset.data, info.num_frames, info.fps, info.height, info.width)
         if bucket is None:
-            return (f"{available} frames at {preset.data.fps:g} fps; the smallest bucket needs "
-                    f"{min(b[0] for b in buckets)}"), None, None
-        return (bucket, *encode_clip(frozen, load_clip(clip.path, bucket, preset.data.fps), device))
+            return reason, None, None
+        video = load_clip(clip.path, bucket, preset.data.fps, preset.data.selection)
+        return (bucket, *encode_clip(frozen, video, device))
     except VideoDecodeError as err:
         return str(err), None, None
 
