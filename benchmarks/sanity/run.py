@@ -24,9 +24,11 @@ from benchmarks.sanity.real import RealSet, load_real, split_halves
 from benchmarks.sanity.score import ScoreGroup, Scorer, group_scorers, resolve_scorers
 from benchmarks.sanity.sets import SetContext, build_set, write_half
 from benchmarks.sanity.verdict import Curve, judge
+from ophora.cli import user_message
 from ophora.data.atomic import remove_stale_temporaries
 from ophora.hashing import cache_key
 from ophora.sim.world import WorldConfig, build_world
+from ophora.weights import WeightsNotFoundError
 
 __all__ = ["SanityRun", "run_sanity", "prepare_real", "work_folder"]
 
@@ -106,6 +108,9 @@ def _score_sets(run: SanityRun, sets: list[tuple[str, float, Path]], progress: b
     jobs = [(FLOOR, run.half_b)] + [(set_id(name, s), folder) for name, s, folder in sets]
     bar = tqdm(total=len(jobs) * len(groups), desc="scoring sets", unit="set", disable=not progress)
     for group in groups:
+        if not _detectors_ready(run, group, [key for key, _ in jobs]):
+            bar.update(len(jobs))
+            continue
         for key, folder in jobs:
             bar.set_postfix_str(key)
             run.scored_now += group.cached(key) is None
@@ -113,6 +118,21 @@ def _score_sets(run: SanityRun, sets: list[tuple[str, float, Path]], progress: b
             run.scores.setdefault(key, {}).update(result["scores"])
             bar.update()
     bar.close()
+
+
+def _detectors_ready(run: SanityRun, group: ScoreGroup, keys: list[str]) -> bool:
+    """Load the group's detectors if a set still needs them; a detector that cannot be loaded here (its weights
+    file missing) drops the group's scorers with a note instead of ending the run."""
+    if all(group.cached(key) is not None for key in keys):
+        return True
+    try:
+        group.load_detectors()
+    except (WeightsNotFoundError, FileNotFoundError) as err:
+        for scorer in group.scorers:
+            run.scorers.remove(scorer)
+            run.notes.append(f"{scorer.label}: skipped, its detector cannot be loaded here ({user_message(err)})")
+        return False
+    return True
 
 
 def _curves(run: SanityRun) -> None:
@@ -150,6 +170,8 @@ def run_sanity(cfg: SanityConfig, real: str | None = None, progress: bool = True
     sets = _build_sets(run, ctx, progress)
     run.timings["sets"] = time.perf_counter() - start - run.timings["prepare"]
     _score_sets(run, sets, progress)
+    if not run.scorers:
+        raise SanityError("no scorer could run here: " + "; ".join(run.notes))
     _curves(run)
     run.timings["total"] = time.perf_counter() - start
     run.timings["scores"] = run.timings["total"] - run.timings["sets"] - run.timings["prepare"]

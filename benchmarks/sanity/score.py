@@ -131,7 +131,7 @@ class ScoreGroup:
             bootstrap=self.cfg.bootstrap, progress=False, **_eval_options(first.options))
         self.folder = Path(self.folder) / f"group-{cache_key(self.template)}"
 
-    def _load_detectors(self) -> dict[str, Any]:
+    def load_detectors(self) -> dict[str, Any]:
         """``{view: (module, DetectorInfo)}`` for every metric that extracts features, loaded once."""
         if self.detectors is None:
             overrides = dict(self.template.detector_weights)
@@ -154,7 +154,7 @@ class ScoreGroup:
         found = self.cached(set_id)
         if found is not None:
             return found
-        payload = evaluate(replace(self.template, real=str(real), fake=str(fake)), detectors=self._load_detectors())
+        payload = evaluate(replace(self.template, real=str(real), fake=str(fake)), detectors=self.load_detectors())
         result = {"failed": len(payload["failed"]), "scores": {}}
         for scorer in self.scorers:
             m = payload["metrics"][scorer.metric]
