@@ -20,7 +20,7 @@ from typing import Any
 from benchmarks import metrics as registry
 from benchmarks.table1 import render
 from benchmarks.table1.config import Table1Config, load_table1_config
-from benchmarks.table1.preflight import format_missing, preflight
+from benchmarks.table1.preflight import format_missing, leakage, preflight
 from benchmarks.table1.stages import Table1Run
 from ophora.data.atomic import remove_stale_temporaries
 from ophora.data.sets import load_video_set
@@ -52,6 +52,7 @@ def run_table1(config: Table1Config, cache: str | Path | None = None, output: st
         remove_stale_temporaries(folder, recursive=True)
     run = Table1Run(config, cache, log=log, progress=progress)
     sets = run.data_sets()
+    leaks = leakage(config, sets, cache / "leakage")  # refuses held-out clips that leak from training sets
     prompts, _ = run.prompts(sets["real"])
     results = []
     for row in config.rows:
@@ -59,6 +60,7 @@ def run_table1(config: Table1Config, cache: str | Path | None = None, output: st
         run.evaluate(result, sets["real"], None)
         results.append(result)
     payload = _payload(config, run, results, sets, prompts, time.perf_counter() - start)
+    payload["leakage"] = leaks.to_json()
     if not run.is_main:
         return payload
     _write_outputs(config, output, payload, results, sets, prompts)

@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from benchmarks.table1 import PreflightError, load_table1_config, run_table1
-from benchmarks.table1.preflight import format_missing, preflight
+from benchmarks.table1.preflight import format_missing, leakage, preflight
 from ophora.cli import run_command
+from ophora.data.leakage import LeakageError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,7 +25,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, help="stage cache folder (default runs/table1/<config>)")
     parser.add_argument("--output", type=Path, help="table folder (default results/table1/<config>)")
     parser.add_argument("--fresh", action="store_true", help="delete this config's stage cache first")
-    parser.add_argument("--preflight", action="store_true", help="only list missing assets, then exit")
+    parser.add_argument("--preflight", action="store_true",
+                        help="only list missing assets (and, with data files, check leakage), then exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser.parse_args(argv)
 
@@ -35,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.preflight:
         missing = preflight(config)
         print(format_missing(missing, config) if missing else f"{config.name}: every asset is present")
+        if not missing and config.data.source == "files":  # OphSim data sets are made by the run, checked there
+            sets = {name: getattr(config.data, name) for name in ("original", "ophora_160k", "ophora_28k", "real")}
+            report = leakage(config, sets)
+            print(f"{config.name}: no held-out clip leaks from the training sets ({len(report.checked)} pairs of "
+                  f"sets checked)" if not report.leaks else report.message())
         return 2 if missing else 0
     cache = args.cache or Path(config.cache) / config.name
     if args.fresh and cache.exists():
@@ -51,4 +58,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command(main))
+    sys.exit(run_command(main, errors=(LeakageError,)))

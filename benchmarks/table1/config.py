@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from baselines import names
 from ophora.configs import ConfigError, apply_overrides, build_config, read_config, shipped_names
+from ophora.data.leakage import LeakageConfig
 from ophora.registry import did_you_mean
 
 __all__ = ["Table1Config", "Row", "TrainStep", "DataConfig", "WorldSpec", "PromptConfig", "MetricConfig",
@@ -145,6 +146,7 @@ class Table1Config:
     metrics: MetricConfig = field(default_factory=MetricConfig)
     rows: tuple[Row, ...] = ()
     grid_frames: int = 6
+    leakage: LeakageConfig = field(default_factory=LeakageConfig)  # checked once the data sets exist
     source: str = ""
 
 

@@ -1,5 +1,6 @@
 """Before any compute: every asset a Table 1 config needs that is not on this machine, where it must be, and
-how to get it (data sets, prompt file, base weights, checkpoints, official-code videos, detector weights)."""
+how to get it (data sets, prompt file, base weights, checkpoints, official-code videos, detector weights); and,
+once the data sets exist, that no held-out clip leaks from a training set (:func:`leakage`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,9 +11,10 @@ from benchmarks import metrics as registry
 from benchmarks.table1.config import Table1Config
 from ophora import weights
 from ophora.configs import load_preset
+from ophora.data.leakage import LeakageReport, check_leakage, refs_of_instruction_set
 from ophora.model import ModelNotFoundError, resolve_model_dir
 
-__all__ = ["Missing", "preflight", "format_missing"]
+__all__ = ["Missing", "preflight", "format_missing", "leakage"]
 
 _DATA_HOW = {
     "ophora_160k": "download the Hugging Face dataset General-Medical-AI/Ophora-160K (instructions CSV + clips/), "
@@ -125,3 +127,16 @@ def format_missing(missing: list[Missing], config: Table1Config) -> str:
     for i, item in enumerate(missing, start=1):
         lines += [f"{i}. {item.asset}", f"   expected at: {item.expected}", f"   how to get it: {item.how}"]
     return "\n".join(lines)
+
+
+def leakage(config: Table1Config, sets: dict[str, Path], cache: Path | None = None) -> LeakageReport:
+    """The held-out real clips against every training set of the config (``original``, ``ophora_160k``,
+    ``ophora_28k`` where present), by source video and near-duplicate frames (:mod:`ophora.data.leakage`, as
+    ``config.leakage`` switches them; pHashes cached in ``cache``). Leaks raise
+    :class:`~ophora.data.leakage.LeakageError` naming both clips unless ``leakage.allow`` (recorded)."""
+    train = {name: refs_of_instruction_set(sets[name]) for name in ("original", "ophora_160k", "ophora_28k")
+             if sets.get(name) is not None and Path(sets[name]).is_file()}
+    report = check_leakage(train, {"real": refs_of_instruction_set(sets["real"])}, config.leakage, cache)
+    absent = [name for name in ("original", "ophora_160k", "ophora_28k") if name not in train]
+    report.skipped += [f"training set {name!r}: not in this config" for name in absent]
+    return report.enforce(config.leakage.allow)
