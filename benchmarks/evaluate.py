@@ -1,7 +1,8 @@
 """Score a generated video set against a real one with the registered metrics (FID, FVD, CLIPScore, KID, ...).
 
     python -m benchmarks.evaluate --real REAL --fake FAKE --metrics fid,fvd,clipscore[,kid] --out FILE.json
-        [--protocol fvd=fvd/tf] [--weights random-init|pretrained|METRIC=PATH] [--detector-seed S]
+        [--protocol fvd=fvd/tf] [--weights random-init|pretrained|METRIC=PATH] [--detector METRIC=PATH]
+        [--detector-seed S]
         [--fid-frames K|all] [--clip-frames K] [--clip-model ophora-tiny-clip|ViT-L-14] [--tiny-i3d]
         [--seed S] [--batch-size B] [--workers W] [--no-cache] [--strict] [--bootstrap N]
 
@@ -13,6 +14,15 @@ Ophora-160K CSV; CLIPScore prompts come from the fake set's manifest. Recipe:
 3. fake set: extracted (``benchmarks.features``): one decode per video, every metric's state in one pass;
 4. rank 0: each metric computes its value and bootstrap interval over videos from the two states;
 5. rank 0: the self-describing JSON (``ophora.results.write_json``, atomic) and a summary table.
+
+Protocols: ``--protocol METRIC=NAME`` (``benchmarks.metrics.protocol_names()``), e.g. the surgical-domain
+``fid=fid/ophsim-surgical``, ``fvd=fvd/ophsim-surgical``, ``clipscore=clipscore/ophsim-surgical`` (and the
+metric ``recall``, text-to-video recall@k): their detectors ship in the package and load whatever
+``--weights`` says for the whole run, unless one is named for that metric. Detectors: ``--weights
+METRIC=PATH`` must be the registered file (its sha256 is checked; other bytes are refused); ``--detector
+METRIC=PATH`` scores with a file of your own for the protocol's declared architecture (a state dict, a
+TorchScript I3D, a surgical safetensors file), recorded as ``custom:<file name>`` with its sha256 and
+``comparable_with_literature: false``.
 
 Nothing here is specific to one metric: a metric registered in :mod:`benchmarks.metrics` is accepted by
 ``--metrics`` and appears in the result file.
@@ -53,6 +63,7 @@ import torch
 
 from benchmarks import cache as refcache
 from benchmarks import metrics as registry
+from benchmarks.detectors import CustomWeights
 from benchmarks.features import FailedVideoError, dist_info, extract, gather_objects
 from benchmarks.metrics.base import Metric, describe
 from ophora.data.external import ExternalVideosError
@@ -77,8 +88,10 @@ class EvalConfig:
     """Everything a run depends on (recorded in the result as ``config``).
 
     ``protocols``: (metric, protocol name) overrides; ``detector_weights``: (metric, weights) overrides of
-    ``weights`` ("random-init", "pretrained" or a file); ``fid_frames``: frames per video for FID (an int or
-    "all"; None: the protocol's default); ``bootstrap``: replicates for the 95% intervals (0: none).
+    ``weights`` ("random-init", "pretrained" or a file verified against the registry); ``custom_detectors``:
+    (metric, file) of a user's own detector, not verified, recorded as custom; ``fid_frames``: frames per
+    video for FID (an int or "all"; None: the protocol's default); ``bootstrap``: replicates for the 95%
+    intervals (0: none).
     """
 
     real: str
@@ -87,6 +100,7 @@ class EvalConfig:
     protocols: tuple[tuple[str, str], ...] = ()
     weights: str = "random-init"
     detector_weights: tuple[tuple[str, str], ...] = ()
+    custom_detectors: tuple[tuple[str, str], ...] = ()
     detector_seed: int = 0
     fid_frames: int | str | None = None
     clip_frames: int | None = None
@@ -157,13 +171,36 @@ def resolve_metrics(cfg: EvalConfig) -> dict[str, Metric]:
     return {m: registry.build(m, cfg, chosen.get(m)) for m in known if m in wanted}
 
 
+def detector_weights(run: _Run, view: str) -> Any:
+    """What the detector of ``view`` loads: a user's own file (``custom_detectors``), the weights named for the
+    metric (``detector_weights``), else the run-wide ``weights`` as the metric's protocol takes it."""
+    custom, named = dict(run.cfg.custom_detectors), dict(run.cfg.detector_weights)
+    if view in custom:
+        return CustomWeights(custom[view])
+    return named[view] if view in named else run.metrics[view].weights_for(run.cfg.weights)
+
+
+def _load_detector(run: _Run, view: str) -> tuple[Any, Any]:
+    weights = detector_weights(run, view)
+    try:
+        return run.metrics[view].load_detector(weights, run.cfg)
+    except ChecksumMismatchError as err:
+        if weights not in ("random-init", "pretrained"):
+            raise ChecksumMismatchError(f"{err}; to score with this file as your own detector (recorded as custom, "
+                                        f"not comparable with published numbers), pass --detector {view}={weights}") \
+                from None
+        raise
+
+
 def load_detectors(run: _Run, given: dict[str, tuple[Any, Any]] | None, device: Any) -> None:
     """Load (or take from ``given``) the detector of every view, in eval mode on ``device``."""
     start = time.perf_counter()
-    overrides = dict(run.cfg.detector_weights)
+    unknown = sorted({m for m, _ in run.cfg.custom_detectors} - set(run.views()))
+    if unknown:
+        raise EvaluationInputError(f"--detector names {unknown}, which extract no features of their own in this run; "
+                                   f"choose among {', '.join(run.views())}")
     for view in run.views():
-        module, info = (given or {}).get(view) or run.metrics[view].load_detector(
-            overrides.get(view, run.cfg.weights), run.cfg)
+        module, info = (given or {}).get(view) or _load_detector(run, view)
         target = module if isinstance(module, torch.nn.Module) else module.model  # ClipDetector wraps its model
         target.to(device).eval()
         run.detectors[view] = (module, info)
@@ -384,6 +421,12 @@ def _payload(run: _Run, real_set: Any, fake_set: Any, metrics: dict[str, Any],
     }
 
 
+def _kind(detector: dict[str, Any]) -> str:
+    """How a detector that is not comparable came to be: random-init, custom or surgical."""
+    identifier = detector.get("identifier", "")
+    return identifier.split(":", 1)[0] if identifier.startswith(("random-init", "custom")) else "surgical-domain"
+
+
 def summary_table(payload: dict[str, Any]) -> str:
     """A short text table: metric, value, 95% interval, N real, N fake, protocol, comparable."""
     lines = [f"{'metric':<10} {'value':>12} {'95% CI':>25} {'N real':>7} {'N fake':>7}  protocol"]
@@ -391,7 +434,7 @@ def summary_table(payload: dict[str, Any]) -> str:
         value = "n/a" if m.get("value") is None else f"{m['value']:.4f}"
         ci = m.get("ci")
         ci_text = f"[{ci['low']:.4f}, {ci['high']:.4f}]" if ci else "-"
-        flag = "" if m["detector"]["comparable_with_literature"] else "  (random-init: not comparable)"
+        flag = "" if m["detector"]["comparable_with_literature"] else f"  ({_kind(m['detector'])}: not comparable)"
         lines.append(f"{name:<10} {value:>12} {ci_text:>25} {m.get('n_real', '-')!s:>7} {m.get('n_fake', '-')!s:>7}"
                      f"  {m['protocol']['name']}{flag}")
     if payload["failed"]:
@@ -416,9 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video,prompt CSV for a folder of videos from official code (ophora.data.external)")
     p.add_argument("--metrics", default="fid,fvd,clipscore", help=f"comma list of {', '.join(registry.names())}")
     p.add_argument("--protocol", action="append", default=[], metavar="METRIC=NAME",
-                   help="e.g. fvd=fvd/tf (see benchmarks.metrics.protocol_names())")
+                   help="e.g. fvd=fvd/tf, fid=fid/ophsim-surgical (see benchmarks.metrics.protocol_names())")
     p.add_argument("--weights", action="append", default=[], metavar="MODE|METRIC=MODE",
                    help="random-init (default), pretrained or a file; METRIC=... for one detector")
+    p.add_argument("--detector", action="append", default=[], metavar="METRIC=PATH",
+                   help="your own detector file for METRIC's protocol (recorded as custom, not comparable)")
     p.add_argument("--detector-seed", type=int, default=0, help="seed of random-init detectors")
     p.add_argument("--fid-frames", default=None, help="frames per video for FID: an integer or 'all' (default 8)")
     p.add_argument("--clip-frames", type=int, default=None, help="frames per video for CLIPScore (default 8)")
@@ -447,7 +492,8 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
     return EvalConfig(
         real=args.real, fake=args.fake, metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
         protocols=tuple(_metric_value(t, "--protocol") for t in args.protocol), weights=weights,
-        detector_weights=tuple(per_metric), detector_seed=args.detector_seed, fid_frames=fid_frames,
+        detector_weights=tuple(per_metric), detector_seed=args.detector_seed,
+        custom_detectors=tuple(_metric_value(t, "--detector") for t in args.detector), fid_frames=fid_frames,
         clip_frames=args.clip_frames, clip_model=args.clip_model, tiny_i3d=args.tiny_i3d, seed=args.seed,
         batch_size=args.batch_size, workers=args.workers, no_cache=args.no_cache, strict=args.strict,
         bootstrap=args.bootstrap, out=args.out, progress=not args.quiet, fake_prompts=args.fake_prompts)

@@ -2,8 +2,10 @@
 
 Nothing is ever downloaded implicitly. :func:`resolve` looks, in order, at an explicit path,
 ``$OPHORA_WEIGHTS_DIR/<file>`` and ``<cache dir>/weights/<file>`` (cache dir: ``$OPHORA_CACHE``, else the
-platform's user cache dir, e.g. ``~/.cache/ophora``), verifies the sha256 and returns the path; a missing file
-raises :class:`WeightsNotFoundError` naming every path tried and the command that fetches it::
+platform's user cache dir, e.g. ``~/.cache/ophora``) and, for files shipped inside a package (``url``
+``package:<package>/<path>``, :mod:`ophora.data.bundled`), that file; it verifies the sha256 and returns the
+path; a missing file raises :class:`WeightsNotFoundError` naming every path tried and the command that fetches
+it::
 
     python -m ophora.weights list
     python -m ophora.weights where pytorch-fid-inception
@@ -37,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from ophora.data.atomic import atomic_path
+from ophora.data.bundled import PACKAGE_PREFIX, package_file
 from ophora.hashing import sha256_file
 from ophora.registry import lookup
 
@@ -65,6 +68,11 @@ class WeightsEntry:
     size_bytes: int | None = None
     checksum_source: str = ""
     files: tuple[str, ...] = ()  # hf_folder entries: files the folder must hold (``file`` names the folder)
+
+    @property
+    def is_shipped(self) -> bool:
+        """A file shipped inside an installed package (``url`` is ``package:<package>/<path>``)."""
+        return self.url.startswith(PACKAGE_PREFIX)
 
     @property
     def is_folder(self) -> bool:
@@ -156,6 +164,16 @@ register_folder(WeightsEntry(
     checksum_source="folder: diffusers AutoencoderKL.from_pretrained(<folder>); the Hub pins each file's sha256",
 ))
 register_folder(WeightsEntry(
+    name="sd-vae-ft-mse",
+    file="sd-vae-ft-mse",
+    url="https://huggingface.co/stabilityai/sd-vae-ft-mse",
+    loader="hf_folder",
+    license="MIT (stabilityai/sd-vae-ft-mse)",
+    files=("config.json", "diffusion_pytorch_model.safetensors"),
+    checksum_source="folder: diffusers AutoencoderKL.from_pretrained(<folder>); the Hub pins each file's sha256 "
+                    "(not recorded here); Endora's train.py loads stabilityai/sd-vae-ft-mse",
+))
+register_folder(WeightsEntry(
     name="dino-vits8",
     file="dino-vits8",
     url="https://huggingface.co/facebook/dino-vits8",
@@ -212,6 +230,25 @@ register(WeightsEntry(
 ))
 
 
+# The surgical-domain detectors (benchmarks/detectors/surgical.py), trained on the OphSim worlds of the reserved
+# seeds 7001-7004 and shipped inside the package: resolved from the package, their sha256 verified like any file.
+SURGICAL_SHA256 = {
+    "frame": "0" * 64,
+    "video": "0" * 64,
+    "dual": "0" * 64,
+}
+for _kind, _digest in SURGICAL_SHA256.items():
+    register(WeightsEntry(
+        name=f"ophsim-surgical:{_kind}",
+        file=f"ophsim-surgical-{_kind}-v1.safetensors",
+        url=f"package:benchmarks/detectors/surgical_weights/ophsim-surgical-{_kind}-v1.safetensors",
+        loader="safetensors",
+        license="Apache-2.0 (trained by the Ophora suite on simulated OphSim surgeries; no third-party data)",
+        sha256=_digest,
+        checksum_source="python -m benchmarks.detectors.train_surgical --out benchmarks/detectors/surgical_weights; "
+                        "the digest of the file it wrote (recipe.json beside it records the run)",
+    ))
+
 def get_entry(name: str) -> WeightsEntry:
     """The registered entry ``name``; unknown names raise KeyError with close matches."""
     return lookup({**REGISTRY, **FOLDERS}, name, "weights")
@@ -226,13 +263,19 @@ def cache_dir() -> Path:
 
 
 def candidate_paths(name: str, path: str | os.PathLike | None = None) -> list[Path]:
-    """Where :func:`resolve` looks for ``name``, in order: explicit path, ``$OPHORA_WEIGHTS_DIR``, cache dir."""
+    """Where :func:`resolve` looks for ``name``, in order: explicit path, ``$OPHORA_WEIGHTS_DIR``, cache dir, and
+    the package's own copy for a shipped file."""
     entry = get_entry(name)
     paths = [Path(path).expanduser()] if path is not None else []
     env_dir = os.environ.get("OPHORA_WEIGHTS_DIR")
     if env_dir:
         paths.append(Path(env_dir).expanduser() / entry.file)
     paths.append(cache_dir() / "weights" / entry.file)
+    if entry.is_shipped:
+        try:
+            paths.append(package_file(entry.url, must_exist=False))
+        except FileNotFoundError:  # the package is not installed as files: the other places remain
+            pass
     return paths
 
 
@@ -276,6 +319,9 @@ def _missing_message(entry: WeightsEntry, tried: list[Path], explicit: bool) -> 
 
 
 def _fetch_hint(entry: WeightsEntry) -> str:
+    if entry.is_shipped:
+        return (f"  {entry.name!r} ships inside the package ({entry.url}): reinstall the suite (pip install -e .) "
+                f"or rebuild it with {entry.checksum_source.split('; ')[0]}")
     if entry.is_folder:
         repo = entry.url.rstrip("/").split("huggingface.co/")[-1]
         return (f"  huggingface-cli download {repo} --local-dir <cache dir>/weights/{entry.file}   (a folder; "
@@ -365,6 +411,9 @@ def fetch(name: str, dest: str | os.PathLike | None = None, url: str | None = No
     ``url`` overrides the registered source (a mirror, or a ``file://`` URL).
     """
     entry = get_entry(name)
+    if entry.is_shipped:
+        raise OSError(f"weights {entry.name!r} ship inside the package; there is nothing to fetch:\n"
+                      f"{_fetch_hint(entry)}")
     if entry.is_folder:
         raise OSError(f"weights {entry.name!r} are a folder of several files; download it with\n"
                       f"{_fetch_hint(entry)}")

@@ -1,10 +1,16 @@
-"""Feature detectors behind the metrics: FID Inception, StyleGAN-V I3D, open_clip CLIP.
+"""Feature detectors behind the metrics: FID Inception, StyleGAN-V I3D, open_clip CLIP, and the surgical-domain
+detectors trained on OphSim (:mod:`benchmarks.detectors.surgical`, trained by ``python -m
+benchmarks.detectors.train_surgical``).
 
 Each detector loads either the published weights (resolved and verified through :mod:`ophora.weights`)
 or a seeded ``random-init`` variant of the same architecture that needs no download. Every loader returns the
 module together with a :class:`DetectorInfo` that results record, so two runs can prove they used identical
 weights: the file's sha256 for published weights, a sha256 of the state dict's bytes for random weights.
 Random-init features are not comparable with published numbers; ``DetectorInfo.comparable`` says so.
+
+A user's own detector file (:class:`CustomWeights`, ``--detector METRIC=PATH``) is loaded for the protocol's
+declared architecture without checking it against the registry, and recorded as ``custom:<file name>`` with its
+sha256 and ``comparable=False``.
 
 Shared here: :class:`DetectorInfo`, seeded state dicts and state-dict hashing.
 """
@@ -21,17 +27,18 @@ import torch
 
 from ophora.weights import file_sha256, get_entry
 
-__all__ = ["DetectorInfo", "seeded_state_dict", "state_dict_sha256", "random_info", "file_info",
-           "weights_mode"]
+__all__ = ["DetectorInfo", "CustomWeights", "seeded_state_dict", "state_dict_sha256", "random_info", "file_info",
+           "custom_info", "weights_mode", "read_state_dict"]
 
 
 @dataclass(frozen=True)
 class DetectorInfo:
     """What a result must record about the detector that produced its features.
 
-    ``identifier``: ``"<registry name>:<file>"`` for published weights, ``"random-init:<arch>:seed=<s>"``
-    otherwise. ``sha256``: the weight file's digest, or the digest of the state dict's bytes for random
-    weights. ``comparable``: True only for weights verified against the registry.
+    ``identifier``: ``"<registry name>:<file>"`` for registered weights, ``"random-init:<arch>:seed=<s>"`` for
+    seeded ones, ``"custom:<file name>"`` for a user's own file. ``sha256``: the weight file's digest, or the
+    digest of the state dict's bytes for random weights. ``comparable``: True only for published weights
+    verified against the registry (never for random-init, surgical or custom detectors).
     """
 
     detector: str
@@ -45,8 +52,24 @@ class DetectorInfo:
         return asdict(self)
 
 
-def weights_mode(weights: str | os.PathLike) -> str:
-    """Classify a ``weights`` argument: ``"random-init"``, ``"pretrained"`` or ``"path"``."""
+@dataclass(frozen=True)
+class CustomWeights:
+    """A user's own detector file for a protocol: loaded for the protocol's declared architecture, never checked
+    against the registry (its sha256 is recorded instead)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path).expanduser())
+        if not self.path.is_file():
+            raise FileNotFoundError(f"detector file not found: {self.path} (given as your own detector)")
+
+
+def weights_mode(weights: str | os.PathLike | CustomWeights) -> str:
+    """Classify a ``weights`` argument: ``"random-init"``, ``"pretrained"``, ``"path"`` (a file verified against
+    the registry) or ``"custom"`` (:class:`CustomWeights`)."""
+    if isinstance(weights, CustomWeights):
+        return "custom"
     if isinstance(weights, str) and weights in ("random-init", "pretrained"):
         return weights
     if isinstance(weights, (str, os.PathLike)):
@@ -94,6 +117,33 @@ def random_info(detector: str, arch: str, seed: int, module: torch.nn.Module, pr
     """:class:`DetectorInfo` of a seeded random-init module (hash of its state dict)."""
     return DetectorInfo(detector=detector, identifier=f"random-init:{arch}:seed={seed}",
                         sha256=state_dict_sha256(module.state_dict()), comparable=False, protocol=protocol)
+
+
+def custom_info(detector: str, path: Path, protocol: str) -> DetectorInfo:
+    """:class:`DetectorInfo` of a user's own file: ``custom:<file name>``, its sha256, not comparable."""
+    path = Path(path)
+    return DetectorInfo(detector=detector, identifier=f"custom:{path.name}", sha256=file_sha256(path),
+                        comparable=False, protocol=protocol, path=str(path))
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.safetensors`` file, or else ``torch.load(weights_only=True)`` (never a pickle of
+    code); a TorchScript archive or other content is refused naming the file."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        import safetensors.torch
+
+        return safetensors.torch.load_file(str(path), device="cpu")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the user's file's problem
+        raise ValueError(f"{path}: not a state dict readable with torch.load(weights_only=True) or safetensors "
+                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path}: expected a state dict (names -> tensors), found {type(state).__name__}")
+    return state
 
 
 def file_info(detector: str, entry_name: str, path: Path, protocol: str) -> DetectorInfo:

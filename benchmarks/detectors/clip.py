@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from benchmarks.detectors import DetectorInfo, file_info, random_info, weights_mode
+from benchmarks.detectors import DetectorInfo, custom_info, file_info, random_info, read_state_dict, weights_mode
 from ophora.weights import get_entry, resolve
 
 __all__ = ["TINY_MODEL", "PROTOCOL", "register_tiny_clip", "ClipDetector", "load_clip"]
@@ -107,7 +107,9 @@ def load_clip(model_name: str = "ViT-L-14", weights: str | os.PathLike = "random
 
     ``weights``: ``"random-init"`` (seeded, offline), ``"pretrained"`` (registry entry
     ``open_clip:<model_name>/<tag>`` via $OPHORA_WEIGHTS_DIR or the cache dir) or an explicit file path
-    verified against that entry. ``model_name`` may be :data:`TINY_MODEL`.
+    verified against that entry, or :class:`~benchmarks.detectors.CustomWeights`: a user's state dict for
+    ``model_name`` (safetensors or ``torch.load(weights_only=True)``), recorded as ``custom:<file>``.
+    ``model_name`` may be :data:`TINY_MODEL`.
     """
     if model_name == TINY_MODEL:
         register_tiny_clip()
@@ -118,6 +120,10 @@ def load_clip(model_name: str = "ViT-L-14", weights: str | os.PathLike = "random
             torch.manual_seed(seed)
             model, _, preprocess = open_clip.create_model_and_transforms(model_name, force_quick_gelu=quick_gelu)
         info = random_info("open_clip", model_name, seed, model, PROTOCOL)
+    elif mode == "custom":
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, force_quick_gelu=quick_gelu)
+        model.load_state_dict(read_state_dict(weights.path))
+        info = custom_info("open_clip", weights.path, PROTOCOL)
     else:
         entry_name = f"open_clip:{model_name}/{tag}"
         path = resolve(entry_name, None if mode == "pretrained" else Path(weights))

@@ -20,6 +20,7 @@ nothing.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 from typing import List, Sequence
 
@@ -28,7 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.detectors import DetectorInfo, file_info, random_info, seeded_state_dict, weights_mode
+from benchmarks.detectors import (
+    DetectorInfo,
+    custom_info,
+    file_info,
+    random_info,
+    read_state_dict,
+    seeded_state_dict,
+    weights_mode,
+)
 from ophora.weights import jit_load, jit_save, resolve
 
 __all__ = ["ENTRY", "PROTOCOL", "DETECTOR_KWARGS", "InceptionI3d", "StyleGANVI3D", "build_random_i3d",
@@ -174,13 +183,28 @@ def load_i3d(weights: str | os.PathLike = "random-init", seed: int = 0, tiny: bo
     ``weights``: ``"random-init"`` (seeded :class:`StyleGANVI3D`; ``tiny`` for the small variant),
     ``"pretrained"`` (registry entry ``entry_name`` via $OPHORA_WEIGHTS_DIR or the cache dir) or an explicit
     TorchScript file verified against ``entry_name``. Files are loaded with ``torch.jit.load``.
+    :class:`~benchmarks.detectors.CustomWeights`: a user's TorchScript archive with StyleGAN-V's call signature,
+    or a state dict of the full :class:`InceptionI3d` (400 classes), recorded as ``custom:<file>``.
     """
     mode = weights_mode(weights)
+    if mode == "custom":
+        return _custom_i3d(Path(weights.path)), custom_info(ENTRY, weights.path, PROTOCOL)
     if mode == "random-init":
         model = build_random_i3d(seed, tiny)
         return model, random_info(ENTRY, "i3d-tiny" if tiny else "i3d", seed, model, PROTOCOL)
     path = resolve(entry_name, None if mode == "pretrained" else Path(weights))
     return jit_load(path), file_info(ENTRY, entry_name, path, PROTOCOL)
+
+
+def _custom_i3d(path: Path) -> nn.Module:
+    """A user's I3D: TorchScript (a zip archive holding ``code/``) as is, else a state dict of InceptionI3d."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any("/code/" in n or n.startswith("code/") for n in archive.namelist()):
+                return jit_load(path)
+    net = InceptionI3d(400)
+    net.load_state_dict(read_state_dict(path))
+    return StyleGANVI3D(net).eval()
 
 
 @torch.inference_mode()

@@ -18,7 +18,15 @@ import torch
 import torchvision
 from pytorch_fid import inception as pfi
 
-from benchmarks.detectors import DetectorInfo, file_info, random_info, seeded_state_dict, weights_mode
+from benchmarks.detectors import (
+    DetectorInfo,
+    custom_info,
+    file_info,
+    random_info,
+    read_state_dict,
+    seeded_state_dict,
+    weights_mode,
+)
 from ophora.weights import resolve
 
 __all__ = ["ENTRY", "PROTOCOL", "fid_template_state_dict", "load_fid_inception", "fid_features"]
@@ -56,9 +64,14 @@ def load_fid_inception(weights: str | os.PathLike = "random-init", seed: int = 0
     """The FID Inception in eval mode, and its :class:`DetectorInfo`.
 
     ``weights``: ``"random-init"`` (seeded, offline), ``"pretrained"`` (registry entry ``entry_name`` found via
-    $OPHORA_WEIGHTS_DIR or the cache dir) or an explicit file path (verified against ``entry_name``).
+    $OPHORA_WEIGHTS_DIR or the cache dir), an explicit file path (verified against ``entry_name``) or
+    :class:`~benchmarks.detectors.CustomWeights`: a user's state dict for the same architecture (safetensors or
+    ``torch.load(weights_only=True)``; a wrong layout fails naming the keys), recorded as ``custom:<file>``.
     """
     mode = weights_mode(weights)
+    if mode == "custom":
+        model = _build(read_state_dict(weights.path))
+        return model, custom_info(ENTRY, weights.path, PROTOCOL)
     if mode == "random-init":
         model = _build(seeded_state_dict(fid_template_state_dict(), seed))
         return model, random_info(ENTRY, "fid-inception-v3", seed, model, PROTOCOL)

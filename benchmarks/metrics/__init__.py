@@ -12,6 +12,7 @@ tensors.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from benchmarks.metrics.base import Metric
@@ -19,9 +20,10 @@ from benchmarks.metrics.clipscore import CLIPScore
 from benchmarks.metrics.fid import FID
 from benchmarks.metrics.fvd import FVD
 from benchmarks.metrics.kid import KID
+from benchmarks.metrics.recall import Recall
 from ophora.registry import lookup
 
-__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "register", "get", "names", "get_protocol",
+__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "Recall", "register", "get", "names", "get_protocol",
            "protocol_names", "protocol_for", "build"]
 
 _REGISTRY: dict[str, type[Metric]] = {}
@@ -73,12 +75,16 @@ def protocol_for(metric: str, name: str | None = None, **changes: Any) -> Any:
 
 def build(metric: str, cfg: Any, protocol: str | None = None) -> Metric:
     """The metric ``metric`` under protocol ``protocol`` (default: its first) with the fields that the
-    evaluation options ``cfg`` set (``Metric.options``)."""
+    evaluation options ``cfg`` set (``Metric.options``); an option for a field the protocol does not have (the
+    open_clip model under clipscore/ophsim-surgical) does not apply to it."""
     cls = get(metric)
-    return cls(protocol_for(metric, protocol, **cls.options(cfg)))
+    chosen = protocol_for(metric, protocol)
+    fields = {f.name for f in dataclasses.fields(chosen)}
+    return cls(cls.with_changes(chosen, **{k: v for k, v in cls.options(cfg).items() if k in fields}))
 
 
 register(FID)
 register(FVD)
 register(CLIPScore)
 register(KID)
+register(Recall)

@@ -69,6 +69,12 @@ class Metric:
         """Protocol fields set by the evaluation's options ``cfg`` (an ``EvalConfig``); none by default."""
         return {}
 
+    def weights_for(self, mode: str) -> str:
+        """The weights this metric's detector loads when the run names none for it: the run-wide ``mode``
+        (random-init or pretrained), except that a protocol whose detector ships in the package
+        (``shipped_weights``, e.g. fid/ophsim-surgical) always loads its shipped file."""
+        return "pretrained" if getattr(self.protocol, "shipped_weights", False) else mode
+
     def detector_weights(self, cfg: Any) -> str | None:
         """Weights-registry entry of the published detector under options ``cfg`` (None: no file needed)."""
         return None

@@ -5,22 +5,30 @@ embedding, text embedding)`` (embeddings L2-normalised by the detector, the mode
 tokenizer); for the set, the mean over videos clamped at 0 *after* averaging, as torchmetrics' ``CLIPScore``
 (``max(mean, 0)``, not the mean of clamped scores). Per-video scores are kept unclamped and written into the
 result. Prompts longer than the text context are truncated by the tokenizer and counted.
+
+``clipscore/ophsim-surgical``: the same per-video score and set aggregate with the surgical dual encoder
+(:mod:`benchmarks.detectors.surgical`, trained contrastively on OphSim instruction-clip pairs; shipped in the
+package): ``100 * cos(video embedding, text embedding)`` of one 16-frame clip from the middle of each video
+(x/255 resized to 64x64) and a bag-of-words text embedding (no truncation). Not comparable with any
+published CLIPScore.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import torch
 
+from benchmarks.detectors.surgical import dual_embeddings, load_surgical, middle_clip, to_input
 from benchmarks.features.extract import dist_info, gather_objects
 from benchmarks.metrics.base import Metric, ShortVideoError
 from benchmarks.metrics.bootstrap import bootstrap_mean
 from ophora.data.video import Uniform
 from ophora.seeding import derive_seed
 
-__all__ = ["ClipScoreProtocol", "ClipState", "CLIPScore", "video_clip_scores", "clipscore_result"]
+__all__ = ["ClipScoreProtocol", "SurgicalClipScoreProtocol", "ClipState", "CLIPScore", "video_clip_scores",
+           "clipscore_result"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,64 @@ class ClipScoreProtocol:
     def prepare(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 [k, H, W, 3] unchanged: the open_clip transform runs on PIL images in the main process."""
         return torch.from_numpy(frames)
+
+    def video_scores(self, detector: Any, batch: torch.Tensor, prompts: Sequence[str]) -> np.ndarray:
+        """Per-video scores float64 [B] of a prepared batch (uint8 [B, k, H, W, 3]) against its prompts."""
+        return video_clip_scores(detector, batch, prompts, self.scale)
+
+    def weights_entry(self, cfg: Any) -> str | None:
+        return f"open_clip:{self.model}/{self.pretrained_tag}"
+
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        from benchmarks.detectors.clip import load_clip  # open_clip: imported when scoring
+
+        detector = load_clip(self.model, weights, cfg.detector_seed, tag=self.pretrained_tag)
+        return detector, detector.info
+
+
+@dataclass(frozen=True)
+class SurgicalClipScoreProtocol:
+    """CLIPScore with the surgical dual encoder (shipped weights): one 16-frame clip per video."""
+
+    shipped_weights: ClassVar[bool] = True
+
+    name: str = "clipscore/ophsim-surgical"
+    version: str = "1"
+    metric: str = "clipscore"
+    detector: str = "ophsim-surgical:dual: benchmarks.detectors.surgical.DualEncoder ((2+1)D video tower, " \
+                    "bag-of-words text tower over the OphSim instruction vocabulary, 64-d), trained contrastively " \
+                    "on OphSim worlds 7001-7004 (python -m benchmarks.detectors.train_surgical)"
+    preprocess: str = "x / 255, bilinear with antialiasing to 64x64 (benchmarks.detectors.surgical.to_input), in " \
+                      "the DataLoader workers; embeddings L2-normalised"
+    frames: str = "16 consecutive frames from the middle of the video (offset (T - 16) // 2; a shorter video " \
+                  "has its last frame repeated)"
+    clip_length: int = 16
+    per_video: str = "100 * cos(video embedding of the clip, text embedding of the prompt)"
+    aggregate: str = "max(mean over videos, 0): clamped at 0 after averaging (torchmetrics CLIPScore)"
+    scale: float = 100.0
+    truncation: str = "none: the text tower averages every word's embedding (words outside its vocabulary share " \
+                      "one unknown embedding)"
+    comparable: str = "not comparable with any published CLIPScore (a surgical-domain detector)"
+
+    def frame_indices(self, num_frames: int, role: str, seed: int, key: str) -> np.ndarray:
+        if num_frames < 1:
+            raise ShortVideoError("has no frames")
+        return middle_clip(num_frames, self.clip_length)
+
+    def prepare(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [16, H, W, 3] -> float32 [16, 3, 64, 64] in [0, 1] (worker side)."""
+        return to_input(frames)
+
+    def video_scores(self, detector: Any, batch: torch.Tensor, prompts: Sequence[str]) -> np.ndarray:
+        """Per-video scores float64 [B] of clips [B, 16, 3, 64, 64] against their prompts."""
+        videos, texts = dual_embeddings(detector, batch, prompts)
+        return (self.scale * (videos * texts).sum(-1)).double().numpy()
+
+    def weights_entry(self, cfg: Any) -> str | None:
+        return "ophsim-surgical:dual"
+
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        return load_surgical("dual", weights, cfg.detector_seed, self.name)
 
 
 def video_clip_scores(detector: Any, frames: np.ndarray | torch.Tensor, prompts: Sequence[str],
@@ -133,27 +199,25 @@ class CLIPScore(Metric):
     name = "clipscore"
     display_name = "CLIPScore"
     higher_is_better = True
-    protocols = (ClipScoreProtocol(),)
+    protocols = (ClipScoreProtocol(), SurgicalClipScoreProtocol())
     result_fields = ("value", "mean_unclamped", "n_fake", "n_truncated", "error", "ci", "context_length")
     needs_real = False
     needs_prompts = True
 
     @classmethod
     def options(cls, cfg: Any) -> dict[str, Any]:
-        """``cfg.clip_model``: the open_clip model; ``cfg.clip_frames``: frames per video (None: the default)."""
+        """``cfg.clip_model``: the open_clip model; ``cfg.clip_frames``: frames per video (None: the default).
+        Neither applies to clipscore/ophsim-surgical, which has no such fields (:func:`benchmarks.metrics.build`)."""
         changes: dict[str, Any] = {"model": cfg.clip_model}
         if cfg.clip_frames is not None:
             changes["frames_per_video"] = int(cfg.clip_frames)
         return changes
 
     def detector_weights(self, cfg: Any) -> str | None:
-        return f"open_clip:{self.protocol.model}/{self.protocol.pretrained_tag}"
+        return self.protocol.weights_entry(cfg)
 
-    def load_detector(self, weights: str, cfg: Any) -> tuple[Any, Any]:
-        from benchmarks.detectors.clip import load_clip  # open_clip: imported when scoring
-
-        detector = load_clip(self.protocol.model, weights, cfg.detector_seed, tag=self.protocol.pretrained_tag)
-        return detector, detector.info
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        return self.protocol.load_detector(weights, cfg)
 
     def new_state(self, *, video_set: Any = None, detector: Any = None, rows_path: Any = None) -> ClipState:
         return ClipState([item.key for item in video_set.items], [item.prompt for item in video_set.items],
@@ -161,8 +225,7 @@ class CLIPScore(Metric):
 
     def update(self, state: ClipState, detector: Any, positions: list[int], batch: torch.Tensor) -> None:
         prompts = [state.prompts[p] for p in positions]
-        state.update(positions, video_clip_scores(detector, batch, prompts, self.protocol.scale),
-                     detector.token_counts(prompts))
+        state.update(positions, self.protocol.video_scores(detector, batch, prompts), detector.token_counts(prompts))
 
     def compute(self, real: Any, fake: ClipState, *, n_boot: int = 0, seed: int = 0) -> dict[str, Any]:
         """The set's score (see :func:`clipscore_result`) and the text context; ``real`` is not used."""

@@ -3,21 +3,26 @@
 ``fid/pytorch-fid``: pytorch-fid's FID Inception (2048-d pool3) on frames in [0, 1], bilinear 299
 (align_corners=False) and 2x-1 as its module does; k uniformly spaced frames or all frames per video, every
 frame one sample; covariance divisor N-1 (numpy.cov).
+
+``fid/ophsim-surgical``: the same frames and Fréchet distance on the 128-d features of the surgical frame
+classifier (:mod:`benchmarks.detectors.surgical`, trained on OphSim phases, operations, instruments and
+anatomy; shipped in the package). Not comparable with any published FID.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.detectors.surgical import frame_features, load_surgical, to_input
 from benchmarks.metrics.base import ShortVideoError
 from benchmarks.metrics.fd import FrechetMetric
 from ophora.data.video import AllFrames, Uniform
 
-__all__ = ["FIDProtocol", "FID"]
+__all__ = ["FIDProtocol", "SurgicalFIDProtocol", "FID"]
 
 
 @dataclass(frozen=True)
@@ -67,13 +72,56 @@ class FIDProtocol:
     def rows_per_video(self, batch: torch.Tensor) -> int:
         return int(batch.shape[1])
 
+    def weights_entry(self, cfg: Any) -> str | None:
+        """Weights-registry entry of the published detector."""
+        return "pytorch-fid-inception"
+
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        """pytorch-fid's Inception: random-init, pretrained, a verified file or a user's state dict."""
+        from benchmarks.detectors.inception import load_fid_inception
+
+        return load_fid_inception(weights, cfg.detector_seed)
+
+
+@dataclass(frozen=True)
+class SurgicalFIDProtocol(FIDProtocol):
+    """FID on the features of the surgical frame classifier (shipped weights); same frames as fid/pytorch-fid."""
+
+    shipped_weights: ClassVar[bool] = True
+
+    name: str = "fid/ophsim-surgical"
+    version: str = "1"
+    detector: str = "ophsim-surgical:frame: benchmarks.detectors.surgical.FrameNet (4 conv blocks, width 32), " \
+                    "trained on OphSim worlds 7001-7004 (python -m benchmarks.detectors.train_surgical)"
+    input: str = "uint8 [k, H, W, 3]"
+    resize: str = "x / 255, bilinear with antialiasing to 64x64 (benchmarks.detectors.surgical.to_input), in the " \
+                  "DataLoader workers"
+    normalise: str = "(x - 0.45) / 0.25 (inside the network)"
+    features: str = "mean-pooled last conv block (the classification heads' input), 128-d"
+    dim: int = 128
+    comparable: str = "not comparable with any published FID (a surgical-domain detector)"
+
+    def prepare(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [k, H, W, 3] -> float32 [k, 3, 64, 64] in [0, 1] (worker side)."""
+        return to_input(frames)
+
+    def detector_features(self, detector: Any, batch: torch.Tensor) -> torch.Tensor:
+        """[B, k, 3, 64, 64] -> float32 [B * k, 128] (video-major)."""
+        return frame_features(detector, batch.reshape(-1, *batch.shape[2:]))
+
+    def weights_entry(self, cfg: Any) -> str | None:
+        return "ophsim-surgical:frame"
+
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        return load_surgical("frame", weights, cfg.detector_seed, self.name)
+
 
 class FID(FrechetMetric):
     """Fréchet Inception Distance over the frames of the videos (lower is better)."""
 
     name = "fid"
     display_name = "FID"
-    protocols = (FIDProtocol(),)
+    protocols = (FIDProtocol(), SurgicalFIDProtocol())
 
     @classmethod
     def options(cls, cfg: Any) -> dict[str, Any]:
@@ -83,9 +131,7 @@ class FID(FrechetMetric):
         return {} if cfg.fid_frames is None else {"frames": "uniform", "frames_per_video": int(cfg.fid_frames)}
 
     def detector_weights(self, cfg: Any) -> str | None:
-        return "pytorch-fid-inception"
+        return self.protocol.weights_entry(cfg)
 
-    def load_detector(self, weights: str, cfg: Any) -> tuple[Any, Any]:
-        from benchmarks.detectors.inception import load_fid_inception
-
-        return load_fid_inception(weights, cfg.detector_seed)
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        return self.protocol.load_detector(weights, cfg)

@@ -10,6 +10,11 @@
                           with ``rescale=False, resize=False``; divisor N-1. With the PyTorch I3D port this
                           reproduces the TF protocol's preprocessing and divisor, not TF-hub's weights (which
                           differ from the released I3D weights that the port carries).
+``fvd/ophsim-surgical``   the same clips (16 frames: first 16 of generated videos, a seeded offset in real ones) on
+                          the 128-d features of the surgical (2+1)D video classifier
+                          (:mod:`benchmarks.detectors.surgical`: phases, operations and temporal order, trained
+                          on OphSim; shipped in the package), input x/255 resized to 64x64; divisor N-1. Not
+                          comparable with any published FVD.
 ========================  =========================================================================================
 
 Short videos: a video with fewer than 16 frames is not padded, looped or dropped silently: it is recorded under
@@ -18,18 +23,19 @@ Short videos: a video with fewer than 16 frames is not padded, looped or dropped
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from benchmarks.detectors.i3d import load_i3d
+from benchmarks.detectors.surgical import load_surgical, to_input, video_features
 from benchmarks.metrics.base import ShortVideoError
 from benchmarks.metrics.fd import FrechetMetric
 from ophora.data.video import Consecutive
 from ophora.seeding import rng
 
-__all__ = ["FVDProtocol", "FVD_TF", "FVD", "real_clip_offset", "tf1_resize_bilinear"]
+__all__ = ["FVDProtocol", "FVD_TF", "SurgicalFVDProtocol", "FVD", "real_clip_offset", "tf1_resize_bilinear"]
 
 
 def real_clip_offset(seed: int, key: str, num_frames: int, clip_length: int) -> int:
@@ -113,6 +119,49 @@ class FVDProtocol:
     def rows_per_video(self, batch: torch.Tensor) -> int:
         return 1
 
+    def weights_entry(self, cfg: Any) -> str | None:
+        """Weights-registry entry of the published detector (None for the tiny random-init I3D)."""
+        return None if cfg.tiny_i3d else "stylegan-v-i3d"
+
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        return load_i3d(weights, cfg.detector_seed, tiny=cfg.tiny_i3d)
+
+
+@dataclass(frozen=True)
+class SurgicalFVDProtocol(FVDProtocol):
+    """FVD on the features of the surgical video classifier (shipped weights); the clips of fvd/stylegan-v."""
+
+    shipped_weights: ClassVar[bool] = True
+
+    name: str = "fvd/ophsim-surgical"
+    version: str = "1"
+    detector: str = "ophsim-surgical:video: benchmarks.detectors.surgical.VideoNet ((2+1)D, width 32), trained on " \
+                    "OphSim worlds 7001-7004 (python -m benchmarks.detectors.train_surgical)"
+    input: str = "float32 [B, 16, 3, 64, 64] in [0, 1]"
+    preprocess: str = "x / 255, bilinear with antialiasing to 64x64 (benchmarks.detectors.surgical.to_input), in " \
+                      "the DataLoader workers; (x - 0.45) / 0.25 inside the network"
+    rescale: bool = False
+    resize: bool = False
+    return_features: bool = False
+    features: str = "mean-pooled last (2+1)D block (the phase, operation and temporal-order heads' input), 128-d"
+    dim: int = 128
+    divisor: str = "N-1"
+    comparable: str = "not comparable with any published FVD (a surgical-domain detector)"
+
+    def prepare(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [16, H, W, 3] -> float32 [16, 3, 64, 64] in [0, 1] (worker side)."""
+        return to_input(frames)
+
+    def detector_features(self, detector: Any, batch: torch.Tensor) -> torch.Tensor:
+        """[B, 16, 3, 64, 64] -> float32 [B, 128]."""
+        return video_features(detector, batch)
+
+    def weights_entry(self, cfg: Any) -> str | None:
+        return "ophsim-surgical:video"
+
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        return load_surgical("video", weights, cfg.detector_seed, self.name)
+
 
 FVD_TF = FVDProtocol(
     name="fvd/tf", version="1",
@@ -129,10 +178,10 @@ class FVD(FrechetMetric):
 
     name = "fvd"
     display_name = "FVD"
-    protocols = (FVDProtocol(), FVD_TF)
+    protocols = (FVDProtocol(), FVD_TF, SurgicalFVDProtocol())
 
     def detector_weights(self, cfg: Any) -> str | None:
-        return None if cfg.tiny_i3d else "stylegan-v-i3d"
+        return self.protocol.weights_entry(cfg)
 
-    def load_detector(self, weights: str, cfg: Any) -> tuple[Any, Any]:
-        return load_i3d(weights, cfg.detector_seed, tiny=cfg.tiny_i3d)
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        return self.protocol.load_detector(weights, cfg)

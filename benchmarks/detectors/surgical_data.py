@@ -1,0 +1,150 @@
+"""Training data of the surgical detectors, read from the real datasets' formats (OphNet CSVs, Ophora-160K CSVs).
+
+- :func:`load_runs`: an OphNet CSV (``video_id,start,end,split,surgery_id,phase_id[,operation_id]``) and the
+  folder of its untrimmed videos (``<videos_root>/<video_id>.mp4``) -> :class:`Run` s. A run is a stretch of
+  one video in one phase: consecutive rows of the same video and phase whose times touch (OphNet's operation
+  rows inside a phase, or one phase row). Each run keeps at most ``max_frames`` consecutive frames (its middle
+  ones) as detector input, and a label per frame: phase, operation (-1 where the CSV has none), and, for an
+  OphSim world (a ``world.json`` two folders above the CSV), the operation's instrument and the patient's iris
+  colour and eye side.
+- :func:`load_pairs`: an Ophora-160K CSV (``clip id,instruction``, clips in ``clips/``) -> :class:`Pair` s.
+
+Frames become detector input with :func:`benchmarks.detectors.surgical.to_input`, the function evaluation
+uses, and are held as float16 [T, 3, 64, 64] (24 KB a frame): ``max_frames`` bounds memory per run.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.detectors.surgical import to_input
+from ophora.data.manifests import read_instruction_set, read_ophnet_csv
+from ophora.data.video import Consecutive, probe, read_video
+from ophora.sim.patient import IRIS_COLORS
+from ophora.sim.phases import operations
+
+__all__ = ["Run", "Pair", "ANATOMY", "INSTRUMENTS", "load_runs", "load_pairs", "middle_frames"]
+
+EYE_SIDES = ("left", "right")
+ANATOMY = {"iris": IRIS_COLORS, "side": EYE_SIDES}
+INSTRUMENTS = tuple(sorted({op.instrument for op in operations()}))
+_TOUCH_S = 0.5  # rows of one phase whose times are this close (seconds) form one run
+
+
+@dataclass
+class Run:
+    """One stretch of video in one phase: ``frames`` float16 [T, 3, 64, 64] in [0, 1] and ``labels``
+    {head: int64 [T]} (-1: no label for that frame)."""
+
+    key: str
+    frames: torch.Tensor
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Pair:
+    """One instruction-clip pair: ``frames`` float16 [T, 3, 64, 64] in [0, 1] and the instruction."""
+
+    key: str
+    frames: torch.Tensor
+    text: str
+
+
+def middle_frames(path: Path, max_frames: int, window: tuple[float, float] | None = None) -> tuple[np.ndarray, int]:
+    """(uint8 [T, H, W, 3], index of the first kept frame within the window): the middle ``max_frames``
+    consecutive frames of ``path`` (or of its ``window`` in seconds), all of them when fewer."""
+    info = probe(path)
+    first = 0 if window is None else int(np.ceil(window[0] * info.fps - 1e-6))
+    stop = info.num_frames if window is None else min(int(np.ceil(window[1] * info.fps - 1e-6)), info.num_frames)
+    count = stop - first
+    offset = max((count - max_frames) // 2, 0)
+    frames = read_video(path, select=Consecutive(min(count, max_frames), offset), window=window)
+    return frames, offset
+
+
+def _runs_of(frame) -> list[list[int]]:
+    """Row indices grouped into runs: same video and phase, each row starting within _TOUCH_S of the last end."""
+    order = frame.sort_values(["video_id", "start"], kind="stable").index.tolist()
+    runs: list[list[int]] = []
+    for i in order:
+        row, last = frame.loc[i], frame.loc[runs[-1][-1]] if runs else None
+        if last is not None and row.video_id == last.video_id and row.phase_id == last.phase_id \
+                and row.start - last.end <= _TOUCH_S:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def _world_patients(csv: Path) -> dict[str, dict] | None:
+    """An OphSim world's patients by case id (``world.json`` beside the ``ophnet/`` folder), else None."""
+    world = csv.resolve().parent.parent / "world.json"
+    if not world.is_file():
+        return None
+    return json.loads(world.read_text()).get("patients")
+
+
+def _frame_labels(frame, rows: list[int], times: np.ndarray) -> dict[str, np.ndarray]:
+    """Phase and operation of each frame time (seconds): the row whose [start, end) holds it (-1 if none)."""
+    phase = np.full(len(times), -1, np.int64)
+    operation = np.full(len(times), -1, np.int64)
+    for i in rows:
+        row = frame.loc[i]
+        inside = (times >= row.start - 1e-6) & (times < row.end - 1e-6)
+        phase[inside] = row.phase_id
+        if "operation_id" in frame.columns:
+            operation[inside] = row.operation_id
+    phase[phase < 0] = frame.loc[rows[0]].phase_id  # frames between touching rows keep the run's phase
+    return {"phase": phase, "operation": operation}
+
+
+def _ophsim_labels(labels: dict[str, np.ndarray], patient: dict) -> dict[str, np.ndarray]:
+    """OphSim's extra ground truth: the instrument of each frame's operation, the patient's iris and eye side."""
+    by_op = {op.op_id: INSTRUMENTS.index(op.instrument) for op in operations()}
+    n = len(labels["phase"])
+    return {**labels,
+            "instrument": np.array([by_op.get(int(o), -1) for o in labels["operation"]], np.int64),
+            "iris": np.full(n, IRIS_COLORS.index(patient["iris_color"]), np.int64),
+            "side": np.full(n, EYE_SIDES.index(patient["eye_side"]), np.int64)}
+
+
+def load_runs(csv: str | Path, videos_root: str | Path, max_frames: int = 32, split: str | None = "train",
+              prefix: str = "") -> list[Run]:
+    """The runs of an OphNet CSV's rows (``split`` only, or all with None); see the module docstring.
+
+    Videos are ``<videos_root>/<video_id>.mp4`` (untrimmed); a missing one raises naming the path and the row.
+    """
+    csv, videos_root = Path(csv), Path(videos_root)
+    frame = read_ophnet_csv(csv)
+    if split is not None:
+        frame = frame[frame["split"] == split]
+    patients = _world_patients(csv)
+    runs = []
+    for rows in _runs_of(frame):
+        first = frame.loc[rows[0]]
+        path = videos_root / f"{first.video_id}.mp4"
+        if not path.is_file():
+            raise FileNotFoundError(f"{csv}: video {first.video_id!r} (row at {first.start} s) expected at {path}; "
+                                    "--videos-root must hold the untrimmed videos as <video_id>.mp4")
+        window = (float(first.start), float(frame.loc[rows[-1]].end))
+        pixels, offset = middle_frames(path, max_frames, window)
+        fps = probe(path).fps
+        start_frame = int(np.ceil(window[0] * fps - 1e-6)) + offset
+        labels = _frame_labels(frame, rows, (start_frame + np.arange(len(pixels))) / fps)
+        if patients is not None and first.video_id in patients:
+            labels = _ophsim_labels(labels, patients[first.video_id])
+        runs.append(Run(f"{prefix}{first.video_id}@{window[0]:g}", to_input(pixels).half(), labels))
+    return runs
+
+
+def load_pairs(csv: str | Path, max_frames: int = 32, prefix: str = "") -> list[Pair]:
+    """Instruction-clip pairs of an Ophora-160K CSV, each clip's middle ``max_frames`` frames."""
+    pairs = []
+    for clip in read_instruction_set(csv):
+        pixels, _ = middle_frames(clip.path, max_frames)
+        pairs.append(Pair(f"{prefix}{clip.clip_id}", to_input(pixels).half(), clip.instruction))
+    return pairs
