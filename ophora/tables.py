@@ -1,10 +1,12 @@
 """The one table renderer: a :class:`Table` (columns and records) written as Markdown, CSV and booktabs LaTeX.
 
 Number columns print ``decimals`` digits, with the interval ``[low, high]`` when the column names the records'
-keys of its ends; a column with a direction (``better="lower"`` or ``"higher"``) carries an arrow in its title
-and its best value in bold. A missing value (None or NaN) prints as the table's ``missing`` text. Notes go under
-the Markdown table; LaTeX gets a ``table`` float when the table has a caption, else a bare ``tabular``, with
-optional spanning header rows (``groups``) above the column titles. :func:`tex_escape` is the one LaTeX escaper.
+keys of its ends, or ``± spread`` when it names the key of a spread (a standard deviation), and ``(p=...)`` when
+it names the key of a p-value (:func:`p_text`); a column with a direction (``better="lower"`` or ``"higher"``)
+carries an arrow in its title and its best value in bold. A missing value (None or NaN) prints as the table's
+``missing`` text. Notes go under the Markdown table; LaTeX gets a ``table`` float when the table has a caption,
+else a bare ``tabular``, with optional spanning header rows (``groups``) above the column titles.
+:func:`tex_escape` is the one LaTeX escaper.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from typing import Any, Literal, Mapping, Sequence
 
 from ophora.data.atomic import atomic_write_text
 
-__all__ = ["ARROWS", "Column", "Table", "tex_escape", "markdown", "latex", "csv_text", "best", "write_tables"]
+__all__ = ["ARROWS", "Column", "Table", "tex_escape", "markdown", "latex", "csv_text", "best", "write_tables",
+           "p_text"]
 
 ARROWS = {"lower": ("↓", r"$\downarrow$"), "higher": ("↑", r"$\uparrow$")}  # (Markdown, LaTeX)
 _TEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "%": r"\%", "_": r"\_",
@@ -32,11 +35,12 @@ def tex_escape(text: str) -> str:
 
 @dataclass(frozen=True)
 class Column:
-    """One column. ``key``: the records' key of its values; ``title``: its Markdown (and CSV) title; ``tex``:
-    its LaTeX title (default ``title``). ``number``: values print with ``decimals`` digits (else as ``str``);
-    ``interval``: the records' keys of the interval's low and high ends; ``better``: the direction that adds an
-    arrow and bolds the best value. ``align``: the LaTeX column letter; ``md_right``: right-aligned in
-    Markdown."""
+    """One column. ``key``: the records' key of its values; ``title``: its Markdown (and CSV) title; ``tex``: its
+    LaTeX title (default ``title``). ``number``: values print with ``decimals`` digits (else as ``str``);
+    ``interval``: the records' keys of the interval's low and high ends; ``spread``: the records' key of a ``±``
+    value (used when the interval is absent); ``p_value``: the records' key of a p-value printed after the value;
+    ``better``: the direction that adds an arrow and bolds the best value. ``align``: the LaTeX column letter;
+    ``md_right``: right-aligned in Markdown."""
 
     key: str
     title: str
@@ -44,6 +48,8 @@ class Column:
     number: bool = False
     decimals: int = 2
     interval: tuple[str, str] | None = None
+    spread: str | None = None
+    p_value: str | None = None
     better: Literal["lower", "higher"] | None = None
     align: str = "c"
     md_right: bool = False
@@ -82,36 +88,51 @@ def best(table: Table, column: Column) -> float | None:
     return min(values) if column.better == "lower" else max(values)
 
 
-def _parts(table: Table, column: Column, record: Mapping[str, Any]) -> tuple[str, str, bool] | None:
-    """(value text, interval text or "", bold) of a cell; None when the value is missing."""
+def p_text(p: float) -> str:
+    """A p-value as printed: ``p=0.031``, ``p=0.50``, ``p<0.001``."""
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}" if p < 0.1 else f"p={p:.2f}"
+
+
+def _parts(table: Table, column: Column, record: Mapping[str, Any]) -> tuple[str, str, str, bool] | None:
+    """(value text, interval or ``± spread`` text or "", p-value text or "", bold) of a cell; None when the value
+    is missing."""
     value = record[column.key]
     if _absent(value):
         return None
     if not column.number:
-        return str(value), "", False
-    text, spread = f"{value:.{column.decimals}f}", ""
-    if column.interval and not any(_absent(record[k]) for k in column.interval):
+        return str(value), "", "", False
+    text, spread, p = f"{value:.{column.decimals}f}", "", ""
+    if column.interval and not any(_absent(record.get(k)) for k in column.interval):
         low, high = (record[k] for k in column.interval)
         spread = f"[{low:.{column.decimals}f}, {high:.{column.decimals}f}]"
-    return text, spread, value == best(table, column)
+    elif column.spread and not _absent(record.get(column.spread)):
+        spread = f"± {record[column.spread]:.{column.decimals}f}"
+    if column.p_value and not _absent(record.get(column.p_value)):
+        p = f"({p_text(record[column.p_value])})"
+    return text, spread, p, value == best(table, column)
 
 
 def _md_cell(table: Table, column: Column, record: Mapping[str, Any]) -> str:
     parts = _parts(table, column, record)
     if parts is None:
         return table.missing
-    text, spread, bold = parts
+    text, spread, p, bold = parts
     text = f"**{text}**" if bold else text
-    return f"{text} {spread}" if spread else text
+    return " ".join(part for part in (text, spread, p) if part)
 
 
 def _tex_cell(table: Table, column: Column, record: Mapping[str, Any]) -> str:
     parts = _parts(table, column, record)
     if parts is None:
         return table.missing if table.tex_missing is None else table.tex_missing
-    text, spread, bold = parts
+    text, spread, p, bold = parts
     text = rf"\textbf{{{tex_escape(text)}}}" if bold else tex_escape(text)
-    return text + (rf"\,{{\scriptsize{spread}}}" if spread else "")
+    if spread.startswith("±"):
+        spread = r"$\pm$" + spread[1:].strip()
+    elif spread:
+        spread = tex_escape(spread)
+    p = tex_escape(p).replace("<", "$<$")
+    return text + "".join(rf"\,{{\scriptsize{part}}}" for part in (spread, p) if part)
 
 
 def _title(column: Column, tex: bool) -> str:

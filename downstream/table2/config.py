@@ -13,11 +13,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ophora import configs
+from ophora.data.leakage import LeakageConfig
+from ophora.registry import did_you_mean
 
-__all__ = ["Table2Config", "DatasetConfig", "RowConfig", "ClassifierConfig", "load_config", "CONFIGS_DIR", "SPLITS"]
+__all__ = ["Table2Config", "DatasetConfig", "RowConfig", "ClassifierConfig", "StatsConfig", "load_config",
+           "CONFIGS_DIR", "SPLITS", "METRICS", "column_key"]
 
 CONFIGS_DIR = Path(__file__).parents[1] / "configs" / "table2"
 SPLITS = ("val", "test")  # the real splits every classifier is tested on
+METRICS = {"top1": "top-1", "top5": "top-5"}  # cell results key -> column title
+
+
+def column_key(task: str, split: str, metric: str) -> str:
+    """A table column and its key in ``published``: ``column_key("phase", "test", "top1")`` ->
+    ``"phase test top-1"``."""
+    return f"{task} {split} {METRICS.get(metric, metric)}"
 
 
 @dataclass(frozen=True)
@@ -54,7 +64,10 @@ class RowConfig:
     one (``train_overrides``) on ``train_manifest`` (default: the OphSim world's instructions);
     ``clips_per_class`` clips per class, ``ratio`` synthetic clips per real training clip; ``filter_min_prob``
     (None: off) keeps only the synthetic clips that the same classifier trained on the real clips alone assigns to
-    their prompted class with at least this probability (the ratio is capped at what is left)."""
+    their prompted class with at least this probability (the ratio is capped at what is left). With ``model``
+    given, ``train_manifest`` may still name the data that model was trained on: the leakage check then compares
+    it with the real val and test clips. ``published``: the paper's numbers of this row, ``{classifier label:
+    {"<task> <split> top-1|top-5": value or text}}`` (cells not given print ``illegible``)."""
 
     label: str
     generator: str | None = None
@@ -68,12 +81,27 @@ class RowConfig:
     prompts_csv: str | None = None
     template: str | None = None
     class_names: dict = field(default_factory=dict)
+    published: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """How cells are compared: every "+ synthetic" row against the ``source`` row (default: the first row without
+    a generator) of the same classifier, task and split, by a paired bootstrap over the test clips
+    (``bootstrap`` resamples, seeded with ``seed``; clips resampled alike for both rows, per-clip correctness
+    averaged over the seeds both rows have) and McNemar's exact test per seed."""
+
+    bootstrap: int = 10_000
+    seed: int = 0
+    source: str | None = None
 
 
 @dataclass(frozen=True)
 class Table2Config:
     """A whole table: the data set, the classifiers (column groups), the training-data rows, the tasks
-    (``phase``, ``operation``) and the seeds (cells are means over seeds); ``name`` defaults to the file's."""
+    (``phase``, ``operation``) and the seeds (cells are means over seeds, with std and a 95% interval, and paired
+    tests against the source row: ``stats``); ``leakage``: the checks run before anything is trained
+    (:mod:`ophora.data.leakage`); ``name`` defaults to the file's."""
 
     name: str
     dataset: DatasetConfig
@@ -82,9 +110,34 @@ class Table2Config:
     tasks: tuple[str, ...] = ("phase", "operation")
     seeds: tuple[int, ...] = (0,)
     description: str = ""
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    leakage: LeakageConfig = field(default_factory=LeakageConfig)
 
 
 def load_config(config: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Table2Config:
     """A config by name (``downstream/configs/table2/<name>.yaml``) or path, with dotted ``overrides``
     (``{"dataset.videos_root": "/data/OphNet2024/videos", "rows.1.model": "runs/paper/p2ft/model"}``)."""
-    return configs.load_config(Table2Config, config, overrides, shipped=CONFIGS_DIR, what="Table 2 config")
+    loaded = configs.load_config(Table2Config, config, overrides, shipped=CONFIGS_DIR, what="Table 2 config")
+    _check(loaded)
+    return loaded
+
+
+def _check(config: Table2Config) -> None:
+    """Seeds distinct and present; ``published`` names known classifiers and columns; the stats' source row
+    exists."""
+    if not config.seeds or len(set(config.seeds)) != len(config.seeds):
+        raise configs.ConfigError("seeds", f"expected distinct seeds, at least one; got {list(config.seeds)}")
+    labels = [r.label for r in config.rows]
+    if config.stats.source is not None and config.stats.source not in labels:
+        raise configs.ConfigError("stats.source", f"no row is labelled {config.stats.source!r}; rows: {labels}")
+    classifiers = {c.label for c in config.classifiers}
+    columns = {column_key(t, s, m) for t in config.tasks for s in SPLITS for m in METRICS}
+    for i, row in enumerate(config.rows):
+        for classifier, cells in row.published.items():
+            if classifier not in classifiers:
+                raise configs.ConfigError(f"rows[{i}].published", f"unknown classifier {classifier!r} "
+                                          f"{did_you_mean(classifier, classifiers)}; known: {sorted(classifiers)}")
+            for column in cells:
+                if column not in columns:
+                    raise configs.ConfigError(f"rows[{i}].published.{classifier}", f"unknown column {column!r} "
+                                              f"{did_you_mean(column, columns)}; columns look like 'phase test top-1'")
