@@ -106,8 +106,10 @@ class SanityConfig:
     """The suite. ``real``: the real set (a folder of videos, a generated-video folder, an Ophora-160K CSV or an
     OphSim world folder); None builds ``world``. ``scorers``: empty means every registered protocol of every
     metric with the evaluation's default weights. ``options``: scorer options shared by all (``SCORER_OPTIONS``).
-    ``collapse_phases``: how many phases the mode-collapse sets collapse onto. ``crf``: x264 rate factor of the
-    degraded videos (0: lossless, so only the degradation changes the pixels). ``workers``: DataLoader workers."""
+    ``bootstrap``: replicates of the floor's 95% interval (what verdicts compare against); ``set_bootstrap``:
+    replicates of the degraded sets' intervals (shown, not judged; None: ``bootstrap``). ``collapse_phases``:
+    how many phases the mode-collapse sets collapse onto. ``crf``: x264 rate factor of the degraded videos (0:
+    lossless, so only the degradation changes the pixels). ``workers``: DataLoader workers."""
 
     name: str
     description: str = ""
@@ -121,6 +123,7 @@ class SanityConfig:
     options: dict = field(default_factory=dict)
     collapse_phases: int = 2
     bootstrap: int = 200
+    set_bootstrap: int | None = None
     batch_size: int = 8
     workers: int = 0
     crf: int = 0

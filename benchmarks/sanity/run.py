@@ -114,7 +114,7 @@ def _score_sets(run: SanityRun, sets: list[tuple[str, float, Path]], progress: b
         for key, folder in jobs:
             bar.set_postfix_str(key)
             run.scored_now += group.cached(key) is None
-            result = group.score(key, run.half_a, folder)
+            result = group.score(key, run.half_a, folder, floor=key == FLOOR)
             run.scores.setdefault(key, {}).update(result["scores"])
             bar.update()
     bar.close()

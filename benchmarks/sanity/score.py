@@ -129,7 +129,8 @@ class ScoreGroup:
             detector_weights=tuple((s.metric, s.weights) for s in self.scorers if s.weights is not None),
             seed=self.cfg.seed, batch_size=self.cfg.batch_size, workers=self.cfg.workers,
             bootstrap=self.cfg.bootstrap, progress=False, **_eval_options(first.options))
-        self.folder = Path(self.folder) / f"group-{cache_key(self.template)}"
+        self.set_bootstrap = self.cfg.bootstrap if self.cfg.set_bootstrap is None else self.cfg.set_bootstrap
+        self.folder = Path(self.folder) / f"group-{cache_key((self.template, self.set_bootstrap))}"
 
     def load_detectors(self) -> dict[str, Any]:
         """``{view: (module, DetectorInfo)}`` for every metric that extracts features, loaded once."""
@@ -148,13 +149,16 @@ class ScoreGroup:
         path = self.folder / f"{set_id}.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-    def score(self, set_id: str, real: Path, fake: Path) -> dict[str, Any]:
+    def score(self, set_id: str, real: Path, fake: Path, floor: bool = False) -> dict[str, Any]:
         """``{label: {value, low, high, n_real, n_fake, error, detector, comparable}}`` of set ``fake`` against
-        ``real`` (from the cache when scored before)."""
+        ``real`` (from the cache when scored before); ``floor``: the real-vs-real set (``bootstrap`` replicates,
+        else ``set_bootstrap``)."""
         found = self.cached(set_id)
         if found is not None:
             return found
-        payload = evaluate(replace(self.template, real=str(real), fake=str(fake)), detectors=self.load_detectors())
+        cfg = replace(self.template, real=str(real), fake=str(fake),
+                      bootstrap=self.template.bootstrap if floor else self.set_bootstrap)
+        payload = evaluate(cfg, detectors=self.load_detectors())
         result = {"failed": len(payload["failed"]), "scores": {}}
         for scorer in self.scorers:
             m = payload["metrics"][scorer.metric]
