@@ -57,16 +57,22 @@ from ophora.seeding import rng
 from ophora.sim.captions import instrument_name, phase_label
 from ophora.sim.phases import operations, phases
 
-__all__ = ["TASKS", "UNLABELLED", "RECORD_NAME", "DEFAULT_TEMPLATES", "ClassPrompt", "label_column",
-           "class_prompts", "read_class_names", "ophsim_class_prompts", "ophsim_parents", "phase_of_operations",
+__all__ = ["TASKS", "UNLABELLED", "RECORD_NAME", "RELEASED_PHASE_TEMPLATE", "PROCEDURE_TEMPLATES", "ClassPrompt",
+           "label_column", "class_prompts", "released_prompts", "cataract1k_phases", "read_class_names",
+           "read_class_procedures", "ophsim_class_prompts", "ophsim_names", "ophsim_parents", "phase_of_operations",
            "make_synthetic", "mix", "keep_confident", "resolve_paths"]
 
 log = logging.getLogger(__name__)
 
 TASKS = {"phase": "phase_id", "operation": "operation_id"}
 UNLABELLED = 999_999  # label of a column the synthetic clip has no label for (see the module docstring)
-DEFAULT_TEMPLATES = {"phase": "Cataract surgery video, {name} phase.",
-                     "operation": "Cataract surgery video, {name} step."}
+# Ophora's released phase prompts (ophora/sim/data/phase_prompts.csv, column "phase prompt") are this template
+# with the Cataract-1K phase name as the clip id spells it; classes that are not Cataract-1K phases name their
+# procedure instead of calling every phase cataract surgery.
+RELEASED_PHASE_TEMPLATE = "Generate a surgical video clip with the current surgical phase as {name}"
+PROCEDURE_TEMPLATES = {
+    "phase": "Generate a surgical video clip of {procedure} with the current surgical phase as {name}",
+    "operation": "Generate a surgical video clip of {procedure} with the current surgical operation as {name}"}
 RECORD_NAME = "synthetic.json"
 
 
@@ -96,13 +102,14 @@ def class_prompts(task: str, classes: list[int], csv: Path | None = None, templa
     suffix ("Lens-Implantation_1" -> "Lens-Implantation"), mapped to an id through ``names`` (id -> name,
     case-insensitive). Several rows per class give several prompts; rows of classes not in ``classes`` are
     skipped; an unknown name raises naming the row. ``template``: one prompt per class,
-    ``template.format(name=names[c], id=c)``, e.g. ``DEFAULT_TEMPLATES[task]``. Every class gets >= 1 prompt.
+    ``template.format(name=names[c], id=c)``. Every class gets >= 1 prompt. :func:`released_prompts` builds Table 2's
+    prompts.
     """
     label_column(task)
     classes = _check_classes(classes)
     if (csv is None) == (template is None):
         raise ValueError("class_prompts needs exactly one of csv= (a prompt CSV) or template= (e.g. "
-                         f"{DEFAULT_TEMPLATES[task]!r}); got {'both' if csv is not None else 'neither'}")
+                         f"{RELEASED_PHASE_TEMPLATE!r}); got {'both' if csv is not None else 'neither'}")
     if csv is not None:
         prompts = _prompts_from_csv(Path(csv), names, classes)
     else:
@@ -210,6 +217,74 @@ def read_class_names(path: Path) -> dict[int, str]:
     return out
 
 
+def read_class_procedures(path: Path) -> dict[int, str]:
+    """The optional ``procedure`` column of a class-names CSV (``id,name,procedure``; e.g. "glaucoma surgery"):
+    id -> procedure for the rows that give one ({} without the column)."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    if "procedure" not in frame.columns:
+        return {}
+    return {int(i): p.strip() for i, p in zip(frame["id"], frame["procedure"]) if i.strip().isdigit() and p.strip()}
+
+
+def _phase_key(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+# Released spellings ("Capsule-Pulishing", "Anterio-Chamber-Flushing") and the usual names of the same phases.
+_CATARACT1K_ALIASES = {"capsulepolishing": "capsulepulishing", "anteriorchamberflushing": "anteriochamberflushing",
+                       "irrigationandaspiration": "irrigationaspiration", "lensimplant": "lensimplantation",
+                       "iolimplantation": "lensimplantation", "phaco": "phacoemulsification"}
+
+
+def cataract1k_phases() -> dict[str, str]:
+    """The 12 Cataract-1K phases of Ophora's released prompts: normalised name (letters and digits, lower case)
+    -> the name as the released ``clip id`` spells it (``"capsulepulishing"`` -> ``"Capsule-Pulishing"``).
+    Checks that each row's ``phase prompt`` is :data:`RELEASED_PHASE_TEMPLATE` with that name."""
+    from importlib import resources
+
+    with resources.as_file(resources.files("ophora.sim").joinpath("data/phase_prompts.csv")) as csv:
+        rows = read_prompts(csv)
+    phases = {}
+    for row in rows:
+        name = _class_name(row.source.get("clip id") or "")
+        released = row.source.get("phase prompt", RELEASED_PHASE_TEMPLATE.format(name=name))
+        if released.strip() != RELEASED_PHASE_TEMPLATE.format(name=name):
+            raise ValueError(f"phase_prompts.csv row {row.index + 1}: phase prompt {released!r} is not "
+                             f"{RELEASED_PHASE_TEMPLATE!r} with {name!r}")
+        phases[_phase_key(name)] = name
+    return phases
+
+
+def released_prompts(task: str, classes: list[int], names: Mapping[int, str],
+                     procedures: Mapping[int, str] | None = None) -> list[ClassPrompt]:
+    """One prompt per class, the released way: a phase that is a Cataract-1K phase (:func:`cataract1k_phases`,
+    matched case-, space- and hyphen-blind, with the usual spellings of the released typos) gets Ophora's
+    released phase prompt (:data:`RELEASED_PHASE_TEMPLATE` with the released spelling); any other class names its
+    procedure (``procedures[c]``, e.g. "glaucoma surgery") in :data:`PROCEDURE_TEMPLATES`. A class that needs a
+    procedure and has none raises, naming it: no class is called cataract surgery by default."""
+    label_column(task)
+    classes, procedures = _check_classes(classes), procedures or {}
+    known = cataract1k_phases()
+    prompts, lacking = [], []
+    for label in classes:
+        if label not in names:
+            raise ValueError(f"no name for class {label}: give every class a name (id,name CSV)")
+        key = _phase_key(names[label])
+        key = _CATARACT1K_ALIASES.get(key, key)
+        if task == "phase" and key in known:
+            prompts.append(ClassPrompt(label, RELEASED_PHASE_TEMPLATE.format(name=known[key])))
+        elif procedures.get(label):
+            prompts.append(ClassPrompt(label, PROCEDURE_TEMPLATES[task].format(procedure=procedures[label],
+                                                                             name=names[label])))
+        else:
+            lacking.append(f"{label} ({names[label]!r})")
+    if lacking:
+        raise ValueError(f"{len(lacking)} {task} class(es) are not Cataract-1K phases and have no procedure: "
+                         f"{', '.join(lacking[:5])}{' ...' if len(lacking) > 5 else ''}; add a 'procedure' column "
+                         "(e.g. 'glaucoma surgery', 'cataract surgery') to the id,name CSV")
+    return prompts
+
+
 # ---------------------------------------------------------------------------------------------------------
 # OphSim's classes
 
@@ -240,6 +315,14 @@ def _ophsim_operation_texts() -> dict[int, str]:
             action = f"{op.name[0].upper()}{op.name[1:]} with the {instrument_name(op.instrument)}"
             texts[op.op_id] = f"{action} during {phase_label(phase)} in cataract surgery."
     return texts
+
+
+def ophsim_names(task: str) -> dict[int, str]:
+    """OphSim's class names with the ids of its ophnet CSVs: phases as Cataract-1K spells them, operations as
+    OphSim names them ("main corneal incision")."""
+    if label_column(task) == "phase_id":
+        return {p.phase_id: p.name for p in phases()}
+    return {op.op_id: op.name for p in phases() for op in p.operations}
 
 
 def ophsim_parents() -> dict[int, int]:

@@ -6,7 +6,13 @@
 2. per synthetic row, its generator trained (tiny preset) on the world's ``ophora_instructions`` and
    ``clips_per_class`` clips generated per class with :func:`downstream.synthetic.make_synthetic`, mixed into
    the training split at ``ratio`` synthetic clips per real training clip;
-3. per (row, classifier, task) one classifier trained and tested on val and test (:mod:`downstream.train`).
+3. per (row, classifier, task, seed) one classifier trained and tested on val and test (:mod:`downstream.train`);
+4. per cell the mean, std and 95% intervals over seeds and clips, and each "+ synthetic" row tested against the
+   source row on the same clips (:mod:`downstream.table2.stats`).
+
+Before anything is trained, the val and test clips are checked for leakage into the real training clips and
+the generators' training data (:func:`downstream.table2.preflight.leakage`; on OphSim the generators train on
+the world's training patients only).
 
 ``--config paper`` does the same on OphNet2024 (the real CSVs, a videos root, generator checkpoints or
 external folders of generated clips, Kinetics weights): a preflight lists every missing asset with where it
@@ -24,10 +30,11 @@ import dataclasses
 import time
 from pathlib import Path
 
-from downstream.table2.config import Table2Config, load_config
+from downstream.table2.config import SPLITS, Table2Config, load_config
 from downstream.table2.data import real_data, split_sizes, world
-from downstream.table2.preflight import preflight
+from downstream.table2.preflight import leakage, preflight
 from downstream.table2.stages import row_cells
+from downstream.table2.stats import table_statistics
 from ophora.data.atomic import remove_stale_temporaries
 
 __all__ = ["run_table2", "load_config", "Table2Config", "preflight"]
@@ -41,15 +48,26 @@ def run_table2(config: Table2Config, work: Path, allow_missing: bool = False, pr
         raise SystemExit("Table 2 preflight: missing assets, nothing was computed:\n  - " + "\n  - ".join(missing))
     remove_stale_temporaries(work, recursive=True)  # files a killed run left half-written
     world_folder = world(config, work) if config.dataset.kind == "ophsim" else None
-    cells, data_report, timings = [], {}, {}
+    cells, data_report, timings, real = [], {}, {}, {}
     for task in config.tasks:
-        real, unreadable, num_classes = real_data(config, task, world_folder)
-        data_report[task] = {"num_classes": num_classes, "clips": split_sizes(real),
+        real[task], unreadable, num_classes = real_data(config, task, world_folder)
+        data_report[task] = {"num_classes": num_classes, "clips": split_sizes(real[task]),
                              "unreadable": unreadable.to_dict("records")}
+    tick = time.perf_counter()
+    leaks = leakage(config, real, world_folder, work / "leakage")  # refuses val/test clips that leak
+    timings["leakage"] = round(time.perf_counter() - tick, 2)
+    for task in config.tasks:
         for seed in config.seeds:
             for row in config.rows:
                 tick = time.perf_counter()
-                cells += row_cells(config, row, task, seed, real, num_classes, world_folder, work, progress)
+                cells += row_cells(config, row, task, seed, real[task], data_report[task]["num_classes"],
+                                   world_folder, work, progress)
                 timings[f"{task}/{row.label}/seed{seed}"] = round(time.perf_counter() - tick, 2)
-    return {"cells": [dataclasses.asdict(c) for c in cells], "data": data_report, "preflight_missing": missing,
+    records = [dataclasses.asdict(c) for c in cells]
+    tick = time.perf_counter()
+    statistics = table_statistics(records, config.rows, config.classifiers, config.tasks, SPLITS,
+                                  config.stats.bootstrap, config.stats.seed, config.stats.source)
+    timings["statistics"] = round(time.perf_counter() - tick, 2)
+    return {"cells": records, "statistics": statistics, "seeds": list(config.seeds), "leakage": leaks.to_json(),
+            "data": data_report, "preflight_missing": missing,
             "timings_s": {**timings, "total": round(time.perf_counter() - started, 2)}}

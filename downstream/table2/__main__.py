@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 import downstream.table2 as table2
-from downstream.table2.render import render, table_frame
+from downstream.table2.render import notes, render, table_frame
 from ophora.cli import run_command
 from ophora.configs import parse_overrides
+from ophora.data.leakage import LeakageError
 from ophora.results import write_json
 from ophora.weights import cache_dir
 
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or Path("results") / "table2" / config.name
     payload = table2.run_table2(config, work, allow_missing=args.allow_missing, progress=args.progress)
     frame = table_frame(payload, config)
-    paths = render(frame, config, out)
+    paths = render(frame, config, out, notes(payload, config))
     write_json(out / "results.json", {"table": frame.to_dict("records"), **payload}, config=config,
                seed=config.seeds[0], roots={"$work": work, "$cache": cache_dir()})
     print(paths["md"].read_text())
@@ -61,4 +62,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command(main))
+    sys.exit(run_command(main, errors=(LeakageError,)))

@@ -2,6 +2,7 @@
 ones (its generator trained, then clips generated per class), every folder keyed by its inputs under ``work``."""
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -12,12 +13,14 @@ from downstream import synthetic
 from downstream.ophnet import OPHNET_NUM_CLASSES, ClipSource, describe_problems, load_clips, num_classes_of, scan_clips
 from downstream.table2.config import RowConfig, Table2Config
 from ophora.configs import ConfigError, build_config
+from ophora.data import manifests
 from ophora.data.bundled import resolve_path
+from ophora.data.leakage import source_video
 from ophora.hashing import cache_key
 from ophora.sim.world import WorldConfig, build_world
 
 __all__ = ["RowUnavailable", "world", "real_source", "real_data", "split_sizes", "synthetic_clips", "config_path",
-           "clips_fingerprint"]
+           "clips_fingerprint", "generator_manifest", "world_sources", "world_splits"]
 
 log = logging.getLogger("downstream.table2")
 
@@ -89,14 +92,47 @@ def _num_classes(config: Table2Config, task: str, real: pd.DataFrame) -> int:
 
 
 # -- synthetic clips -----------------------------------------------------------------------------------------
+TRAIN_PATIENTS_CSV = "train_patients.csv"  # beside the world's instructions.csv (its clips/ folder serves both)
+
+
+def generator_manifest(row: RowConfig, world_folder: Path | None) -> Path | None:
+    """The data the row's generator trains (or was trained) on: ``train_manifest``, else the OphSim world's
+    instructions of its training-split patients only (the val and test patients' clips must not reach the
+    generator: :func:`downstream.table2.preflight.leakage`), else None."""
+    if row.train_manifest:
+        return config_path(row.train_manifest)
+    if world_folder is None:
+        return None
+    instructions = world_folder / "ophora_instructions"
+    target = instructions / TRAIN_PATIENTS_CSV
+    if not target.is_file():
+        sources = world_sources(world_folder)
+        train_sources = {sources[case] for case, split in world_splits(world_folder).items() if split == "train"}
+        clips = [c for c in manifests.read_instruction_set(instructions / "instructions.csv")
+                 if source_video(c.clip_id) in train_sources]
+        manifests.write_instruction_set(target, clips)
+    return target
+
+
+def world_sources(world_folder: Path) -> dict[str, str]:
+    """OphSim case id (the OphNet ``video_id``) -> the source video id of its Ophora-160K-style clips."""
+    patients = json.loads((world_folder / "world.json").read_text(encoding="utf-8"))["patients"]
+    return {case: record["source_id"] for case, record in patients.items()}
+
+
+def world_splits(world_folder: Path) -> dict[str, str]:
+    """OphSim case id -> its split (train, val, test)."""
+    patients = json.loads((world_folder / "world.json").read_text(encoding="utf-8"))["patients"]
+    return {case: record["split"] for case, record in patients.items()}
+
+
 def _generator_model(row: RowConfig, world_folder: Path | None, work: Path) -> Path:
     """The row's model folder: given, or trained (cached) on the world's instructions, stage by stage."""
     if row.model is not None:
         return Path(row.model)
     if row.generator not in baselines.names():
         raise RowUnavailable(f"generator {row.generator!r} is not registered (registered: {baselines.names()})")
-    manifest = Path(row.train_manifest) if row.train_manifest else (
-        world_folder / "ophora_instructions" / "instructions.csv" if world_folder else None)
+    manifest = generator_manifest(row, world_folder)
     if manifest is None:
         raise RowUnavailable(f"row {row.label!r}: no model and no train_manifest to train {row.generator!r} on")
     generator = baselines.get(row.generator)
@@ -108,13 +144,27 @@ def _generator_model(row: RowConfig, world_folder: Path | None, work: Path) -> P
     return Path(model)
 
 
+OPHSIM_PROCEDURE = "cataract surgery"  # every OphSim case (ophora.sim.world.SURGERY_ID: phacoemulsification)
+
+
 def _prompts(row: RowConfig, task: str, config: Table2Config, classes: list[int]):
-    if config.dataset.kind == "ophsim" and not (row.prompts_csv or row.template):
-        return synthetic.ophsim_class_prompts(task, classes)
+    """The row's prompts: its ``prompts_csv`` or ``template`` when given, else the released ones
+    (:func:`downstream.synthetic.released_prompts`: Ophora's phase prompt for a Cataract-1K phase, the class's
+    procedure named otherwise) from OphSim's class names or the row's ``class_names`` CSV (``id,name[,procedure]``)."""
     names_file = row.class_names.get(task)
-    names = synthetic.read_class_names(Path(names_file)) if names_file else None
-    template = row.template or (None if row.prompts_csv else synthetic.DEFAULT_TEMPLATES[task])
-    return synthetic.class_prompts(task, classes, csv=config_path(row.prompts_csv), template=template, names=names)
+    if row.prompts_csv or row.template:
+        names = synthetic.read_class_names(Path(names_file)) if names_file else None
+        return synthetic.class_prompts(task, classes, csv=config_path(row.prompts_csv), template=row.template,
+                                       names=names)
+    if config.dataset.kind == "ophsim":
+        names = synthetic.ophsim_names(task)
+        return synthetic.released_prompts(task, classes, names, {c: OPHSIM_PROCEDURE for c in names})
+    if not names_file:
+        raise RowUnavailable(f"row {row.label!r}: the prompts name the classes: set rows[].class_names.{task} to a "
+                             "CSV with columns id,name[,procedure]")
+    path = Path(names_file)
+    return synthetic.released_prompts(task, classes, synthetic.read_class_names(path),
+                                      synthetic.read_class_procedures(path))
 
 
 def synthetic_clips(row: RowConfig, task: str, config: Table2Config, real: pd.DataFrame, world_folder: Path | None,

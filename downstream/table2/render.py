@@ -1,64 +1,139 @@
 """Table 2's files: ``table.md``, ``table.csv`` and ``table.tex`` (booktabs), rendered by :mod:`ophora.tables`.
 
 One row per (classifier, training data), columns ``<task> <split> top-1/top-5`` in percent (two decimals; four in
-the CSV), mean over seeds; an ``n/a`` cell keeps its reason in the notes under the Markdown table and in the
-CSV's ``note`` column.
+the CSV). A cell is the mean over seeds ``± std`` (two or more seeds) or, with one seed, the value with its 95%
+bootstrap interval over the clips; a "+ synthetic" row's cell adds the p-value of the paired bootstrap against
+the source row (:mod:`downstream.table2.stats`). Where the config carries the paper's numbers, a ``(paper)`` row
+follows each measured row (``illegible`` where the published table cannot be read). The CSV carries every number:
+mean, std, both intervals, the difference to the source row with its interval, both tests' p-values and the
+published value. An ``n/a`` cell keeps its reason in the notes under the Markdown table and in the CSV's ``note``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from downstream.table2.config import SPLITS, Table2Config
+from downstream.table2.config import METRICS, SPLITS, Table2Config, column_key
 from ophora.tables import Column, Table, write_tables
 
-__all__ = ["table_frame", "table", "render"]
+__all__ = ["table_frame", "table", "render", "notes", "CSV_SUFFIXES"]
 
-METRICS = {"top1": "top-1", "top5": "top-5"}  # cell results key -> column title
+ILLEGIBLE = "illegible"
+CSV_SUFFIXES = ("", " std", " ci95 seeds low", " ci95 seeds high", " ci95 clips low", " ci95 clips high",
+                " delta", " delta low", " delta high", " p bootstrap", " p mcnemar", " paper")
 
 
 def table_frame(payload: dict, config: Table2Config) -> pd.DataFrame:
-    """One row per (classifier, training data): columns ``<task> <split> top-1/top-5`` in percent, mean over
-    seeds (``n/a`` cells keep their reason in a ``note`` column)."""
+    """One record per (classifier, training data) with every column's statistics (see :data:`CSV_SUFFIXES`),
+    then, when the config has published numbers, a ``(paper)`` record after each."""
+    stats = {(e["classifier"], e["row"], e["task"], e["split"], e["metric"]): e
+             for e in payload.get("statistics", {}).get("cells", [])}
+    has_paper = any(row.published for row in config.rows)
     records = []
     for classifier in config.classifiers:
         for row in config.rows:
-            record: dict[str, Any] = {"classifier": classifier.label, "training data": row.label}
-            notes = []
+            record: dict[str, Any] = {"classifier": classifier.label, "training data": row.label, "kind": "measured"}
+            paper: dict[str, Any] = {"classifier": classifier.label, "training data": f"{row.label} (paper)",
+                                     "kind": "paper", "note": ""}
+            published = row.published.get(classifier.label, {})
             for task in config.tasks:
-                cells = [c for c in payload["cells"] if (c["row"], c["classifier"], c["task"]) ==
-                         (row.label, classifier.label, task)]
                 for split in SPLITS:
-                    for metric, title in METRICS.items():
-                        values = [c["results"]["splits"][split][metric] for c in cells if c["status"] == "ok"]
-                        record[f"{task} {split} {title}"] = 100 * float(np.mean(values)) if values else None
-                notes += sorted({c["reason"] for c in cells if c["status"] != "ok"})
-            record["note"] = "; ".join(dict.fromkeys(notes))
+                    for metric in METRICS:
+                        key = column_key(task, split, metric)
+                        record.update(_cell(key, stats.get((classifier.label, row.label, task, split, metric))))
+                        record[f"{key} paper"] = _paper_value(published.get(key, ILLEGIBLE)) if has_paper else None
+                        paper[key] = _paper_value(published.get(key, ILLEGIBLE))
+            record["note"] = "; ".join(_notes(payload, classifier.label, row.label))
             records.append(record)
+            if has_paper:
+                records.append(paper)
     return pd.DataFrame(records)
 
 
-def table(frame: pd.DataFrame, config: Table2Config) -> Table:
+def _paper_value(value: Any) -> Any:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
+def _cell(key: str, entry: dict | None) -> dict[str, Any]:
+    entry = entry or {}
+    seeds_ci, clips_ci = entry.get("ci95_seeds") or (None, None), entry.get("ci95_clips") or (None, None)
+    versus = entry.get("vs_source") or {}
+    delta_ci = versus.get("ci95") or (None, None)
+    mcnemar = versus.get("mcnemar") or []
+    one_seed = entry.get("n") == 1
+    return {key: entry.get("mean"), f"{key} std": entry.get("std"),
+            f"{key} ci95 seeds low": seeds_ci[0], f"{key} ci95 seeds high": seeds_ci[1],
+            f"{key} ci95 clips low": clips_ci[0], f"{key} ci95 clips high": clips_ci[1],
+            f"{key} shown low": clips_ci[0] if one_seed else None,
+            f"{key} shown high": clips_ci[1] if one_seed else None,
+            f"{key} delta": versus.get("delta"), f"{key} delta low": delta_ci[0], f"{key} delta high": delta_ci[1],
+            f"{key} p bootstrap": versus.get("p"),
+            f"{key} p mcnemar": mcnemar[0]["p"] if len(mcnemar) == 1 else None}
+
+
+def _notes(payload: dict, classifier: str, row: str) -> list[str]:
+    cells = [c for c in payload["cells"] if (c["row"], c["classifier"]) == (row, classifier) and c["status"] != "ok"]
+    return list(dict.fromkeys(sorted(c["reason"] for c in cells)))
+
+
+def table(frame: pd.DataFrame, config: Table2Config, notes: tuple[str, ...] = ()) -> Table:
     """The :class:`~ophora.tables.Table` of a :func:`table_frame`: LaTeX header rows group the columns by task
-    and split; missing cells print ``n/a`` (``--`` in LaTeX)."""
+    and split; missing cells print ``n/a`` (``--`` in LaTeX); paper rows print their text as given."""
     columns = [Column("classifier", "classifier", tex="Classifier", align="l"),
                Column("training data", "training data", tex="Training data", align="l")]
-    columns += [Column(f"{task} {split} {title}", f"{task} {split} {title}", tex=title.capitalize(), number=True,
-                       md_right=True) for task in config.tasks for split in SPLITS for title in METRICS.values()]
+    for task in config.tasks:
+        for split in SPLITS:
+            for metric, title in METRICS.items():
+                key = column_key(task, split, metric)
+                columns.append(Column(key, key, tex=title.capitalize(), number=True, md_right=True,
+                                      interval=(f"{key} shown low", f"{key} shown high"), spread=f"{key} std",
+                                      p_value=f"{key} p bootstrap"))
+    records = [r if r["kind"] != "paper" else {k: _paper_text(v) for k, v in r.items()}
+               for r in frame.to_dict("records")]
     per_split, per_task = len(METRICS), len(METRICS) * len(SPLITS)
     groups = (((("", 2),) + tuple((task.capitalize(), per_task) for task in config.tasks)),
               (("", 1), ("", 1)) + tuple((split, per_split) for _ in config.tasks for split in SPLITS))
-    records = frame.to_dict("records")
-    notes = tuple(f"{r['classifier']}, {r['training data']}: {r['note']}" for r in records if r["note"])
-    return Table(tuple(columns), tuple(records), title=f"Table 2 ({config.name}): accuracy (%) of phase and "
-                                                       "operation recognition",
-                 groups=groups, notes=notes, notes_title="Notes:", footer=config.description.strip(), missing="n/a",
+    notes = notes + tuple(f"{r['classifier']}, {r['training data']}: {r['note']}" for r in records if r["note"])
+    return Table(tuple(columns), tuple(records),
+                 title=f"Table 2 ({config.name}): accuracy (%) of phase and operation recognition", groups=groups,
+                 notes=notes, notes_title="Notes:", footer=config.description.strip(), missing="n/a",
                  tex_missing="--")
 
 
-def render(frame: pd.DataFrame, config: Table2Config, out: Path) -> dict[str, Path]:
-    """table.md, table.csv and table.tex under ``out`` (numbers in percent, two decimals, four in the CSV)."""
-    return write_tables(table(frame, config), out, list(frame.columns), csv_decimals=4)
+def _paper_text(value: Any) -> Any:
+    """A published value as printed: numbers with two decimals, text (``illegible``) as given."""
+    return f"{value:.2f}" if isinstance(value, float) else value
+
+
+def notes(payload: dict, config: Table2Config) -> tuple[str, ...]:
+    """What the cells mean: seeds and intervals, the test behind the p-values, the leakage check, paper rows."""
+    seeds = payload.get("seeds") or list(config.seeds)
+    stats = payload.get("statistics", {})
+    lines = [f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± std over seeds (95% t-intervals over seeds "
+             "in table.csv)" if len(seeds) > 1 else
+             f"one seed ({seeds[0]}): value [95% bootstrap interval over the split's clips]"]
+    if stats.get("source_row"):
+        lines.append(f"p: paired bootstrap over the split's clips against {stats['source_row']!r} "
+                     f"({stats.get('bootstrap_resamples')} resamples, two-sided; the same clips for both rows); "
+                     "McNemar's exact test per seed, differences and their intervals in table.csv and results.json")
+    leaks = payload.get("leakage")
+    if leaks:
+        what = ("no val or test clip shares a source video or near-duplicate frames with the training clips or the "
+                "generators' training data" if not leaks["leaks"] else
+                f"{leaks['leaks']} leak(s) ALLOWED by leakage.allow: see results.json")
+        lines.append(f"leakage: {what} ({len(leaks['checked'])} pairs of sets checked)")
+    if any(row.published for row in config.rows):
+        lines.append("(paper) rows: the published Table 2 (poster OCR; REFERENCE.md section 1): certain cells as "
+                     "numbers, OCR readings marked (uncertain), the rest illegible")
+    return tuple(lines)
+
+
+def render(frame: pd.DataFrame, config: Table2Config, out: Path, notes: tuple[str, ...] = ()) -> dict[str, Path]:
+    """table.md, table.csv (every statistic, one line per measured or paper row) and table.tex under ``out``
+    (numbers in percent, two decimals, four in the CSV)."""
+    fields = ["classifier", "training data", "kind"]
+    fields += [f"{column_key(t, s, m)}{suffix}" for t in config.tasks for s in SPLITS for m in METRICS
+               for suffix in CSV_SUFFIXES]
+    return write_tables(table(frame, config, notes), out, fields + ["note"], csv_decimals=4)
