@@ -146,6 +146,11 @@ def _optimizer(model: torch.nn.Module, lr: float, recipe: Recipe, steps: int):
     return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.2)
 
 
+def _starts(count: int, batch: int) -> range:
+    """Start of every full batch of an epoch (the remainder is dropped); one batch of all when fewer items."""
+    return range(0, max(count - batch, 0) + 1, batch)
+
+
 def _losses(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
     """Sum of the heads' cross-entropies (label -1 ignored) and each head's accuracy on labelled items."""
     total, accuracy = 0.0, {}
@@ -191,8 +196,7 @@ def train_frame(runs: list[Run], recipe: Recipe, seed: int, log: list) -> tuple[
 
     def batches(epoch: int) -> list[np.ndarray]:
         order = rng(seed, "frame", "epoch", epoch).permutation(len(frames))
-        return [order[i:i + recipe.frame_batch] for i in range(0, len(order) - recipe.frame_batch + 1,
-                                                                recipe.frame_batch)]
+        return [order[i:i + recipe.frame_batch] for i in _starts(len(order), recipe.frame_batch)]
 
     def step(index: np.ndarray):
         idx = torch.from_numpy(index)
@@ -245,8 +249,7 @@ def train_video(runs: list[Run], recipe: Recipe, seed: int, log: list) -> tuple[
     def batches(epoch: int) -> list:
         g = rng(seed, "video", "epoch", epoch)
         order = np.concatenate([g.permutation(len(runs)) for _ in range(recipe.video_windows_per_run)])
-        return [(order[i:i + recipe.video_batch], epoch, i)
-                for i in range(0, len(order) - recipe.video_batch + 1, recipe.video_batch)]
+        return [(order[i:i + recipe.video_batch], epoch, i) for i in _starts(len(order), recipe.video_batch)]
 
     def step(batch):
         picks, epoch, i = batch
@@ -268,8 +271,7 @@ def train_text(pairs: list[Pair], video: VideoNet, recipe: Recipe, seed: int,
 
     def batches(epoch: int) -> list:
         order = rng(seed, "text", "epoch", epoch).permutation(len(pairs))
-        return [(order[i:i + recipe.text_batch], epoch, i)
-                for i in range(0, len(order) - recipe.text_batch + 1, recipe.text_batch)]
+        return [(order[i:i + recipe.text_batch], epoch, i) for i in _starts(len(order), recipe.text_batch)]
 
     def step(batch):
         picks, epoch, i = batch

@@ -1,0 +1,219 @@
+"""Surgical-domain detectors: shipped weights verified through the registry, deterministic features, the surgical
+protocols and recall@k end to end through benchmarks.evaluate, a user's own detector file, and the training
+command (its paper-scale data path on an OphSim-written OphNet folder; the shipped frame detector reproduced
+bit for bit).
+
+The OphSim worlds here use seed 4242; 7001-7004 belong to the detectors' training, 9001 to the sanity suite.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.detectors import CustomWeights
+from benchmarks.detectors.i3d import export_random_i3d
+from benchmarks.detectors.surgical import (
+    ENTRIES,
+    FrameNet,
+    load_surgical,
+    middle_clip,
+    read_detector,
+    save_detector,
+    to_input,
+    video_features,
+)
+from benchmarks.detectors.train_surgical import WORLD_SEEDS, weights_file
+from benchmarks.detectors.train_surgical import main as train_main
+from benchmarks.evaluate import EvalConfig, evaluate, summary_table
+from benchmarks.evaluate import main as evaluate_main
+from benchmarks.metrics.recall import query_ranks, recall_at
+from ophora import weights as W
+from ophora.data import manifests
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+TEST_SEED = 4242
+SURGICAL = (("fid", "fid/ophsim-surgical"), ("fvd", "fvd/ophsim-surgical"), ("clipscore", "clipscore/ophsim-surgical"))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A 2-patient OphSim world (seed 4242, 16 frames of 64x64 per clip) and CSVs of each patient's 12 clips."""
+    from ophora.sim.world import WorldConfig, build_world
+
+    assert TEST_SEED not in WORLD_SEEDS
+    root = tmp_path_factory.mktemp("surgical") / "world"
+    build_world(WorldConfig(videos=2, seed=TEST_SEED, frames=16, size=(64, 64)), root, progress=False)
+    csv = root / "ophora_instructions" / "instructions.csv"
+    clips = manifests.read_instruction_set(csv)
+    halves = csv.parent / "a.csv", csv.parent / "b.csv"
+    manifests.write_instruction_set(halves[0], clips[:12])
+    manifests.write_instruction_set(halves[1], clips[12:])
+    return root, halves
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPHORA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPHORA_WEIGHTS_DIR", raising=False)
+
+
+def _cfg(real, fake, **kw) -> EvalConfig:
+    options = dict(metrics=("fid", "fvd", "clipscore", "recall"), protocols=SURGICAL, bootstrap=20, workers=0,
+                   progress=False, no_cache=True)
+    return EvalConfig(str(real), str(fake), **{**options, **kw})
+
+
+def test_recall_at_k_equals_the_hand_computed_value_on_a_toy_matrix():
+    # 3 queries, 4 videos; query 0 owns video 0, query 1 owns videos 1 and 2, query 2 owns video 3.
+    similarity = np.array([[0.9, 0.1, 0.2, 0.3],    # own video first: rank 1
+                           [0.5, 0.4, 0.1, 0.6],    # best own 0.4; 0.5 and 0.6 beat it: rank 3
+                           [0.7, 0.7, 0.0, 0.7]])   # own 0.7 tied with two others (ties count against): rank 3
+    relevant = np.array([[1, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]], bool)
+    ranks = query_ranks(similarity, relevant)
+    assert ranks.tolist() == [1, 3, 3]
+    assert recall_at(ranks, 1) == pytest.approx(1 / 3) and recall_at(ranks, 3) == 1.0 and recall_at(ranks, 2) == \
+        pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="relevant"):
+        query_ranks(similarity, np.zeros_like(relevant))
+
+
+def test_shipped_detectors_load_through_the_registry_verified_and_not_comparable():
+    for kind, entry in ENTRIES.items():
+        module, info = load_surgical(kind, "pretrained", protocol="test")
+        registered = W.get_entry(entry)
+        assert registered.url.startswith("package:benchmarks/detectors/surgical_weights/")
+        assert info.sha256 == registered.sha256 and info.comparable is False
+        assert info.identifier == f"{entry}:{registered.file}" and Path(info.path).is_file()
+        assert sum(p.numel() * p.element_size() for p in module.parameters()) < 2_000_000  # a few MB in all
+
+
+def test_a_tampered_surgical_file_is_refused_and_the_cli_names_the_way_to_use_it_as_ones_own(tmp_path, world):
+    shipped = W.resolve("ophsim-surgical:frame")
+    tampered = tmp_path / shipped.name
+    data = bytearray(shipped.read_bytes())
+    data[-10] ^= 0xFF  # a weight's byte: still a valid safetensors file
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(W.ChecksumMismatchError, match="checksum mismatch"):
+        load_surgical("frame", tampered)
+    monkey_dir = tmp_path / "weights_dir"
+    monkey_dir.mkdir()
+    shutil.copy(tampered, monkey_dir / shipped.name)  # a planted file in $OPHORA_WEIGHTS_DIR is refused too
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPHORA_WEIGHTS_DIR", str(monkey_dir))
+        with pytest.raises(W.ChecksumMismatchError):
+            load_surgical("frame", "pretrained")
+    _, (a, b) = world
+    code = evaluate_main(["--real", str(a), "--fake", str(b), "--metrics", "fid", "--protocol",
+                          "fid=fid/ophsim-surgical", "--weights", f"fid={tampered}", "--out", str(tmp_path / "r.json"),
+                          "--quiet", "--no-cache", "--workers", "0", "--bootstrap", "0"])
+    assert code == 1
+
+
+def test_features_are_deterministic_and_follow_frame_order(world):
+    root, _ = world
+    clip = manifests.read_instruction_set(root / "ophora_instructions" / "instructions.csv")[3].path
+    from ophora.data.video import read_video
+
+    frames = read_video(clip)  # uint8 [16, 64, 64, 3]
+    x = to_input(frames)
+    assert x.shape == (16, 3, 64, 64) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    first, _ = load_surgical("video")
+    second, _ = load_surgical("video")
+    a, b = video_features(first, x[None]), video_features(second, x[None])
+    assert a.shape == (1, 128) and torch.equal(a, b)
+    shuffled = video_features(first, x[torch.randperm(16, generator=torch.Generator().manual_seed(0))][None])
+    assert not torch.allclose(a, shuffled, atol=1e-3)  # the features see frame order
+    assert middle_clip(24).tolist() == list(range(4, 20)) and middle_clip(5).tolist()[-12:] == [4] * 12
+
+
+def test_surgical_protocols_and_recall_run_end_to_end_through_evaluate(world, tmp_path):
+    _, (a, b) = world
+    result = evaluate(_cfg(a, b, out=str(tmp_path / "result.json")))
+    same = evaluate(_cfg(a, b))
+    for metric in ("fid", "fvd", "clipscore", "recall"):
+        m = result["metrics"][metric]
+        assert m["value"] is not None and np.isfinite(m["value"]) and m["value"] == same["metrics"][metric]["value"]
+        assert m["detector"]["identifier"].startswith("ophsim-surgical:")
+        assert m["detector"]["comparable_with_literature"] is False
+    assert result["protocols"]["fid"]["name"] == "fid/ophsim-surgical" and result["protocols"]["fid"]["dim"] == 128
+    assert result["protocols"]["recall"]["name"] == "recall/ophsim-surgical"
+    recall = result["metrics"]["recall"]
+    assert set(recall["recall_at"]) == {"1", "5"} and recall["n_queries"] == 12 and recall["n_fake"] == 12
+    assert recall["recall_at"]["1"]["value"] <= recall["recall_at"]["5"]["value"]
+    assert len(result["per_video"]["recall"]) == 12 and len(result["per_video"]["clipscore"]) == 12
+    assert result["comparable_with_literature"] is False
+    assert "surgical-domain: not comparable" in summary_table(result)
+    assert json.loads((tmp_path / "result.json").read_text())["metrics"]["fvd"]["protocol"]["name"] == \
+        "fvd/ophsim-surgical"
+    itself = evaluate(_cfg(a, a, metrics=("fvd",), bootstrap=0))
+    assert itself["metrics"]["fvd"]["value"] < result["metrics"]["fvd"]["value"]
+
+
+def test_the_cli_selects_surgical_protocols_and_records_them(world, tmp_path):
+    _, (a, b) = world
+    out = tmp_path / "cli.json"
+    code = evaluate_main(["--real", str(a), "--fake", str(b), "--metrics", "fid,recall", "--protocol",
+                          "fid=fid/ophsim-surgical", "--fid-frames", "2", "--out", str(out), "--quiet", "--no-cache",
+                          "--workers", "0", "--bootstrap", "0"])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["metrics"]["fid"]["protocol"]["frames_per_video"] == 2
+    assert result["detectors"]["fid"]["identifier"] == "ophsim-surgical:frame:" + weights_file("frame")
+
+
+def test_a_users_own_detector_is_recorded_with_its_sha256_and_not_comparable(world, tmp_path):
+    _, (a, b) = world
+    torch.manual_seed(0)
+    mine = save_detector(FrameNet({"phase": 12}), "frame", {"heads": {"phase": 12}, "width": 32},
+                         tmp_path / "my-frames.safetensors")
+    tiny = export_random_i3d(tmp_path / "my_i3d.pt", seed=3, tiny=True)  # TorchScript with StyleGAN-V's call
+    result = evaluate(_cfg(a, b, metrics=("fid", "fvd"), protocols=(("fid", "fid/ophsim-surgical"),),
+                           custom_detectors=(("fid", str(mine)), ("fvd", str(tiny))), bootstrap=0))
+    for metric, path in (("fid", mine), ("fvd", tiny)):
+        detector = result["metrics"][metric]["detector"]
+        assert detector["identifier"] == f"custom:{path.name}"
+        assert detector["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert detector["comparable_with_literature"] is False and np.isfinite(result["metrics"][metric]["value"])
+    assert result["protocols"]["fvd"]["name"] == "fvd/stylegan-v"
+    with pytest.raises(W.ChecksumMismatchError, match="--detector fvd="):  # --weights still verifies
+        evaluate(_cfg(a, b, metrics=("fvd",), protocols=(), detector_weights=(("fvd", str(tiny)),), bootstrap=0))
+    with pytest.raises(ValueError, match="a 'frame' surgical detector, but this protocol needs a 'video' one"):
+        load_surgical("video", CustomWeights(mine))
+
+
+def test_the_training_command_reads_an_ophnet_and_ophora_160k_layout(world, tmp_path):
+    root, (a, b) = world
+    out = tmp_path / "trained"
+    code = train_main(["--out", str(out), "--ophnet", str(root / "ophnet" / "OphSim_loca_operation.csv"),
+                       "--videos-root", str(root / "ophnet" / "videos"), "--instructions",
+                       str(root / "ophora_instructions" / "instructions.csv"), "--split", "all",
+                       "--epochs-scale", "0.1"])
+    assert code == 0
+    recipe = json.loads((out / "recipe.json").read_text())
+    assert recipe["scale"] == "data" and set(recipe["detectors"]) == {"frame", "video", "dual"}
+    assert recipe["data"]["ophnet"][0][0].endswith("OphSim_loca_operation.csv")
+    frame, meta = read_detector(out / weights_file("frame"), "frame")
+    assert meta["config"]["heads"] == {"phase": 12, "operation": 19, "instrument": 10, "iris": 4, "side": 2}
+    for kind in ("frame", "video", "dual"):
+        digest = hashlib.sha256((out / weights_file(kind)).read_bytes()).hexdigest()
+        assert recipe["detectors"][kind]["sha256"] == digest
+    dual = str(out / weights_file("dual"))
+    result = evaluate(_cfg(a, b, metrics=("clipscore",), custom_detectors=(("clipscore", dual),), bootstrap=0))
+    assert result["metrics"]["clipscore"]["detector"]["identifier"] == "custom:" + weights_file("dual")
+
+
+@pytest.mark.slow
+def test_the_training_command_reproduces_the_shipped_frame_detector_bit_for_bit(tmp_path):
+    """Renders the reserved worlds 7001-7004 and trains the frame detector (about 1.5 min on 2 cores). Tolerance:
+    none, the file's sha256 must equal the registered one (one thread, deterministic algorithms, same lock and
+    CPU kernels; recipe.json records the CPU capability the shipped files were made with). The video and dual
+    detectors take longer; tests/manual/surgical_reproduction.py checks all three."""
+    assert train_main(["--out", str(tmp_path / "out"), "--detector", "frame", "--work", str(tmp_path / "worlds")]) == 0
+    made = tmp_path / "out" / weights_file("frame")
+    assert hashlib.sha256(made.read_bytes()).hexdigest() == W.get_entry(ENTRIES["frame"]).sha256
