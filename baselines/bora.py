@@ -118,6 +118,8 @@ class BoraSpec:
             raise ConfigError(f"transformer.{unknown[0]}", where)
         if not 0 <= self.class_dropout_prob < 1:
             raise ConfigError("class_dropout_prob", f"must lie in [0, 1), got {self.class_dropout_prob}")
+        if self.data.image_num:
+            raise ConfigError("data.image_num", "joint image-video training is Endora's; Bora trains on videos only")
 
 
 def load_bora_spec(preset: str | os.PathLike | Mapping = "tiny", overrides: Mapping[str, Any] | None = None):

@@ -31,18 +31,32 @@ PRESET_DIR = Path(__file__).parent / "configs"
 @dataclass(frozen=True)
 class DataSpec:
     """Clip geometry: ``frames`` frames taken every ``frame_interval`` source frames, ``height`` x ``width``
-    pixels; generated videos are written at ``fps``."""
+    pixels; generated videos are written at ``fps``.
+
+    ``window``: ``random`` (Endora's ``TemporalRandomCrop``, Open-Sora's random window: each step draws the
+    window's start, on the ``frame_interval`` grid, from the clip's first ``max_window_starts`` possible starts)
+    or ``first`` (the clip's first window: runs reproducible from the manifest alone). ``flip``: each step
+    mirrors the clip horizontally with probability 1/2 (Endora's ``RandomHorizontalFlipVideo``; both versions
+    are encoded once into the cache). ``image_num``: Endora's joint image-video training (``use_image_num``):
+    each sample also carries that many single frames of random clips, denoised as images (spatial blocks only,
+    the sample's timestep)."""
 
     frames: int = 16
     height: int = 128
     width: int = 128
     fps: float = 8.0
     frame_interval: int = 3
+    window: Literal["random", "first"] = "first"
+    flip: bool = False
+    image_num: int = 0
+    max_window_starts: int = 64
 
     def __post_init__(self):
-        for name in ("frames", "height", "width", "frame_interval"):
+        for name in ("frames", "height", "width", "frame_interval", "max_window_starts"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be positive, got {getattr(self, name)}")
+        if self.image_num < 0:
+            raise ConfigError("image_num", f"must not be negative, got {self.image_num}")
         if self.height % 2 or self.width % 2:
             raise ConfigError("height", f"H.264 needs even sizes, got {self.height}x{self.width}")
         if self.fps <= 0:
@@ -101,7 +115,9 @@ class DiffusionSpec:
 @dataclass(frozen=True)
 class TrainSpec:
     """One training recipe; ``batch_size`` is per process, the LR is constant after ``lr_warmup_steps``
-    (both released recipes use a constant LR), so a run extended to more ``max_steps`` continues exactly."""
+    (both released recipes use a constant LR), so a run extended to more ``max_steps`` continues exactly.
+    ``ema_decay``: keep an EMA of the weights (:func:`ophora.training.loop.make_ema`), checkpoint it and write it
+    as the model (so sampling uses it), as Endora and Open-Sora do (0.9999); null: the final weights."""
 
     learning_rate: float = 1e-4
     max_steps: int = 1000
@@ -118,6 +134,7 @@ class TrainSpec:
     timestep_sampling: Literal["uniform", "stratified"] = "uniform"
     shard_size: int = 256
     seed: int = 0
+    ema_decay: float | None = None
 
     def __post_init__(self):
         for name in ("learning_rate", "max_steps", "batch_size", "checkpoint_every", "shard_size"):
@@ -127,6 +144,8 @@ class TrainSpec:
             raise ConfigError("checkpoints_kept", f"must be at least 1 or null, got {self.checkpoints_kept}")
         if self.max_grad_norm < 0 or self.lr_warmup_steps < 0 or self.weight_decay < 0:
             raise ConfigError("max_grad_norm", "max_grad_norm, lr_warmup_steps and weight_decay must be >= 0")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError("ema_decay", f"must lie in (0, 1) or be null, got {self.ema_decay}")
 
 
 @dataclass(frozen=True)
@@ -197,6 +216,9 @@ def load_spec(cls, generator: str, preset: str | os.PathLike | Mapping, override
 
 
 _RUN_ONLY = {"train": ("max_steps", "checkpoint_every", "checkpoints_kept"), "sampling": None}
+# options added later, left out of the fingerprint at their earlier behaviour (so older runs still resume)
+_EARLIER = {"data": {"window": "first", "flip": False, "image_num": 0, "max_window_starts": 64},
+            "train": {"ema_decay": None}, "prior": {"projection": "mlp", "layers": (), "dino_layers": ()}}
 
 
 def spec_fingerprint(spec) -> str:
@@ -205,6 +227,10 @@ def spec_fingerprint(spec) -> str:
     payload = dataclasses.asdict(spec)
     if not payload.get("diffusion", {}).get("learn_sigma", True):
         payload["diffusion"].pop("learn_sigma")  # fixed variance: the fingerprints from before the option
+    for section, defaults in _EARLIER.items():
+        for key, value in defaults.items():
+            if payload.get(section, {}).get(key, value) == value:
+                payload.get(section, {}).pop(key, None)
     for section, keys in _RUN_ONLY.items():
         if keys is None:
             payload.pop(section, None)

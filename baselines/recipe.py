@@ -18,13 +18,15 @@ class Recipe:
 
     name: str = ""
     conditional: bool = False
+    per_frame: tuple[str, ...] = ()  # which of clip_tensors' tensors are per frame (time first): cut to the window
 
     def frozen(self, spec, clips: list[TrainClip], base: Path) -> dict[str, Any]:
         """Build or load the frozen parts (``vae`` plus e.g. T5 or DINO) into a dict; record in ``"record"``."""
         raise NotImplementedError
 
     def clip_tensors(self, spec, frozen: dict, frames: torch.Tensor, text: str) -> dict[str, torch.Tensor]:
-        """Extra tensors to cache for one clip (``frames`` float [T, 3, H, W] in [-1, 1])."""
+        """Extra tensors to cache for one clip (``frames`` float [T, 3, H, W] in [-1, 1]); those named in
+        ``per_frame`` have time first and are cut to the step's window."""
         return {}
 
     def build_model(self, spec) -> torch.nn.Module:

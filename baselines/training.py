@@ -15,10 +15,11 @@ Run folder (``train_baseline(recipe, manifest, out, spec)``), the same layout as
     model/                   transformer/ (diffusers format), scheduler/, the frozen parts (or their pretrained
                              references), baseline_model.json
 
-Exact resume: the data order (``BatchPlan``) and every random draw of step ``s`` (posterior sample, timesteps,
-noise, caption dropout) come from generators seeded by (seed, s, process), and the checkpoint holds model,
-optimizer, LR schedule and RNG states, so a killed and resumed run ends with the same weights as an uninterrupted
-one, bit for bit on CPU.
+Exact resume: the data order (``BatchPlan``) and every random draw of step ``s`` (window start and flip, images,
+posterior sample, timesteps, noise, caption dropout) come from generators seeded by (seed, s, process), and the
+checkpoint holds model, optimizer, LR schedule, EMA and RNG states, so a killed and resumed run ends with the same
+weights as an uninterrupted one, bit for bit on CPU. With ``train.ema_decay`` the model folder holds the EMA
+weights (``"weights": "ema"`` in its info), so sampling uses them, as Endora's and Open-Sora's samplers do.
 """
 from __future__ import annotations
 
@@ -94,9 +95,10 @@ class _Session:
         optimizer = torch.optim.AdamW(params, lr=train.learning_rate, betas=(train.adam_beta1, train.adam_beta2),
                                       weight_decay=train.weight_decay)
         self.lr_schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=train.lr_warmup_steps)
+        self.ema = loop.make_ema(model, train.ema_decay)
         self.model, self.optimizer = loop.prepare(self.acc, model, optimizer, micro_batch=train.batch_size)
         loop.write_run_record(self.acc, out, {**record, "skipped_clips": self.cache.skipped}, spec, train.seed)
-        parts = loop.checkpointed(self.model, self.optimizer, self.lr_schedule)
+        parts = loop.checkpointed(self.model, self.optimizer, self.lr_schedule, self.ema)
         self.start = loop.restore(self.acc, out, parts)["step"]
         # the data order: a pure function of (seed, step)
         self.plan = BatchPlan([(0, 0, 0)] * len(self.cache), train.batch_size * self.acc.num_processes, train.seed)
@@ -106,22 +108,31 @@ class _Session:
         acc, train = self.acc, self.spec.train
         rank = acc.process_index
         indices = self.plan.batch(step)[rank * train.batch_size:(rank + 1) * train.batch_size]
-        batch = {k: v.to(acc.device) for k, v in self.cache.batch(indices).items()}
+        windows = torch.Generator().manual_seed(derive_seed(train.seed, "window", step, rank))
+        drawn = self.cache.draw(indices, self.spec.data, windows, self.recipe.per_frame)
+        drawn.pop("start"), drawn.pop("flipped")
+        batch = {k: v.to(acc.device) for k, v in drawn.items()}
         generator = torch.Generator().manual_seed(derive_seed(train.seed, "local", step, rank))
-        mean, logvar = batch.pop("mean"), batch.pop("logvar")
-        noise = torch.randn(mean.shape, generator=generator).to(acc.device)
-        sample = (mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise) * vae_scaling(self.frozen["vae"])
-        latents = sample.permute(0, 2, 1, 3, 4).contiguous()  # [B, T, C, h, w] -> [B, C, T, h, w]
+        latents = self._latents(batch.pop("mean"), batch.pop("logvar"), generator)
+        if "image_mean" in batch:
+            images = torch.Generator().manual_seed(derive_seed(train.seed, "images", step, rank))
+            batch["images"] = self._latents(batch.pop("image_mean"), batch.pop("image_logvar"), images)
         shared = torch.Generator().manual_seed(derive_seed(train.seed, "shared", step))
         batch["timesteps"] = _timesteps(latents.shape[0], acc, self.scheduler, train, shared, generator)
         loss, _ = self.recipe.loss(model, self.spec, self.scheduler, latents, batch, generator)
         return loss
 
+    def _latents(self, mean: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A posterior sample, scaled: [B, T, C, h, w] moments -> [B, C, T, h, w] latents."""
+        noise = torch.randn(mean.shape, generator=generator).to(mean.device)
+        sample = (mean + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise) * vae_scaling(self.frozen["vae"])
+        return sample.permute(0, 2, 1, 3, 4).contiguous()
+
     def run_steps(self, stop_after: int | None) -> Path:
         train = self.spec.train
         steps = loop.Loop(self.acc, self.model, self.optimizer, self.lr_schedule, self.out, self.start,
                           train.max_steps, train.checkpoint_every, train.checkpoints_kept, train.max_grad_norm,
-                          checkpoint_state={**self.record, "config": dataclasses.asdict(self.spec)},
+                          checkpoint_state={**self.record, "config": dataclasses.asdict(self.spec)}, ema=self.ema,
                           stop_after=stop_after, desc=self.recipe.name, progress=self.progress)
         if not steps.run(range(self.start, train.max_steps), self._loss, self.plan.global_batch):
             return ckpt.latest_checkpoint(self.out)
@@ -130,13 +141,16 @@ class _Session:
     def _finish(self, step: int) -> Path:
         acc = self.acc
         acc.wait_for_everyone()
+        model = acc.unwrap_model(self.model)
+        if self.ema:
+            self.ema.copy_to([p for p in model.parameters() if p.requires_grad])  # the model written is the EMA
         if acc.is_main_process:
-            model = acc.unwrap_model(self.model)
             with atomic_dir(self.out / MODEL_NAME) as tmp:
                 self.recipe.save_model(model, self.spec, self.frozen, tmp)
                 self.scheduler.save_pretrained(tmp / "scheduler")
                 info = {**self.record, "step": step, "config": dataclasses.asdict(self.spec),
                         "variance": "learned_range" if self.spec.diffusion.learn_sigma else "fixed_small",
+                        "weights": "ema" if self.ema else "final",
                         "frozen": self.frozen["record"], "clips": len(self.cache),
                         "skipped_clips": len(self.cache.skipped)}
                 (tmp / INFO_NAME).write_text(json.dumps(info, indent=2, default=str) + "\n")

@@ -251,6 +251,9 @@ def _fingerprint_payload(spec):
 
     payload = dataclasses.asdict(spec)
     payload["diffusion"].pop("learn_sigma")
+    for key in ("window", "flip", "image_num", "max_window_starts"):  # options added later, at their earlier value
+        payload["data"].pop(key)
+    payload["train"].pop("ema_decay")
     payload.pop("sampling")
     payload["train"] = {k: v for k, v in payload["train"].items()
                         if k not in ("max_steps", "checkpoint_every", "checkpoints_kept")}

@@ -26,8 +26,8 @@ from ophora.results import write_json
 from ophora.training import checkpoint as ckpt
 from ophora.training.logs import TrainLog, plot_loss
 
-__all__ = ["RUN_NAME", "Loop", "prepare", "checkpointed", "write_run_record", "check_same_run", "restore",
-           "checkpoint_due"]
+__all__ = ["RUN_NAME", "Loop", "prepare", "checkpointed", "make_ema", "write_run_record", "check_same_run",
+           "restore", "checkpoint_due"]
 
 RUN_NAME = "run.json"
 
@@ -74,6 +74,17 @@ def prepare(accelerator, model, optimizer, micro_batch: int | None = None):
 def checkpointed(model, optimizer, lr_schedule, ema=None) -> ckpt.Checkpointed:
     """What a training checkpoint holds: the prepared model and optimizer, the LR schedule and the EMA (if any)."""
     return ckpt.Checkpointed(model, optimizer, {"lr_schedule": lr_schedule, **({"ema": ema} if ema else {})})
+
+
+def make_ema(model, decay: float | None):
+    """An EMA of ``model``'s trainable parameters (diffusers ``EMAModel``: the decay used at update ``k`` is
+    ``min(decay, (1 + k) / (10 + k))``), or None when ``decay`` is None. :class:`Loop` steps it once per optimizer
+    step and :func:`checkpointed` saves it; the trainer copies it into the model it writes."""
+    if decay is None:
+        return None
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel([p for p in model.parameters() if p.requires_grad], decay=decay)
 
 
 def checkpoint_due(step: int, every: int, last: int) -> bool:

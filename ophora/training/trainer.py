@@ -159,7 +159,7 @@ class _Session:
         model = _build_model(self.init, stage)
         self.data.check_model(model.config, frozen_fingerprint(self.init))
         optimizer, self.lr_schedule = _optimizer(model, stage)
-        self.ema = _ema(model, stage)
+        self.ema = loop.make_ema(model, stage.ema_decay)
         self.model, self.optimizer = loop.prepare(self.accelerator, model, optimizer, stage.batch_size)
         self.step_fn = _Step(run, self.accelerator, noise_scheduler(self.init), self.data.plan["scaling_factor"])
         loop.write_run_record(self.accelerator, run.out, self.record, run.preset, stage.seed)
@@ -182,14 +182,6 @@ class _Session:
         if not steps.run(self._loader(plan), self.step_fn.loss, plan.global_batch):
             return ckpt.latest_checkpoint(run.out)
         return _finish(run, acc, self.model, self.ema, self.init, self.record, steps.step)
-
-
-def _ema(model, stage: StageConfig):
-    if stage.ema_decay is None:
-        return None
-    from diffusers.training_utils import EMAModel
-
-    return EMAModel([p for p in model.parameters() if p.requires_grad], decay=stage.ema_decay)
 
 
 def _from_state(cls, config, state: dict):
