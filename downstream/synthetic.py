@@ -68,11 +68,12 @@ TASKS = {"phase": "phase_id", "operation": "operation_id"}
 UNLABELLED = 999_999  # label of a column the synthetic clip has no label for (see the module docstring)
 # Ophora's released phase prompts (ophora/sim/data/phase_prompts.csv, column "phase prompt") are this template
 # with the Cataract-1K phase name as the clip id spells it; classes that are not Cataract-1K phases name their
-# procedure instead of calling every phase cataract surgery.
+# procedure instead of calling every phase cataract surgery. Operations (no released template) put their name
+# first, so that a short text encoder (the tiny preset keeps 32 tokens) still tells them apart.
 RELEASED_PHASE_TEMPLATE = "Generate a surgical video clip with the current surgical phase as {name}"
 PROCEDURE_TEMPLATES = {
     "phase": "Generate a surgical video clip of {procedure} with the current surgical phase as {name}",
-    "operation": "Generate a surgical video clip of {procedure} with the current surgical operation as {name}"}
+    "operation": "Surgical video clip of {name} during {procedure}"}
 RECORD_NAME = "synthetic.json"
 
 

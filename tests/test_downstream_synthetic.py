@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from downstream.synthetic import (
-    DEFAULT_TEMPLATES,
     RECORD_NAME,
     UNLABELLED,
     ClassPrompt,
@@ -84,15 +83,16 @@ def test_a_class_without_prompt_and_bad_arguments_are_refused(tmp_path):
 
 
 def test_class_prompts_from_a_template():
+    template = "Cataract surgery video, {name} phase."
     names = {4: "phacoemulsification", 0: "incision", 7: "lens implantation"}
-    prompts = class_prompts("phase", [0, 4, 7], template=DEFAULT_TEMPLATES["phase"], names=names)
+    prompts = class_prompts("phase", [0, 4, 7], template=template, names=names)
     assert prompts == [ClassPrompt(0, "Cataract surgery video, incision phase."),
                        ClassPrompt(4, "Cataract surgery video, phacoemulsification phase."),
                        ClassPrompt(7, "Cataract surgery video, lens implantation phase.")]
     assert [p.text for p in class_prompts("operation", [3, 5], template="operation {id}")] == ["operation 3",
                                                                                              "operation 5"]
     with pytest.raises(ValueError, match="no name for class 7"):
-        class_prompts("phase", [0, 7], template=DEFAULT_TEMPLATES["phase"], names={0: "incision"})
+        class_prompts("phase", [0, 7], template=template, names={0: "incision"})
 
 
 def test_ophsim_prompts_cover_its_phases_and_operations():
