@@ -82,7 +82,8 @@ def best(table: Table, column: Column) -> float | None:
     """The best finite value of a column with a direction (None without a direction or a finite value)."""
     if column.better is None:
         return None
-    values = [r[column.key] for r in table.records if not _absent(r[column.key]) and math.isfinite(r[column.key])]
+    values = [v for v in (r[column.key] for r in table.records)
+              if isinstance(v, (int, float)) and not _absent(v) and math.isfinite(v)]
     if not values:
         return None
     return min(values) if column.better == "lower" else max(values)
@@ -99,7 +100,7 @@ def _parts(table: Table, column: Column, record: Mapping[str, Any]) -> tuple[str
     value = record[column.key]
     if _absent(value):
         return None
-    if not column.number:
+    if not column.number or isinstance(value, str):  # text in a number column (e.g. "illegible") prints as given
         return str(value), "", "", False
     text, spread, p = f"{value:.{column.decimals}f}", "", ""
     if column.interval and not any(_absent(record.get(k)) for k in column.interval):
