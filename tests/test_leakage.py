@@ -158,3 +158,20 @@ def test_a_raw_set_gives_its_source_video_column(tmp_path, four_clip_world):
     refs = refs_of_instruction_set(world / "ophvl_raw" / "raw.csv")
     raw = manifests.read_raw_set(world / "ophvl_raw" / "raw.csv")
     assert [r.source for r in refs] == [c.source_video for c in raw]
+
+
+def test_table1_checks_the_heldout_set_against_every_training_set(four_clip_world, heldout_world, tmp_path):
+    from benchmarks.table1.config import load_table1_config
+    from benchmarks.table1.preflight import leakage
+
+    world, four = four_clip_world
+    sets = {"ophora_160k": _instructions(world), "ophora_28k": four, "real": _instructions(heldout_world)}
+    config = load_table1_config("paper", {f"data.{k}": str(v) for k, v in sets.items()})
+    report = leakage(config, sets, tmp_path / "cache")
+    assert report.leaks == [] and [c["train"] for c in report.checked] == ["ophora_160k", "ophora_28k"]
+    assert report.skipped == ["training set 'original': not in this config"]
+    leaky = {**sets, "real": four}  # held-out clips that are training clips
+    with pytest.raises(LeakageError, match=r"held-out clip '(\w|-)+_0' \(real\) and training clip"):
+        leakage(config, leaky)
+    allowed = load_table1_config("paper", {**{f"data.{k}": str(v) for k, v in leaky.items()}, "leakage.allow": True})
+    assert leakage(allowed, leaky).allowed
