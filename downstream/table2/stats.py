@@ -32,8 +32,8 @@ from ophora.seeding import rng
 __all__ = ["TEST_NAME", "seed_summary", "clip_correctness", "aligned", "paired_bootstrap", "mcnemar_exact",
            "clip_interval", "table_statistics"]
 
-TEST_NAME = ("paired bootstrap over test clips (two-sided, centred; per-clip correctness averaged over seeds) "
-             "and McNemar's exact test per seed")
+TEST_NAME = ("paired bootstrap over the clips of each split (two-sided, centred; per-clip correctness averaged over "
+             "the seeds both rows have) and McNemar's exact test per seed")
 TOPK = {"top1": 1, "top5": 5}
 
 
