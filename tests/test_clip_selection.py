@@ -81,11 +81,21 @@ def test_paper_preset_keeps_a_160k_like_length_distribution(fps):
 
 def test_ophsim_demo_clips_counts():
     """OphSim demo clips: 24 frames at 8 fps (3 s). The tiny preset (17 frames in the demo) keeps them all under
-    either rule; the paper preset's 49 frames keep none under either."""
+    either rule (and reads the same frames: stride 24 // 17 = 1); the paper preset's 49 frames keep none."""
     lengths = np.full(36, 3.0)
     tiny = load_preset("tiny", {"data.frames": 17, "model.transformer.sample_frames": 17})
     for selection in ("fps_window", "strided"):
         assert kept_clips(load_preset("tiny", {"data.frames": 17, "model.transformer.sample_frames": 17,
                                                "data.selection": selection}), lengths, 8.0, 64, 64) == 36
         assert kept_clips(load_preset("paper", {"data.selection": selection}), lengths, 8.0, 64, 64) == 0
-    assert tiny.data.selection == "fps_window"
+    assert tiny.data.selection == "strided"
+    assert strided_indices(24, 17).tolist() == list(range(17))
+
+
+def test_clip_bucket_says_why_a_clip_is_skipped():
+    strided, window = load_preset("tiny"), load_preset("tiny", {"data.selection": "fps_window"})
+    assert clip_bucket(strided.data, 9, 30.0, 64, 64) == ((9, 32, 32), None)  # 0.3 s: enough source frames
+    bucket, reason = clip_bucket(strided.data, 8, 30.0, 64, 64)
+    assert bucket is None and "8 source frames" in reason and "at least 9" in reason
+    bucket, reason = clip_bucket(window.data, 30, 30.0, 64, 64)  # 1 s at 30 fps = 8 frames at 8 fps
+    assert bucket is None and "8 frames at 8 fps" in reason

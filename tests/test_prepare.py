@@ -111,11 +111,11 @@ def test_buckets_by_frames_then_aspect_ratio():
 
 
 def test_short_clips_go_to_a_shorter_bucket_or_are_skipped(tmp_path, prepared, six):
-    preset = load_preset("tiny", {"data.fps": 5, "data.buckets": [[5, 32, 32]]})
+    preset = load_preset("tiny", {"data.fps": 5, "data.buckets": [[5, 32, 32]], "data.selection": "fps_window"})
     prepare(six, preset, tmp_path / "b", prepared / "base_model")  # 9 frames at 8 fps = 5 frames at 5 fps
     assert json.loads((tmp_path / "b" / "index.json").read_text())["buckets"] == {"5x32x32": 6}
     assert PreparedSet(tmp_path / "b").load(0)[0].shape == (4, 2, 4, 4)
-    preset = load_preset("tiny", {"data.fps": 3})
+    preset = load_preset("tiny", {"data.fps": 3, "data.selection": "fps_window"})
     prepare(six, preset, tmp_path / "s", prepared / "base_model")  # 3 frames: shorter than every bucket
     index = json.loads((tmp_path / "s" / "index.json").read_text())
     assert not index["items"] and "smallest bucket needs 9" in index["skipped"][0]["reason"]
@@ -139,7 +139,7 @@ def test_a_folder_prepared_otherwise_is_refused(tmp_path, prepared, world):
 
     out = shutil.copytree(prepared, tmp_path / "copy")
     with pytest.raises(ValueError, match="prepared with other settings.*preset_fingerprint"):
-        prepare(world, load_preset("tiny", {"data.fps": 4}), out, out / "base_model")
+        prepare(world, load_preset("tiny", {"data.fps": 4, "data.selection": "fps_window"}), out, out / "base_model")
 
 
 def test_empty_manifest_and_unfinished_or_damaged_folders(tmp_path, prepared, world):
