@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 
 import downstream.table2 as table2
+from downstream.table2.data import real_data
+from downstream.table2.preflight import leakage
 from downstream.table2.render import notes, render, table_frame
 from ophora.cli import run_command
 from ophora.configs import parse_overrides
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a config key, e.g. dataset.videos_root=/data/OphNet2024/videos")
     parser.add_argument("--work", type=Path, help="cache folder (default runs/table2/<config>)")
     parser.add_argument("--out", type=Path, help="output folder (default results/table2/<config>)")
-    parser.add_argument("--preflight", action="store_true", help="list missing assets and exit")
+    parser.add_argument("--preflight", action="store_true",
+                        help="list missing assets (and, when none is missing on OphNet, check leakage) and exit")
     parser.add_argument("--allow-missing", action="store_true", help="run what can run; missing rows print n/a")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: the tiny models run fastest on one thread of a busy "
@@ -48,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.preflight:
         missing = table2.preflight(config)
         print("\n".join(["missing:"] + [f"  - {m}" for m in missing]) if missing else "preflight: nothing missing")
+        if not missing and config.dataset.kind == "ophnet":  # OphSim data is made by the run and checked there
+            real = {task: real_data(config, task, None)[0] for task in config.tasks}
+            report = leakage(config, real, None, (args.work or Path("runs/table2") / config.name) / "leakage")
+            print(report.message() if report.leaks else f"preflight: no val or test clip leaks "
+                  f"({len(report.checked)} pairs of sets checked{'; ' if report.skipped else ''}"
+                  f"{'; '.join(report.skipped)})")
         return 1 if missing else 0
     work = args.work or Path("runs") / "table2" / config.name
     out = args.out or Path("results") / "table2" / config.name
