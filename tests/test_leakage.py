@@ -52,6 +52,7 @@ def test_source_video_is_the_clip_id_without_its_index():
     assert source_video("clip_x") == "clip_x"
 
 
+@pytest.mark.slow  # the held-out world fixture takes about 5 s
 def test_a_clean_ophsim_split_passes(four_clip_world, heldout_world):
     world, _ = four_clip_world
     train = {"ophora_160k": refs_of_instruction_set(_instructions(world))}
@@ -63,6 +64,7 @@ def test_a_clean_ophsim_split_passes(four_clip_world, heldout_world):
     assert record["source_video_leaks"] == 0 and record["near_duplicate_leaks"] == 0
 
 
+@pytest.mark.slow  # the held-out world fixture takes about 5 s
 def test_the_same_source_video_in_train_and_heldout_is_refused_naming_both_clips(four_clip_world, heldout_world):
     world, _ = four_clip_world
     train = refs_of_instruction_set(_instructions(world))
@@ -77,6 +79,7 @@ def test_the_same_source_video_in_train_and_heldout_is_refused_naming_both_clips
     assert "leakage.allow" in message
 
 
+@pytest.mark.slow  # the held-out world fixture takes about 5 s
 def test_a_reencoded_resized_copy_of_a_training_clip_is_refused_naming_both_clips(four_clip_world, heldout_world,
                                                                                    tmp_path):
     world, _ = four_clip_world
@@ -120,6 +123,7 @@ def test_phash_of_a_large_frame_survives_a_downscale():
     assert hamming(phash(hd), phash(sd)) <= 8
 
 
+@pytest.mark.slow  # the held-out world fixture takes about 5 s
 def test_phash_tells_other_patients_apart_even_in_the_same_phase(four_clip_world, heldout_world):
     world, _ = four_clip_world
     train = clip_hashes(refs_of_instruction_set(_instructions(world)), PROTOCOL)
@@ -160,6 +164,7 @@ def test_a_raw_set_gives_its_source_video_column(tmp_path, four_clip_world):
     assert [r.source for r in refs] == [c.source_video for c in raw]
 
 
+@pytest.mark.slow  # the held-out world fixture takes about 5 s
 def test_table1_checks_the_heldout_set_against_every_training_set(four_clip_world, heldout_world, tmp_path):
     from benchmarks.table1.config import load_table1_config
     from benchmarks.table1.preflight import leakage

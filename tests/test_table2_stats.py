@@ -267,6 +267,7 @@ def _real(config, world_folder):
     return {task: real_data(config, task, world_folder)[0] for task in config.tasks}
 
 
+@pytest.mark.slow  # the world fixture takes about 5 s
 def test_generators_train_on_the_training_patients_and_the_demo_split_passes(table2_world):
     from downstream.table2.data import generator_manifest, world_sources, world_splits
     from downstream.table2.preflight import leakage
@@ -281,6 +282,7 @@ def test_generators_train_on_the_training_patients_and_the_demo_split_passes(tab
     assert any(c["train"].startswith("generator data") for c in report.checked)
 
 
+@pytest.mark.slow  # the world fixture takes about 5 s
 def test_a_generator_trained_on_test_patients_is_refused_naming_both_clips(table2_world):
     from downstream.table2.preflight import leakage
 
