@@ -65,14 +65,18 @@ def test_overfitting_four_clips_drives_the_loss_down(world, trained):
     assert baselines.get("endora").train(world[1], out, overrides={**FAST, "train.max_steps": 80}) == model
 
 
-def test_the_dino_prior_is_active_finite_and_trains_the_projection(world, tmp_path):
-    spec = load_endora_spec("tiny", {"vae.fit_steps": 0})
+@pytest.mark.parametrize("projection, dino_shape", [("conv", (2, 16, 2, 16, 32)), ("mlp", (2, 16, 16))])
+def test_the_dino_prior_is_active_finite_and_trains_the_projection(world, tmp_path, projection, dino_shape):
+    """conv (the release, the tiny preset): per frame, 2 layer pairs x (4 x 4) tokens x DINO width 32;
+    mlp (the earlier form): per frame, the channel-averaged (4 x 4) token map."""
+    earlier = {"prior.projection": "mlp", "prior.layer": 1, "prior.hidden": 32} if projection == "mlp" else {}
+    spec = load_endora_spec("tiny", {"vae.fit_steps": 0, **earlier})
     clips, _ = read_training_clips(world[1])
     recipe = EndoraRecipe()
     frozen = recipe.frozen(spec, clips, tmp_path / "base")
     cache = build_cache(recipe, spec, frozen, clips, tmp_path / "cache", {"test": 1})
     batch = cache.batch([0, 1])
-    assert batch["dino"].shape == (2, 16, 16)  # 16 frames x (4 x 4) tokens of the latent grid
+    assert batch["dino"].shape == dino_shape
     model = recipe.build_model(spec)
     latents = batch["mean"].permute(0, 2, 1, 3, 4)
     eps, prior = prior_loss(model, latents, torch.tensor([10, 500]), batch["dino"])
@@ -80,7 +84,8 @@ def test_the_dino_prior_is_active_finite_and_trains_the_projection(world, tmp_pa
     prior.backward()
     grads = [p.grad for p in model.prior_head.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads) and grads[0].abs().sum() > 0
-    hidden = model.transformer.transformer_blocks[spec.prior.layer].attn1.to_q.weight.grad
+    layer = spec.prior.layers[0] if projection == "conv" else spec.prior.layer
+    hidden = model.transformer.transformer_blocks[layer].attn1.to_q.weight.grad
     assert hidden is not None and hidden.abs().sum() > 0  # the prior also reaches the transformer
     scheduler = __import__("diffusers").DDPMScheduler(**spec.diffusion.scheduler_config())
     total, parts = recipe.loss(model, spec, scheduler, latents, {**batch, "timesteps": torch.tensor([3, 900])},
