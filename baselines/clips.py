@@ -137,8 +137,9 @@ class LatentCache:
         """A batch of windows: per clip a start (uniform over its cached windows; 0 for ``window: first``) and,
         with ``data.flip``, the mirrored clip with probability 1/2, drawn from ``generator`` in that order clip by
         clip; then ``data.image_num`` images per sample (``image_mean``/``image_logvar`` [B, n, C, h, w]: a
-        uniform clip, frame and flip each). ``mean``, ``logvar`` and the ``per_frame`` tensors (time first) are
-        cut to the window, [B, frames, ...]; other tensors are whole. ``start``/``flipped`` record the draws."""
+        uniform clip and frame each, never mirrored: Endora's images skip the video transforms). ``mean``,
+        ``logvar`` and the ``per_frame`` tensors (time first) are cut to the window, [B, frames, ...]; other
+        tensors are whole. ``start``/``flipped`` record the draws."""
         timed = {"mean", "logvar", *per_frame}
         parts, starts, flips = [], [], []
         for i in indices:
@@ -152,17 +153,16 @@ class LatentCache:
             flips.append(flip)
         batch = {name: torch.stack([p[name] for p in parts]) for name in parts[0]}
         if data.image_num:
-            images = [[self._image(generator, data.flip) for _ in range(data.image_num)] for _ in indices]
+            images = [[self._image(generator) for _ in range(data.image_num)] for _ in indices]
             batch["image_mean"] = torch.stack([torch.stack([m for m, _ in row]) for row in images])
             batch["image_logvar"] = torch.stack([torch.stack([v for _, v in row]) for row in images])
         return {**batch, "start": torch.tensor(starts), "flipped": torch.tensor(flips)}
 
-    def _image(self, generator: torch.Generator, flip: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean, logvar) [C, h, w] of one frame of a clip, both drawn uniformly (and mirrored w.p. 1/2)."""
+    def _image(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, logvar) [C, h, w] of one frame of a clip, both drawn uniformly."""
         tensors = self.load(int(torch.randint(len(self), (1,), generator=generator)))
         frame = int(torch.randint(len(tensors["mean"]), (1,), generator=generator))
-        side = _side(tensors, bool(flip and torch.rand(1, generator=generator).item() < 0.5))
-        return side["mean"][frame], side["logvar"][frame]
+        return tensors["mean"][frame], tensors["logvar"][frame]
 
 
 def _side(tensors: dict[str, torch.Tensor], flip: bool) -> dict[str, torch.Tensor]:

@@ -38,8 +38,8 @@ class DataSpec:
     or ``first`` (the clip's first window: runs reproducible from the manifest alone). ``flip``: each step
     mirrors the clip horizontally with probability 1/2 (Endora's ``RandomHorizontalFlipVideo``; both versions
     are encoded once into the cache). ``image_num``: Endora's joint image-video training (``use_image_num``):
-    each sample also carries that many single frames of random clips, denoised as images (spatial blocks only,
-    the sample's timestep)."""
+    each sample also carries that many single frames of random clips (never mirrored: Endora's image transform has
+    no flip), denoised as images (spatial blocks only, the sample's timestep)."""
 
     frames: int = 16
     height: int = 128

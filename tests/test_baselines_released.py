@@ -126,7 +126,7 @@ def test_random_windows_and_flips_are_drawn_from_the_seed(cache):
             assert torch.equal(batch["mean"][b, :, 0, 0, 0], window) and torch.equal(batch["dino"][b], window)
             assert batch["caption"][b].tolist() == [float(b)] * 3  # whole-clip tensors are not cut
             seen.add((b, start, flip))
-        assert batch["image_mean"].shape == (3, 2, 2, 2, 2)
+        assert batch["image_mean"].shape == (3, 2, 2, 2, 2) and (batch["image_mean"] >= 0).all()  # not mirrored
     assert {(0, s, f) for s in range(5) for f in (False, True)} <= seen  # every start and both sides occur
     first = DataSpec(frames=8, height=8, width=8, frame_interval=1)  # earlier behaviour: no draws at all
     generator = torch.Generator().manual_seed(0)
