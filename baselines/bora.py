@@ -22,6 +22,11 @@ What is matched from the released code (``configs/train.py``, ``configs/infer.py
   touches only the first ``cfg_channels`` (null: the C epsilon channels) while the other channels, the
   variance included, are the conditional prediction (Open-Sora's ``forward_with_cfg``). The ``tiny`` preset
   keeps the fixed variance.
+- **Data and EMA** (``scripts/train.py``: Open-Sora 1.0's ``DatasetFromCSV``, ``get_transforms_video``,
+  ``update_ema``): a random window of ``frames`` frames every ``frame_interval`` (``data.window: random``),
+  horizontal flips (``data.flip``), an EMA at 0.9999 kept in every checkpoint and written as the model, so
+  sampling uses it (``train.ema_decay``); ``window: first``, ``flip: false`` and ``ema_decay: null`` are the
+  suite's earlier choices.
 - **Start**: like Bora, from Open-Sora 1.0's released STDiT-XL/2 when ``init_from`` names one (a weights-registry
   name such as ``opensora-v1-hq-16x256x256``, the ``paper`` preset's, or a file): :mod:`baselines.opensora`
   converts it (fused qkv split, Conv3d patch kernel, the learned-sigma head: all 2C rows with learn_sigma, its

@@ -28,6 +28,11 @@ What is matched from the released code (``models/EnDora.py``, ``diffusion/gaussi
   the video's and the images' frames together. The prior sees the video frames only.
 - **Diffusion**: DDPM with a linear beta schedule (1e-4 .. 0.02, 1000 steps), epsilon MSE, uniform timesteps,
   AdamW lr 1e-4 without weight decay, constant LR; sampling DDPM with 250 steps, no guidance.
+- **Data, VAE and EMA** (``datasets/__init__.py`` ``col_img``, ``train.py``): a random window of ``frames``
+  frames every ``frame_interval`` (``TemporalRandomCrop``; ``data.window: random``), horizontal flips of the
+  video (``data.flip``), the VAE ``sd-vae-ft-mse``, an EMA at 0.9999 that the checkpoints keep and the sampler
+  loads: the model folder holds it (``train.ema_decay``). ``window: first``, ``flip: false``, ``image_num: 0``,
+  ``projection: mlp``, ``sd-vae-ft-ema`` and ``ema_decay: null`` are the suite's earlier choices.
 - **Learned variance** (``diffusion.learn_sigma: true`` in the ``paper`` preset, as Endora's ``learn_sigma=True``
   with IDDPM's ``LossType.MSE``): Latte's ``out_channels`` is 2C, epsilon first then IDDPM's variance
   interpolation ``v`` (Latte's own layout, which diffusers' ``LattePipeline`` splits the same way); the loss is
