@@ -73,8 +73,13 @@ def test_table_files_parse_and_agree_with_results_json(quick):
     markdown = (out / "table.md").read_text()
     md_rows = [line for line in markdown.splitlines() if line.startswith("| ") and not line.startswith("| model")]
     assert len(md_rows) == 6
-    endora = next(line for line in md_rows if line.startswith("| Endora |"))
-    assert endora.rstrip(" |").endswith("-")  # no CLIPScore for the unconditional model
+    header = [cell.strip() for cell in next(line for line in markdown.splitlines()
+                                            if line.startswith("| model")).strip("|").split("|")]
+    endora = [cell.strip() for cell in next(line for line in md_rows if line.startswith("| Endora |")).strip("|")
+              .split("|")]
+    assert endora[header.index("CLIPScore ↑")] == "-"  # no CLIPScore for the unconditional model
+    assert endora[header.index("videos from")] == "trained here (tiny preset): the raw narrated set"
+    assert table[0]["origin"] == by_name["Endora"]["origin"] == endora[header.index("videos from")]
     fid_best = min(by_name.values(), key=lambda r: r["metrics"]["fid"]["value"])
     assert f"**{fid_best['metrics']['fid']['value']:.2f}**" in markdown
     tex = (out / "table.tex").read_text()
