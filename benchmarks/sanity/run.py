@@ -28,7 +28,7 @@ from ophora.cli import user_message
 from ophora.data.atomic import remove_stale_temporaries
 from ophora.hashing import cache_key
 from ophora.sim.world import WorldConfig, build_world
-from ophora.weights import WeightsNotFoundError
+from ophora.weights import ChecksumMismatchError, WeightsNotFoundError
 
 __all__ = ["SanityRun", "run_sanity", "prepare_real", "work_folder"]
 
@@ -122,12 +122,12 @@ def _score_sets(run: SanityRun, sets: list[tuple[str, float, Path]], progress: b
 
 def _detectors_ready(run: SanityRun, group: ScoreGroup, keys: list[str]) -> bool:
     """Load the group's detectors if a set still needs them; a detector that cannot be loaded here (its weights
-    file missing) drops the group's scorers with a note instead of ending the run."""
+    file missing or not the registered one) drops the group's scorers with a note instead of ending the run."""
     if all(group.cached(key) is not None for key in keys):
         return True
     try:
         group.load_detectors()
-    except (WeightsNotFoundError, FileNotFoundError) as err:
+    except (WeightsNotFoundError, ChecksumMismatchError, FileNotFoundError) as err:
         for scorer in group.scorers:
             run.scorers.remove(scorer)
             run.notes.append(f"{scorer.label}: skipped, its detector cannot be loaded here ({user_message(err)})")
