@@ -80,6 +80,13 @@ def test_table_files_parse_and_agree_with_results_json(quick):
     assert endora[header.index("CLIPScore ↑")] == "-"  # no CLIPScore for the unconditional model
     assert endora[header.index("videos from")] == "trained here (tiny preset): the raw narrated set"
     assert table[0]["origin"] == by_name["Endora"]["origin"] == endora[header.index("videos from")]
+    # the surgical columns: the shipped detectors beside the published protocols, recorded with their protocol
+    assert {"FID (surgical) ↓", "FVD (surgical) ↓", "CLIPScore (surgical) ↑", "R@1 (surgical) ↑"} <= set(header)
+    assert endora[header.index("R@1 (surgical) ↑")] == "-"  # no prompts followed: no retrieval
+    assert results["protocols"]["surgical_fvd"]["name"] == "fvd/ophsim-surgical"
+    assert results["detectors"]["surgical_fvd"]["identifier"].startswith("ophsim-surgical:")
+    for line in table:
+        assert float(line["surgical_fvd"]) == pytest.approx(by_name[line["model"]]["metrics"]["surgical_fvd"]["value"])
     fid_best = min(by_name.values(), key=lambda r: r["metrics"]["fid"]["value"])
     assert f"**{fid_best['metrics']['fid']['value']:.2f}**" in markdown
     tex = (out / "table.tex").read_text()
@@ -107,7 +114,7 @@ def test_a_moved_cache_is_reused_and_scores_the_same(quick, tmp_path):
 
     config, root, payload, _ = quick
     moved = shutil.copytree(root / "cache", tmp_path / "moved")
-    for done in moved.glob("evaluate/*/done.json"):
+    for done in moved.glob("evaluate*/*/done.json"):  # published and surgical protocols
         done.unlink()  # evaluate again: read the moved real clips and generated videos
     hidden = root / "cache-away"
     (root / "cache").rename(hidden)
@@ -117,7 +124,7 @@ def test_a_moved_cache_is_reused_and_scores_the_same(quick, tmp_path):
     finally:
         hidden.rename(root / "cache")
     ran = [line for line in lines if line.startswith("[run]")]
-    assert ran and all(line.split()[1].startswith("evaluate/") for line in ran), ran
+    assert ran and all(line.split()[1].startswith(("evaluate/", "evaluate-surgical/")) for line in ran), ran
     for a, b in zip(payload["rows"], again["rows"]):
         for metric, m in a["metrics"].items():
             assert b["metrics"][metric]["value"] == pytest.approx(m["value"], rel=1e-9), (a["name"], metric)
@@ -205,10 +212,11 @@ def test_render_files(tmp_path):
     ]
     rows = render.table_rows(results, ["fid", "clipscore"])
     md = render.write_markdown(tmp_path / "t.md", rows, ["fid", "clipscore"], ["note"]).read_text()
-    assert "| A | **10.00** [9.00, 11.00] | **30.00** | - | - |" in md
-    assert "| B_x | 12.00 | - | 60.5 | - |" in md
+    assert "| model | FID ↓ | CLIPScore ↑ | FID (paper) |" in md  # a paper column only where the paper has numbers
+    assert "| A | **10.00** [9.00, 11.00] | **30.00** | - |" in md
+    assert "| B_x | 12.00 | - | 60.5 |" in md
     tex = render.write_latex(tmp_path / "t.tex", rows, ["fid", "clipscore"], "cap").read_text()
-    assert r"B\_x & 12.00 & - & 60.5 & - \\" in tex and r"\textbf{10.00}" in tex
+    assert r"B\_x & 12.00 & - & 60.5 \\" in tex and r"\textbf{10.00}" in tex
 
 
 def _write(tmp_path: Path, changes: dict) -> Path:

@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks import metrics as registry
 from benchmarks.table1 import render
-from benchmarks.table1.config import Table1Config, load_table1_config
+from benchmarks.table1.config import SURGICAL_PREFIX, Table1Config, load_table1_config
 from benchmarks.table1.preflight import format_missing, leakage, preflight
 from benchmarks.table1.stages import Table1Run
 from ophora.data.atomic import remove_stale_temporaries
@@ -133,9 +133,16 @@ def _notes(config: Table1Config, payload: dict[str, Any]) -> list[str]:
              f"real reference set: {n_real} clips; prompts: {payload['prompts']['n']} x "
              f"{payload['prompts']['videos_per_prompt']} video(s) per row; values with 95% bootstrap intervals "
              f"over videos; '-': not applicable (unconditional model, no CLIPScore)"]
-    if not payload["comparable_with_literature"]:
-        notes.append("detectors are random-init stand-ins (no published weights on this machine): these numbers "
-                     "rank nothing and are not comparable with any published FID/FVD/CLIPScore")
+    surgical = any(k.startswith(SURGICAL_PREFIX) for k in payload["protocols"])
+    published = {k: d for k, d in payload["detectors"].items() if not k.startswith(SURGICAL_PREFIX)}
+    if not all(d["comparable_with_literature"] for d in published.values()):
+        notes.append("FID, FVD, CLIPScore: detectors are random-init stand-ins (no published weights on this "
+                     "machine): these columns rank nothing and are not comparable with any published number")
+    if surgical:
+        notes.append("(surgical) columns: the suite's surgical detectors, trained on OphSim worlds no evaluation "
+                     "uses (`ophsim-surgical` protocols; R@1: text-to-video retrieval recall at 1 within each "
+                     "row's videos); what they respond to is measured by `python -m benchmarks.sanity` "
+                     "(results/sanity/); not comparable with published numbers")
     if any(r["published"] for r in payload["rows"]):
         notes.append("paper columns: the published Table 1 (poster OCR, REFERENCE.md section 1)")
     return notes
@@ -144,6 +151,7 @@ def _notes(config: Table1Config, payload: dict[str, Any]) -> list[str]:
 def _write_outputs(config, output: Path, payload, results, sets, prompts) -> None:
     output.mkdir(parents=True, exist_ok=True)
     metrics = [m for m in registry.names() if m in config.metrics.metrics]
+    metrics += [f"{SURGICAL_PREFIX}{m}" for m in registry.names() if m in config.metrics.surgical]
     table = render.table_rows(payload["rows"], metrics)
     notes = _notes(config, payload)
     render.write_markdown(output / "table.md", table, metrics, notes)

@@ -85,6 +85,13 @@ class MetricConfig:
     bootstrap: int = 200
     batch_size: int = 8
     detector_seed: int = 0
+    # Metrics also scored with the surgical detectors shipped with the suite (protocol "<metric>/ophsim-surgical"),
+    # as columns "surgical_<metric>" beside the published-protocol ones: fid, fvd, clipscore, recall.
+    surgical: tuple[str, ...] = ()
+
+
+SURGICAL_METRICS = ("fid", "fvd", "clipscore", "recall")
+SURGICAL_PREFIX = "surgical_"
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,10 @@ def load_table1_config(name_or_path: str | os.PathLike = "demo", overrides: dict
     raw = {**apply_overrides(raw, overrides, source), "source": recorded}
     config = build_config(Table1Config, raw, source)
     _check_rows(config, source)
+    unknown = sorted(set(config.metrics.surgical) - set(SURGICAL_METRICS))
+    if unknown:
+        raise ConfigError("metrics.surgical", f"no surgical protocol for {unknown}; choose from "
+                                              f"{list(SURGICAL_METRICS)}", source)
     return config
 
 

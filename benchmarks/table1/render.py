@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchmarks import metrics as registry
+from benchmarks.table1.config import SURGICAL_PREFIX
 from ophora.data.atomic import atomic_path, atomic_write_text
 from ophora.data.video import Uniform, read_video
 from ophora.tables import ARROWS, Column, Table, csv_text, latex, markdown
@@ -37,22 +38,33 @@ def table_rows(results: Sequence[dict[str, Any]], metrics: Sequence[str]) -> lis
     return rows
 
 
+def _metric(column: str):
+    """The metric class of a column: ``fid`` or ``surgical_fid`` (the same metric under the surgical protocol)."""
+    return registry.get(column.removeprefix(SURGICAL_PREFIX))
+
+
+def _title(column: str) -> str:
+    """``FID``, or ``FID (surgical)`` for a surgical column."""
+    name = _metric(column).display_name
+    return f"{name} (surgical)" if column.startswith(SURGICAL_PREFIX) else name
+
+
 def _direction(metric: str) -> str:
-    return "higher" if registry.get(metric).higher_is_better else "lower"
+    return "higher" if _metric(metric).higher_is_better else "lower"
 
 
 def _header(metric: str) -> str:
-    return f"{registry.get(metric).display_name} {ARROWS[_direction(metric)][0]}"
+    return f"{_title(metric)} {ARROWS[_direction(metric)][0]}"
 
 
 def table(rows: list[dict[str, Any]], metrics: Sequence[str], notes: Sequence[str] = (), caption: str = "") -> Table:
     """The table of :func:`table_rows` records: model, one column per metric (value, interval, best in bold),
     and the paper's numbers per metric when any row has them."""
     columns = [Column("model", "model", tex="Model", align="l")]
-    columns += [Column(m, registry.get(m).display_name, number=True, interval=(f"{m}_low", f"{m}_high"),
+    columns += [Column(m, _title(m), number=True, interval=(f"{m}_low", f"{m}_high"),
                        better=_direction(m)) for m in metrics]
-    if any(r[f"{m}_published"] is not None for r in rows for m in metrics):
-        columns += [Column(f"{m}_published", f"{registry.get(m).display_name} (paper)") for m in metrics]
+    published = [m for m in metrics if any(r[f"{m}_published"] is not None for r in rows)]
+    columns += [Column(f"{m}_published", f"{_title(m)} (paper)") for m in published]
     if any(r.get("origin") for r in rows):
         columns.append(Column("origin", "videos from", tex="Videos from", align="l"))
     return Table(tuple(columns), tuple(rows), caption=caption, notes=tuple(notes))

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from baselines import get
 from benchmarks.cache import set_aside
 from benchmarks.evaluate import EvalConfig, evaluate
-from benchmarks.table1.config import PromptConfig, Row, Table1Config
+from benchmarks.table1.config import SURGICAL_PREFIX, PromptConfig, Row, Table1Config
 from ophora.configs import ConfigError, build_config
 from ophora.curation.config import CurationConfig
 from ophora.curation.outputs import link_clip
@@ -303,8 +303,44 @@ class Table1Run:
 
         done = self.stage("evaluate", _slug(result.row.name), inputs, work, everyone=True)
         payload = json.loads(Path(done.record["evaluation"]).read_text())
+        if m.surgical:
+            payload = _with_surgical(payload, self._evaluate_surgical(result, real, cfg))
         result.evaluation = payload
         return payload
+
+    def _evaluate_surgical(self, result: RowResult, real: Path, published: EvalConfig) -> dict:
+        """The row scored with the surgical detectors shipped with the suite (``<metric>/ophsim-surgical``)."""
+        text = ("clipscore", "recall")
+        metrics = tuple(x for x in self.config.metrics.surgical if x not in text or result.conditional)
+        cfg = dataclasses.replace(published, metrics=metrics,
+                                  protocols=tuple((x, f"{x}/ophsim-surgical") for x in metrics))
+        inputs = {"eval": cfg, "videos": [s.key for s in result.stages] or result.videos,
+                  "real": self.data_key("real")}
+
+        def work(folder: Path) -> dict:
+            payload = evaluate(dataclasses.replace(cfg, out=None))
+            if payload is not None:
+                write_json(folder / "evaluation.json", payload, config=cfg, seed=cfg.seed)
+            return {"evaluation": str(folder / "evaluation.json")}
+
+        done = self.stage("evaluate-surgical", _slug(result.row.name), inputs, work, everyone=True)
+        return json.loads(Path(done.record["evaluation"]).read_text())
+
+
+def _with_surgical(published: dict, surgical: dict) -> dict:
+    """One evaluation payload: the surgical scores under ``surgical_<metric>`` beside the published-protocol ones
+    (metrics, per-video scores, protocols, detectors, failures)."""
+    def prefixed(mapping: dict) -> dict:
+        return {f"{SURGICAL_PREFIX}{k}": v for k, v in mapping.items()}
+
+    merged = dict(published)
+    for key in ("metrics", "per_video", "protocols"):
+        merged[key] = {**published.get(key, {}), **prefixed(surgical.get(key, {}))}
+    merged["detectors"] = {**published.get("detectors", {}), **prefixed(surgical.get("detectors", {}))}
+    merged["failed"] = published.get("failed", []) + [{**f, "surgical": True} for f in surgical.get("failed", [])]
+    merged["comparable_with_literature"] = bool(published.get("comparable_with_literature")
+                                                and surgical.get("comparable_with_literature"))
+    return merged
 
 
 def _slug(name: str) -> str:
