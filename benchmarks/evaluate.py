@@ -428,18 +428,40 @@ def _kind(detector: dict[str, Any]) -> str:
 
 
 def summary_table(payload: dict[str, Any]) -> str:
-    """A short text table: metric, value, 95% interval, N real, N fake, protocol, comparable."""
+    """A short text table (metric, value, 95% interval, N real, N fake, protocol, comparable), then what the JSON
+    knows and a reader should not miss: each metric's warnings (rank-deficient covariances, N below the feature
+    dimension), a distance interval reaching below zero (printed clipped at 0, with a note), a CLIPScore clamped
+    at 0 (with its unclamped mean), and for random-init detectors a banner with the command that fetches the
+    published weights."""
     lines = [f"{'metric':<10} {'value':>12} {'95% CI':>25} {'N real':>7} {'N fake':>7}  protocol"]
+    notes: list[str] = []
     for name, m in payload["metrics"].items():
         value = "n/a" if m.get("value") is None else f"{m['value']:.4f}"
         ci = m.get("ci")
-        ci_text = f"[{ci['low']:.4f}, {ci['high']:.4f}]" if ci else "-"
+        ci_text = "-"
+        if ci:
+            distance = not registry.get(name).higher_is_better
+            low = max(ci["low"], 0.0) if distance else ci["low"]
+            ci_text = f"[{low:.4f}, {ci['high']:.4f}]"
+            if distance and ci["low"] < 0:
+                notes.append(f"{name}: the interval's lower end {ci['low']:.4f} lies below zero (a distance cannot); "
+                             f"printed clipped at 0, the result file keeps it")
         flag = "" if m["detector"]["comparable_with_literature"] else f"  ({_kind(m['detector'])}: not comparable)"
         lines.append(f"{name:<10} {value:>12} {ci_text:>25} {m.get('n_real', '-')!s:>7} {m.get('n_fake', '-')!s:>7}"
                      f"  {m['protocol']['name']}{flag}")
+        notes += [f"{name}: {w}" for w in m.get("warnings") or []]
+        unclamped = m.get("mean_unclamped")
+        if unclamped is not None and m.get("value") is not None and unclamped < m["value"]:
+            notes.append(f"{name}: the mean over videos is {unclamped:.4f}, clamped at 0 as torchmetrics does")
     if payload["failed"]:
-        lines.append(f"{len(payload['failed'])} failed input(s); see 'failed' in the result file")
-    return "\n".join(lines)
+        notes.append(f"{len(payload['failed'])} failed input(s); see 'failed' in the result file")
+    random = sorted({d["detector"] for d in payload.get("detectors", {}).values()
+                     if str(d.get("identifier", "")).startswith("random-init")})
+    if random:
+        notes.append(f"RANDOM-INIT detectors ({', '.join(random)}): these numbers rank nothing and are not "
+                     f"comparable with any published value; `python -m ophora.weights list` names the published "
+                     f"files and `python -m ophora.weights fetch NAME` downloads one, then pass --weights pretrained")
+    return "\n".join(lines + [f"note: {n}" for n in notes])
 
 
 def _metric_value(text: str, option: str) -> tuple[str, str]:

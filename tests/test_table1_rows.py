@@ -1,7 +1,7 @@
 """Table 1's rows: what each says about where its videos come from (fast: configs only, no run)."""
 from __future__ import annotations
 
-from benchmarks.table1 import load_table1_config, render
+from benchmarks.table1 import _detector_stamp, load_table1_config, render
 
 
 def test_every_row_says_where_its_videos_come_from_with_one_definition_across_configs():
@@ -17,3 +17,10 @@ def test_every_row_says_where_its_videos_come_from_with_one_definition_across_co
     rows = render.table_rows([{"name": "Endora", "origin": origins["paper"]["Endora"], "metrics": {}}], ["fid"])
     table = render.table(rows, ["fid"])
     assert table.columns[-1].title == "videos from" and table.records[0]["origin"] == origins["paper"]["Endora"]
+
+
+def test_the_metrics_figure_is_stamped_with_its_detectors():
+    payload = {"detectors": {"fid": {"identifier": "random-init:fid-inception-v3:seed=0"},
+                             "surgical_fvd": {"identifier": "ophsim-surgical:video:ophsim-surgical-video-v1"}}}
+    assert _detector_stamp(payload) == ("detectors: fid: random-init:fid-inception-v3, "
+                                        "surgical_fvd: ophsim-surgical:video")

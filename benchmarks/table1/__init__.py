@@ -148,6 +148,14 @@ def _notes(config: Table1Config, payload: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _detector_stamp(payload: dict[str, Any]) -> str:
+    """One line naming each column's detector (``random-init:...``, ``ophsim-surgical:...`` or the published
+    file), so a figure shown alone still says what made its numbers."""
+    parts = [f"{key}: {':'.join(str(d.get('identifier', '?')).split(':')[:2])}"
+             for key, d in sorted(payload["detectors"].items())]
+    return "detectors: " + ", ".join(parts)
+
+
 def _write_outputs(config, output: Path, payload, results, sets, prompts) -> None:
     output.mkdir(parents=True, exist_ok=True)
     metrics = [m for m in registry.names() if m in config.metrics.metrics]
@@ -163,6 +171,6 @@ def _write_outputs(config, output: Path, payload, results, sets, prompts) -> Non
         items = load_video_set(result.videos).items
         grid_rows.append((result.row.name, items[0].path if items else None))
     render.frame_grid(output / "frame_grid.png", grid_rows, prompts[0].text if prompts else "", config.grid_frames)
-    render.metric_chart(output / "metrics.png", table, metrics, f"Table 1 ({config.name})")
+    render.metric_chart(output / "metrics.png", table, metrics, f"Table 1 ({config.name})\n{_detector_stamp(payload)}")
     write_json(output / "results.json", payload, config=config, seed=config.seed,
                roots={"$work": payload["cache"]["folder"], "$cache": cache_dir()})
