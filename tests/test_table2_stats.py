@@ -38,8 +38,11 @@ def test_seed_summary_is_mean_sample_std_and_t_interval():
     assert summary["mean"] == pytest.approx(43.0) and summary["std"] == pytest.approx(np.std([40, 42, 47], ddof=1))
     low, high = scipy_stats.t.interval(0.95, 2, loc=43.0, scale=summary["std"] / math.sqrt(3))
     assert summary["ci95_seeds"] == pytest.approx([low, high]) and summary["per_seed"] == [40.0, 42.0, 47.0]
+    assert summary["ci95_seeds_clipped"] is False
     one = seed_summary([25.0])
     assert one["mean"] == 25.0 and one["std"] is None and one["ci95_seeds"] is None and one["n"] == 1
+    wide = seed_summary([2.0, 95.0])  # two seeds far apart: the raw t-interval spans about [-542, 639]
+    assert wide["ci95_seeds"] == [0.0, 100.0] and wide["ci95_seeds_clipped"] is True
 
 
 def test_mcnemar_exact_matches_scipy_binomtest():

@@ -37,15 +37,19 @@ TEST_NAME = ("paired bootstrap over the clips of each split (two-sided, centred;
 TOPK = {"top1": 1, "top5": 5}
 
 
-def seed_summary(values: Sequence[float]) -> dict:
-    """``{n, per_seed, mean, std, ci95_seeds}`` of one cell's values over its seeds (same units as ``values``)."""
+def seed_summary(values: Sequence[float], bounds: tuple[float, float] = (0.0, 100.0)) -> dict:
+    """``{n, per_seed, mean, std, ci95_seeds}`` of one cell's values over its seeds (same units as ``values``).
+    The t-interval is clipped to ``bounds`` (an accuracy in percent cannot leave [0, 100]); ``ci95_seeds_clipped``
+    says whether it was."""
     x = np.asarray(values, dtype=np.float64)
     n = len(x)
     out = {"n": n, "per_seed": x.tolist(), "mean": float(x.mean()) if n else None, "std": None, "ci95_seeds": None}
     if n >= 2:
         std = float(x.std(ddof=1))
         half = float(scipy_stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-        out.update(std=std, ci95_seeds=[out["mean"] - half, out["mean"] + half])
+        raw = [out["mean"] - half, out["mean"] + half]
+        clipped = [min(max(end, bounds[0]), bounds[1]) for end in raw]
+        out.update(std=std, ci95_seeds=clipped, ci95_seeds_clipped=clipped != raw)
     return out
 
 
