@@ -77,8 +77,32 @@ class ClipScoreProtocol:
         return detector, detector.info
 
 
+class DualEncoderClips:
+    """What the protocols on the surgical dual encoder share (``clipscore/ophsim-surgical``,
+    ``recall/ophsim-surgical``): one ``clip_length``-frame clip from the middle of each video, prepared as the
+    encoder's input, and the shipped ``ophsim-surgical:dual`` weights."""
+
+    clip_length: int
+    name: str
+
+    def frame_indices(self, num_frames: int, role: str, seed: int, key: str) -> np.ndarray:
+        if num_frames < 1:
+            raise ShortVideoError("has no frames")
+        return middle_clip(num_frames, self.clip_length)
+
+    def prepare(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [16, H, W, 3] -> float32 [16, 3, 64, 64] in [0, 1] (worker side)."""
+        return to_input(frames)
+
+    def weights_entry(self, cfg: Any) -> str | None:
+        return "ophsim-surgical:dual"
+
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        return load_surgical("dual", weights, cfg.detector_seed, self.name)
+
+
 @dataclass(frozen=True)
-class SurgicalClipScoreProtocol:
+class SurgicalClipScoreProtocol(DualEncoderClips):
     """CLIPScore with the surgical dual encoder (shipped weights): one 16-frame clip per video."""
 
     shipped_weights: ClassVar[bool] = True
@@ -101,25 +125,10 @@ class SurgicalClipScoreProtocol:
                       "one unknown embedding)"
     comparable: str = "not comparable with any published CLIPScore (a surgical-domain detector)"
 
-    def frame_indices(self, num_frames: int, role: str, seed: int, key: str) -> np.ndarray:
-        if num_frames < 1:
-            raise ShortVideoError("has no frames")
-        return middle_clip(num_frames, self.clip_length)
-
-    def prepare(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 [16, H, W, 3] -> float32 [16, 3, 64, 64] in [0, 1] (worker side)."""
-        return to_input(frames)
-
     def video_scores(self, detector: Any, batch: torch.Tensor, prompts: Sequence[str]) -> np.ndarray:
         """Per-video scores float64 [B] of clips [B, 16, 3, 64, 64] against their prompts."""
         videos, texts = dual_embeddings(detector, batch, prompts)
         return (self.scale * (videos * texts).sum(-1)).double().numpy()
-
-    def weights_entry(self, cfg: Any) -> str | None:
-        return "ophsim-surgical:dual"
-
-    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
-        return load_surgical("dual", weights, cfg.detector_seed, self.name)
 
 
 def video_clip_scores(detector: Any, frames: np.ndarray | torch.Tensor, prompts: Sequence[str],

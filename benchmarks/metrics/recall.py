@@ -16,17 +16,18 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import torch
 
-from benchmarks.detectors.surgical import dual_embeddings, load_surgical, middle_clip, to_input
+from benchmarks.detectors.surgical import dual_embeddings
 from benchmarks.features.extract import dist_info, gather_objects
-from benchmarks.metrics.base import Metric, ShortVideoError
+from benchmarks.metrics.base import Metric
 from benchmarks.metrics.bootstrap import bootstrap_mean
+from benchmarks.metrics.clipscore import DualEncoderClips
 from ophora.seeding import derive_seed
 
 __all__ = ["RecallProtocol", "EmbeddingState", "Recall", "query_ranks", "recall_at"]
 
 
 @dataclass(frozen=True)
-class RecallProtocol:
+class RecallProtocol(DualEncoderClips):
     """Text-to-video recall@k within the generated set with the surgical dual encoder (shipped weights)."""
 
     shipped_weights: ClassVar[bool] = True
@@ -55,21 +56,6 @@ class RecallProtocol:
     @property
     def k_values(self) -> tuple[int, ...]:
         return tuple(int(k) for k in self.ks.split(",") if k.strip())
-
-    def frame_indices(self, num_frames: int, role: str, seed: int, key: str) -> np.ndarray:
-        if num_frames < 1:
-            raise ShortVideoError("has no frames")
-        return middle_clip(num_frames, self.clip_length)
-
-    def prepare(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 [16, H, W, 3] -> float32 [16, 3, 64, 64] in [0, 1] (worker side)."""
-        return to_input(frames)
-
-    def weights_entry(self, cfg: Any) -> str | None:
-        return "ophsim-surgical:dual"
-
-    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
-        return load_surgical("dual", weights, cfg.detector_seed, self.name)
 
 
 def query_ranks(similarity: np.ndarray, relevant: np.ndarray) -> np.ndarray:
