@@ -16,13 +16,14 @@ from ophora.generation import read_prompts
 from ophora.generation.sampler import write_videos
 
 
-def _killed_writer(target) -> list:
-    """Start a process that opens an atomic write of ``target`` and hangs, SIGKILL it; the temporaries left."""
+def _killed_writer(target, helper: str = "atomic_path", write: str = 'tmp.write_bytes(b"half a video")') -> list:
+    """Start a process that opens ``helper`` (atomic_path or atomic_dir) on ``target``, runs ``write`` inside it
+    and hangs; SIGKILL it; return the temporaries it left beside ``target``."""
     script = textwrap.dedent(f"""
-        import sys, time
-        from ophora.data.atomic import atomic_path
-        with atomic_path({str(target)!r}) as tmp:
-            tmp.write_bytes(b"half a video")
+        import time
+        from ophora.data.atomic import {helper}
+        with {helper}({str(target)!r}) as tmp:
+            {write}
             print("writing", flush=True)
             time.sleep(60)
     """)
@@ -32,7 +33,8 @@ def _killed_writer(target) -> list:
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
-    return [p for p in target.parent.iterdir() if p.name.startswith(f".{target.stem}.")]
+    stem = target.name if helper == "atomic_dir" else target.stem  # a folder keeps its whole name
+    return [p for p in target.parent.iterdir() if p.name.startswith(f".{stem}.")]
 
 
 def test_a_killed_writers_temporary_is_removed_and_live_or_foreign_ones_are_kept(tmp_path):
@@ -68,21 +70,7 @@ def test_the_generation_writer_sweeps_a_killed_runs_half_written_video(tmp_path)
 
 
 def test_a_killed_folder_writer_is_swept_and_a_finished_folder_replaces_the_old(tmp_path):
-    script = textwrap.dedent(f"""
-        import time
-        from ophora.data.atomic import atomic_dir
-        with atomic_dir({str(tmp_path / "model")!r}) as tmp:
-            (tmp / "weights.safetensors").write_bytes(b"half")
-            print("writing", flush=True)
-            time.sleep(60)
-    """)
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "writing"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    left = [p for p in tmp_path.iterdir() if p.name.startswith(".model.")]
+    left = _killed_writer(tmp_path / "model", "atomic_dir", '(tmp / "weights.safetensors").write_bytes(b"half")')
     assert len(left) == 1 and left[0].is_dir() and not (tmp_path / "model").exists()
     assert remove_stale_temporaries(tmp_path) == left and not left[0].exists()
     for version in ("old", "new"):
