@@ -50,7 +50,6 @@ line without a traceback and exits 1.
 from __future__ import annotations
 
 import argparse
-import errno
 import logging
 import sys
 import tempfile
@@ -66,6 +65,7 @@ from benchmarks import metrics as registry
 from benchmarks.detectors import CustomWeights
 from benchmarks.features import FailedVideoError, dist_info, extract, gather_objects
 from benchmarks.metrics.base import Metric, describe
+from ophora.cli import user_message
 from ophora.data.external import ExternalVideosError
 from ophora.data.manifests import ManifestError
 from ophora.data.sets import VideoSet, load_video_set
@@ -526,12 +526,6 @@ _USER_ERRORS = (FailedVideoError, EvaluationInputError, ManifestError, ExternalV
                 OSError)
 
 
-def _user_message(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        return f"{err} (the disk is full: free space, or point $OPHORA_CACHE / TMPDIR / --out elsewhere, and rerun)"
-    return str(err) or type(err).__name__
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("benchmarks").setLevel(logging.INFO)  # cache hits and misses
@@ -544,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         payload = evaluate(cfg)
     except _USER_ERRORS as err:
-        print(f"error: {_user_message(err)}", file=sys.stderr)
+        print(f"error: {user_message(err)}", file=sys.stderr)
         return 1
     if payload is None:
         return 0
