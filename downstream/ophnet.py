@@ -10,14 +10,22 @@ A clip is one CSV row (``video_id,start,end,split,surgery_id,phase_id[,operation
   seconds (the challenge CSVs, which have no ``segment_path``);
 - ``trim="auto"``: segments when the CSV has ``segment_path``, else untrimmed.
 
-**Sampling** (:class:`ClipSampling`, one per model recipe). ``frames`` frames ``stride`` source frames apart,
-covering ``span = (frames - 1) * stride + 1`` source frames, starting at ``position * (N - span)`` for a clip of
-N frames: a random position in [0, 1] per (seed, epoch, clip) for training, ``views`` evenly spaced positions
-(0.5 for one view) for testing. **Short clips**: when a clip has fewer than ``span`` frames the window starts at
-frame 0 and every index past the end is clamped to the last frame, so the last frame repeats (PySlowFast's
-``temporal_sampling`` does the same). Frames are resized so the shorter side is ``short_side`` pixels, then
-cropped to ``crop`` x ``crop`` (random crop + horizontal flip [+ RandAugment] for training) and normalised with
-the Kinetics mean and std used by PySlowFast (0.45, 0.225). **Testing** follows PySlowFast's multi-view test:
+**Sampling** (:class:`ClipSampling`, one per model recipe). **In seconds** (``target_fps`` set, the paper
+recipes: 30 fps, PySlowFast's ``DATA.TARGET_FPS``): a window of ``frames * stride / target_fps`` seconds
+(``frames * stride * fps / target_fps`` frames of a clip at ``fps``) with ``frames`` indices spaced evenly across
+it (:class:`TimedWindow`, PySlowFast's ``get_start_end_idx`` + ``temporal_sampling``), so a real clip at 15, 30
+or 60 fps and a synthetic clip at 8 fps are seen over the same time (the 8 fps clip's frames repeat).
+**In source frames** (``target_fps: null``, the earlier behaviour): ``frames`` frames ``stride`` source frames
+apart, covering ``span = (frames - 1) * stride + 1`` frames (:class:`StridedWindow`), so the time depends on
+the source rate. Either window starts at ``position * (N - window)`` for a clip of N frames: a random position in
+[0, 1] per (seed, epoch, clip) for training, ``views`` evenly spaced positions (0.5 for one view) for testing.
+**Short clips**: when a clip is shorter than the window it starts at frame 0 and every index past the end is
+clamped to the last frame, so the last frame repeats (PySlowFast's ``temporal_sampling`` does the same).
+:func:`window_report` says, per data source, the frame rates, the window in seconds and the time it covers.
+Frames are resized so the shorter side is ``short_side`` pixels (drawn in ``jitter`` for training when set),
+then augmented for training as the recipe says (:func:`_transforms`: timm RandAugment, random or
+random-resized crop, flip, random erasing; ``num_sample`` augmentations of one decoded window) and normalised
+with the Kinetics mean and std used by PySlowFast (0.45, 0.225). **Testing** follows PySlowFast's multi-view test:
 with one spatial crop, the centre ``test_crop`` x ``test_crop`` of frames whose shorter side is ``short_side``;
 with ``spatial_crops`` > 1 (SlowFast's Kinetics recipe: 3 at 256), frames are resized so that the shorter side
 is ``test_crop`` and crops of that size are taken evenly along the longer side (first, centre, last), each
@@ -39,12 +47,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ophora.data.frames import FrameSelection
 from ophora.data.manifests import read_ophnet_csv
 from ophora.data.video import Strided, VideoDecodeError, probe, read_video
 from ophora.registry import lookup
 from ophora.seeding import derive_seed, rng
 
 __all__ = ["TASKS", "OPHNET_NUM_CLASSES", "KINETICS_MEAN", "KINETICS_STD", "ClipSampling", "StridedWindow",
+           "TimedWindow", "window_report",
            "crop_offsets", "spatial_crops",
            "ClipSource", "load_clips", "scan_clips", "describe_problems", "ClipDataset", "num_classes_of"]
 
@@ -56,30 +66,70 @@ Trim = Literal["auto", "segments", "untrimmed"]
 
 @dataclass(frozen=True)
 class ClipSampling:
-    """How a model sees a clip: ``frames`` frames ``stride`` source frames apart, resized to ``short_side`` px
+    """How a model sees a clip: ``frames`` frames ``stride`` frames apart, resized to ``short_side`` px
     (shorter side) and cropped to ``crop`` px for training; at test time ``views`` temporal views times
-    ``spatial_crops`` crops of ``test_crop`` px (default ``crop``; see the module docstring), averaged;
-    ``randaugment``: RandAugment (m, n) for training, or None."""
+    ``spatial_crops`` crops of ``test_crop`` px (default ``crop``; see the module docstring), averaged.
+
+    ``target_fps``: the stride counts frames of the clip resampled to this rate (PySlowFast's
+    ``DATA.TARGET_FPS``, 30), so a window spans ``frames * stride / target_fps`` seconds whatever the source rate;
+    None counts source frames (the suite's earlier behaviour, an ablation). Training augmentation: ``jitter``
+    (a, b) draws the shorter side in [a, b] px per clip (SlowFast's short-side jitter) instead of ``short_side``;
+    ``rrc_scale`` (lo, hi) replaces the random crop by a random-resized crop of that area fraction and aspect
+    ``rrc_ratio`` (MViTv2); ``randaugment``: a timm RandAugment string (``rand-m7-n4-mstd0.5-inc1``,
+    :mod:`downstream.augment`), with ``randaugment_impl: torchvision`` the earlier torchvision RandAugment at that
+    m and n; ``erase_prob``: PySlowFast's cube random erasing; ``num_sample``: augmented samples per decoded clip
+    (repeated augmentation)."""
 
     frames: int
     stride: int
     crop: int
     short_side: int
     views: int = 1
-    randaugment: tuple[int, int] | None = None
+    randaugment: str | None = None
     spatial_crops: int = 1
     test_crop: int | None = None
+    target_fps: float | None = None
+    jitter: tuple[int, int] | None = None
+    rrc_scale: tuple[float, float] | None = None
+    rrc_ratio: tuple[float, float] = (0.75, 4 / 3)
+    randaugment_impl: str = "timm"
+    erase_prob: float = 0.0
+    num_sample: int = 1
 
     def __post_init__(self):
         if self.test_crop is None:
             object.__setattr__(self, "test_crop", self.crop)
         if min(self.frames, self.stride, self.crop, self.short_side, self.views, self.spatial_crops,
-               self.test_crop) < 1:
+               self.test_crop, self.num_sample) < 1:
             raise ValueError(f"ClipSampling fields must be >= 1, got {self}")
         if self.short_side < self.crop:
             raise ValueError(f"short_side ({self.short_side}) must be >= crop ({self.crop})")
         if self.test_short_side < self.test_crop:
             raise ValueError(f"short_side ({self.short_side}) must be >= test_crop ({self.test_crop})")
+        if self.target_fps is not None and self.target_fps <= 0:
+            raise ValueError(f"target_fps must be positive or None, got {self.target_fps}")
+        if self.jitter is not None:
+            object.__setattr__(self, "jitter", tuple(int(v) for v in self.jitter))
+            if len(self.jitter) != 2 or not self.crop <= self.jitter[0] <= self.jitter[1]:
+                raise ValueError(f"jitter must be [low, high] with crop ({self.crop}) <= low <= high, "
+                                 f"got {list(self.jitter)}")
+        if self.rrc_scale is not None:
+            object.__setattr__(self, "rrc_scale", tuple(float(v) for v in self.rrc_scale))
+            if len(self.rrc_scale) != 2 or not 0 < self.rrc_scale[0] <= self.rrc_scale[1] <= 1:
+                raise ValueError(f"rrc_scale must be [low, high] with 0 < low <= high <= 1, got {self.rrc_scale}")
+        object.__setattr__(self, "rrc_ratio", tuple(float(v) for v in self.rrc_ratio))
+        if self.randaugment_impl not in ("timm", "torchvision"):
+            raise ValueError(f"randaugment_impl must be 'timm' or 'torchvision', got {self.randaugment_impl!r}")
+        if self.randaugment is not None:
+            from downstream.augment import parse_randaugment
+
+            if not isinstance(self.randaugment, str):
+                raise ValueError(f"randaugment must be a timm RandAugment string such as 'rand-m7-n4-mstd0.5-inc1' "
+                                 f"(the earlier [m, n] pair of torchvision's RandAugment is randaugment: rand-m<m>-n<n>"
+                                 f" with randaugment_impl: torchvision), got {self.randaugment!r}")
+            parse_randaugment(self.randaugment)
+        if not 0.0 <= self.erase_prob <= 1.0:
+            raise ValueError(f"erase_prob must be in [0, 1], got {self.erase_prob}")
 
     @property
     def test_short_side(self) -> int:
@@ -94,8 +144,21 @@ class ClipSampling:
 
     @property
     def span(self) -> int:
-        """Source frames covered by one sample."""
+        """Source frames covered by one sample when frames are counted at the source rate (``target_fps`` None)."""
         return (self.frames - 1) * self.stride + 1
+
+    def window_seconds(self, fps: float) -> float:
+        """Seconds one sample spans in a clip at ``fps`` that is long enough: ``frames * stride / target_fps``
+        (PySlowFast's clip size), or ``span / fps`` when frames are counted at the source rate."""
+        if self.target_fps is not None:
+            return self.frames * self.stride / self.target_fps
+        return self.span / fps
+
+    def selection(self, position: float) -> "StridedWindow | TimedWindow":
+        """The frame selection of one sample at ``position`` in [0, 1]."""
+        if self.target_fps is not None:
+            return TimedWindow(self.frames, self.stride, position, self.target_fps)
+        return StridedWindow(self.frames, self.stride, position)
 
     def positions(self, train: bool, seed: int, epoch: int, index: int) -> list[float]:
         """Start positions in [0, 1]: one random (training) or ``views`` evenly spaced (testing)."""
@@ -104,6 +167,30 @@ class ClipSampling:
         if self.views == 1:
             return [0.5]
         return [k / (self.views - 1) for k in range(self.views)]
+
+
+@dataclass(frozen=True)
+class TimedWindow(FrameSelection):
+    """PySlowFast's sampling in seconds (``decoder.get_start_end_idx`` + ``temporal_sampling``): a window of
+    ``frames * stride / target_fps`` seconds, i.e. ``frames * stride * fps / target_fps`` source frames, starts
+    ``position`` of the way into the clip (0 first, 1 as late as it fits; 0 when the clip is shorter) and
+    ``frames`` indices are spaced evenly from its first to its last frame (linspace, truncated); indices past
+    the clip's end repeat its last frame. The window covers the same time at any source rate."""
+
+    frames: int
+    stride: int
+    position: float
+    target_fps: float
+
+    def indices(self, num_frames: int, fps: float) -> np.ndarray:
+        if num_frames < 1:
+            raise ValueError("the clip has no frame")
+        if fps <= 0:
+            raise ValueError(f"the clip's frame rate must be positive, got {fps}")
+        size = self.frames * self.stride * fps / self.target_fps
+        start = min(max(self.position, 0.0), 1.0) * max(num_frames - size, 0.0)
+        index = np.linspace(start, start + size - 1, self.frames)
+        return np.clip(index, 0, num_frames - 1).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -204,7 +291,33 @@ def scan_clips(df: pd.DataFrame, workers: int = 8) -> tuple[pd.DataFrame, pd.Dat
     ok = df[~bad].copy()
     for key in ("height", "width", "fps"):
         ok[key] = [found[p][key] for p in ok["clip_path"]]
+    whole = np.array([found[p]["duration"] for p in ok["clip_path"]], dtype=float)
+    start, end = ok["window_start"].to_numpy(float), ok["window_end"].to_numpy(float)
+    windowed = ~np.isnan(start)
+    ok["duration"] = np.where(windowed, np.minimum(np.nan_to_num(end, nan=0.0), whole) - np.nan_to_num(start), whole)
     return ok, problems
+
+
+def window_report(df: pd.DataFrame, sampling: ClipSampling) -> dict:
+    """How much time one training sample of ``sampling`` covers in the clips of ``df`` (rows of
+    :func:`scan_clips`, with ``fps`` and ``duration``): the clips' frame rates and durations (min, median, max),
+    the window in seconds (``frames * stride / target_fps``, or the span of source frames at each clip's rate),
+    the seconds it actually covers (the window, or the whole clip when shorter: its last frame then repeats) and
+    how many clips are shorter than the window."""
+    if not len(df) or "fps" not in df.columns:
+        return {"clips": int(len(df))}
+    fps = df["fps"].to_numpy(float)
+    window = np.array([sampling.window_seconds(f) for f in fps])
+    duration = df["duration"].to_numpy(float) if "duration" in df.columns else np.full(len(df), np.nan)
+    covered = np.where(np.isnan(duration), window, np.minimum(window, duration))
+
+    def spread(values: np.ndarray) -> list[float]:
+        values = values[~np.isnan(values)]
+        return [round(float(v), 4) for v in (values.min(), np.median(values), values.max())] if values.size else []
+
+    return {"clips": int(len(df)), "fps": spread(fps), "clip_s": spread(duration), "window_s": spread(window),
+            "covered_s": spread(covered), "shorter_than_window": int(np.sum(duration < window - 1e-9)),
+            "sampling": "seconds at %g fps" % sampling.target_fps if sampling.target_fps else "source frames"}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -212,15 +325,34 @@ def scan_clips(df: pd.DataFrame, workers: int = 8) -> tuple[pd.DataFrame, pd.Dat
 
 
 def _transforms(sampling: ClipSampling, train: bool):
-    """torchvision.transforms.v2 pipeline on a uint8 video [T, 3, H, W] -> float [T, 3, H', W']: random crop,
-    flip [and RandAugment] for training; testing only converts (see :func:`spatial_crops`)."""
+    """The pipeline on a uint8 video [T, 3, H, W] -> float [T, 3, H', W'] (torchvision.transforms.v2 and
+    :mod:`downstream.augment`). Training, in PySlowFast's order: timm RandAugment on the whole frames, a random
+    crop (or random-resized crop), a horizontal flip, normalisation, random erasing; with
+    ``randaugment_impl: torchvision`` the earlier pipeline (crop, flip, torchvision RandAugment). Testing only
+    converts (see :func:`spatial_crops`)."""
     from torchvision.transforms import v2
 
-    steps = [v2.RandomCrop(sampling.crop, pad_if_needed=True), v2.RandomHorizontalFlip()] if train else []
-    if train and sampling.randaugment is not None:
-        magnitude, ops = sampling.randaugment
-        steps.append(v2.RandAugment(num_ops=ops, magnitude=magnitude))
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(KINETICS_MEAN, KINETICS_STD)]
+    from downstream.augment import VideoRandAugment, VideoRandomErasing, parse_randaugment
+
+    normalise = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(KINETICS_MEAN, KINETICS_STD)]
+    if not train:
+        return v2.Compose(normalise)
+    steps = []
+    timm = sampling.randaugment is not None and sampling.randaugment_impl == "timm"
+    if timm:
+        steps.append(VideoRandAugment(sampling.randaugment))
+    if sampling.rrc_scale is not None:
+        steps.append(v2.RandomResizedCrop(sampling.crop, scale=sampling.rrc_scale, ratio=sampling.rrc_ratio,
+                                          antialias=True))
+    else:
+        steps.append(v2.RandomCrop(sampling.crop, pad_if_needed=True))
+    steps.append(v2.RandomHorizontalFlip())
+    if sampling.randaugment is not None and not timm:
+        spec = parse_randaugment(sampling.randaugment)
+        steps.append(v2.RandAugment(num_ops=spec.num_ops, magnitude=int(spec.magnitude)))
+    steps += normalise
+    if sampling.erase_prob > 0:
+        steps.append(VideoRandomErasing(sampling.erase_prob))
     return v2.Compose(steps)
 
 
@@ -252,9 +384,10 @@ class ClipDataset(torch.utils.data.Dataset):
 
     Items are looked up by ``(row position, epoch)`` so that sampling and augmentation depend only on
     (seed, epoch, clip), whatever the number of workers. An item is a dict: ``video`` float [3, T, crop, crop]
-    (training) or [V, 3, T, test_crop, test_crop] (testing, V = ``views`` x ``spatial_crops``, crops of one
-    temporal view together), ``label`` int, ``index`` (row position),
-    ``error`` ('' or why the clip could not be decoded; its video is then zeros).
+    (training; [S, 3, T, crop, crop] with ``num_sample`` S > 1: S augmentations of one decoded window) or
+    [V, 3, T, test_crop, test_crop] (testing, V = ``views`` x ``spatial_crops``, crops of one temporal view
+    together), ``label`` int, ``index`` (row position), ``error`` ('' or why the clip could not be decoded; its
+    video is then zeros).
     """
 
     def __init__(self, df: pd.DataFrame, sampling: ClipSampling, train: bool, seed: int = 0):
@@ -269,41 +402,57 @@ class ClipDataset(torch.utils.data.Dataset):
     def short_side(self) -> int:
         return self.sampling.short_side if self.train else self.sampling.test_short_side
 
-    def _size(self, row) -> tuple[int, int] | None:
+    def short_side_of(self, epoch, index: int) -> int:
+        """The shorter side frames are decoded at: drawn in ``jitter`` per (seed, epoch, clip) for training
+        (PySlowFast: ``int(round(uniform(low, high)))``), else :attr:`short_side`."""
+        if self.train and self.sampling.jitter is not None:
+            low, high = self.sampling.jitter
+            return int(round(rng(self.seed, "jitter", epoch, index).uniform(low, high)))
+        return self.short_side
+
+    @staticmethod
+    def _size(row, short_side: int) -> tuple[int, int] | None:
         height, width = getattr(row, "height", None), getattr(row, "width", None)
         if not height or not width:
             return None
-        scale = self.short_side / min(height, width)
-        return max(self.short_side, round(height * scale)), max(self.short_side, round(width * scale))
+        scale = short_side / min(height, width)
+        return max(short_side, round(height * scale)), max(short_side, round(width * scale))
 
-    def _decode(self, row, position: float) -> np.ndarray:
+    def _decode(self, row, position: float, short_side: int | None = None) -> np.ndarray:
+        short_side = short_side or self.short_side
         window = None if math.isnan(row.window_start) else (float(row.window_start), float(row.window_end))
-        select = StridedWindow(self.sampling.frames, self.sampling.stride, position)
-        frames = read_video(row.clip_path, select, window=window, size=self._size(row))
-        if self._size(row) is None:
-            frames = _resize_short_side(frames, self.short_side)
+        size = self._size(row, short_side)
+        frames = read_video(row.clip_path, self.sampling.selection(position), window=window, size=size)
+        if size is None:
+            frames = _resize_short_side(frames, short_side)
         return frames
 
     def __getitem__(self, key) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         row = next(self.df.iloc[[index]].itertuples())
         s = self.sampling
+        samples = s.num_sample if self.train else 1
         views, error = [], ""
         for view, position in enumerate(s.positions(self.train, self.seed, epoch, index)):
             try:
-                frames = self._decode(row, position)
+                frames = self._decode(row, position, self.short_side_of(epoch, index))
             except (VideoDecodeError, ValueError, OSError) as err:
                 error = str(err)
                 break
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(self.seed, "augment", epoch, index, view))
-                video = self.transform(_as_video(frames))
-            crops = [video] if self.train else spatial_crops(video, s.test_crop, s.spatial_crops)
-            views += [crop.permute(1, 0, 2, 3).contiguous() for crop in crops]
+            for sample in range(samples):
+                with torch.random.fork_rng(devices=[]):
+                    keys = (epoch, index, view) if sample == 0 else (epoch, index, view, "sample", sample)
+                    torch.manual_seed(derive_seed(self.seed, "augment", *keys))
+                    video = self.transform(_as_video(frames))
+                crops = [video] if self.train else spatial_crops(video, s.test_crop, s.spatial_crops)
+                views += [crop.permute(1, 0, 2, 3).contiguous() for crop in crops]
         if error:
-            count, size = (1, s.crop) if self.train else (s.test_views, s.test_crop)
+            count, size = (samples, s.crop) if self.train else (s.test_views, s.test_crop)
             views = [torch.zeros(3, s.frames, size, size) for _ in range(count)]
-        video = views[0] if self.train else torch.stack(views)
+        if self.train:
+            video = views[0] if samples == 1 else torch.stack(views)
+        else:
+            video = torch.stack(views)
         return {"video": video, "label": int(row.label), "index": int(index), "error": error}
 
 

@@ -52,7 +52,7 @@ from ophora.training.distributed import make_accelerator
 from ophora.training.logs import TrainLog
 
 __all__ = ["Recipe", "RECIPES_DIR", "load_recipe", "train_classifier", "evaluate_classifier", "predict_scores", "lr_at",
-           "TrainingStopped"]
+           "TrainingStopped", "parameter_groups", "update_bn_stats"]
 
 RECIPES_DIR = Path(__file__).parent / "configs" / "recipes"
 RESULTS_NAME, MODEL_NAME = "results.json", "model.safetensors"
@@ -96,24 +96,44 @@ class Recipe:
     mixup_alpha: float = 0.0
     cutmix_alpha: float = 0.0
     mix_prob: float = 1.0
-    randaugment: tuple[int, int] | None = None
+    randaugment: str | None = None
+    randaugment_impl: str = "timm"
     grad_clip: float | None = None
     dropout: float = 0.5
     workers: int = 0
     checkpoint_every: int = 100
+    target_fps: float | None = None
+    jitter: tuple[int, int] | None = None
+    rrc_scale: tuple[float, float] | None = None
+    rrc_ratio: tuple[float, float] = (0.75, 4 / 3)
+    erase_prob: float = 0.0
+    num_sample: int = 1
+    bn_weight_decay: float | None = None
+    precise_bn_batches: int = 0
+    cosine_after_warmup: bool = False
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adamw"):
             raise ConfigError("optimizer", f"must be 'sgd' or 'adamw', got {self.optimizer!r}")
-        if self.randaugment is not None:
-            object.__setattr__(self, "randaugment", tuple(int(v) for v in self.randaugment))
-        for name in ("batch_size", "epochs"):
+        for name in ("batch_size", "epochs", "num_sample"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        if self.precise_bn_batches < 0:
+            raise ConfigError("precise_bn_batches", f"must be >= 0 (0: off), got {self.precise_bn_batches}")
+        for name in ("jitter", "rrc_scale", "rrc_ratio"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        try:
+            self.sampling()
+        except ValueError as err:
+            raise ConfigError("sampling", str(err)) from None
 
     def sampling(self) -> ClipSampling:
-        return ClipSampling(self.frames, self.stride, self.crop, self.short_side, self.test_views, self.randaugment,
-                            self.spatial_crops, self.test_crop)
+        return ClipSampling(self.frames, self.stride, self.crop, self.short_side, views=self.test_views,
+                            randaugment=self.randaugment, spatial_crops=self.spatial_crops, test_crop=self.test_crop,
+                            target_fps=self.target_fps, jitter=self.jitter, rrc_scale=self.rrc_scale,
+                            rrc_ratio=self.rrc_ratio, randaugment_impl=self.randaugment_impl,
+                            erase_prob=self.erase_prob, num_sample=self.num_sample)
 
     def classifier(self) -> ClassifierSpec:
         return ClassifierSpec(self.arch, self.size, self.frames, self.crop, self.alpha, self.weights, self.dropout)
@@ -152,6 +172,11 @@ def lr_at(recipe: Recipe, step: int, steps: int) -> float:
         return recipe.lr * (end + (1 - end) * (1 + math.cos(math.pi * t / steps)) / 2)
 
     warmup = recipe.warmup_epochs * per_epoch
+    if recipe.cosine_after_warmup:  # PySlowFast SOLVER.COSINE_AFTER_WARMUP: the cosine runs over [warmup, T]
+        plain = cosine
+
+        def cosine(t: float) -> float:  # noqa: F811 - the shifted schedule replaces the plain one
+            return plain((t - warmup) * steps / max(steps - warmup, 1e-9))
     if step < warmup:
         start = recipe.warmup_start_factor * recipe.lr
         return start + (cosine(warmup) - start) * step / warmup
@@ -197,8 +222,22 @@ def _collate(items: list[dict]) -> dict:
             "index": [i["index"] for i in items], "error": [i["error"] for i in items]}
 
 
+def _collate_train(items: list[dict]) -> dict:
+    """Training batches: an item with S augmented samples ([S, 3, T, H, W], repeated augmentation) becomes S
+    consecutive clips with its label, index and error (PySlowFast's ``multiple_samples_collate``)."""
+    videos, labels, indices, errors = [], [], [], []
+    for item in items:
+        samples = item["video"] if item["video"].dim() == 5 else item["video"].unsqueeze(0)
+        videos += list(samples)
+        labels += [item["label"]] * len(samples)
+        indices += [item["index"]] * len(samples)
+        errors += [item["error"]] * len(samples)
+    return {"video": torch.stack(videos), "label": torch.tensor(labels), "index": indices, "error": errors}
+
+
 def _loader(dataset: ClipDataset, batches: list[list[tuple[int, int]]], workers: int):
-    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=_collate,
+    collate = _collate_train if dataset.train else _collate
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate,
                                        persistent_workers=False)
 
 
@@ -206,14 +245,33 @@ def _loader(dataset: ClipDataset, batches: list[list[tuple[int, int]]], workers:
 # Model, optimiser
 
 
+def parameter_groups(model: torch.nn.Module, recipe: Recipe) -> list[dict]:
+    """PySlowFast's ``construct_optimizer`` groups: parameters of normalisation layers (BatchNorm, ...) at
+    ``bn_weight_decay`` (SlowFast's ``BN.WEIGHT_DECAY 0.0``; None: the same decay as the rest, the earlier
+    behaviour), 1-D parameters at 0 when ``zero_wd_1d`` (``SOLVER.ZERO_WD_1D_PARAM``), the rest at
+    ``weight_decay``. Empty groups are left out; each group has a ``name``."""
+    norm, decay, zero = [], [], []
+    seen: set[int] = set()
+    for module in model.modules():
+        is_norm = isinstance(module, torch.nn.modules.batchnorm._NormBase)
+        for param in module.parameters(recurse=False):
+            if not param.requires_grad or id(param) in seen:
+                continue
+            seen.add(id(param))
+            if is_norm and recipe.bn_weight_decay is not None:
+                norm.append(param)
+            elif recipe.zero_wd_1d and param.ndim <= 1:
+                zero.append(param)
+            else:
+                decay.append(param)
+    groups = [{"name": "decay", "params": decay, "weight_decay": recipe.weight_decay},
+              {"name": "norm", "params": norm, "weight_decay": recipe.bn_weight_decay},
+              {"name": "zero_1d", "params": zero, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
 def _optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for param in model.parameters():
-        if param.requires_grad:
-            (no_decay if recipe.zero_wd_1d and param.ndim <= 1 else decay).append(param)
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+    groups = [{k: v for k, v in g.items() if k != "name"} for g in parameter_groups(model, recipe)]
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov)
     return torch.optim.AdamW(groups, lr=recipe.lr)
@@ -260,6 +318,7 @@ def train_classifier(recipe: Recipe, train_df: pd.DataFrame, eval_dfs: Mapping[s
     start, failed = int(state["step"]), list(state.get("failed", []))
     failed = _train_steps(accelerator, model, optimizer, scheduler, recipe, train_df, num_classes, out, seed,
                           start, steps, stop_after, progress, failed)
+    precise = _precise_bn(accelerator, model, recipe, train_df, seed)
     model.eval()
     if accelerator.is_main_process:
         with atomic_path(out / MODEL_NAME) as tmp:
@@ -267,7 +326,7 @@ def train_classifier(recipe: Recipe, train_df: pd.DataFrame, eval_dfs: Mapping[s
     splits = {name: evaluate_classifier(accelerator, model, recipe, df, num_classes, out / "eval", name, seed)
               for name, df in eval_dfs.items()}
     results = {"recipe": recipe.name, "num_classes": num_classes, "steps": steps, "init": init["init"],
-               "train_clips": len(train_df), "train_failed": failed, "splits": splits}
+               "train_clips": len(train_df), "train_failed": failed, "precise_bn": precise, "splits": splits}
     if accelerator.is_main_process:
         write_json(out / RESULTS_NAME, results, config=recipe, seed=seed)
         prune_checkpoints(out, 1)
@@ -331,6 +390,66 @@ def _train_step(accelerator, model, optimizer, scheduler, recipe, batch, num_cla
     optimizer.step()
     scheduler.step()
     return float(accelerator.reduce(loss.detach(), "mean"))  # the mean over processes, for the log
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Precise BatchNorm statistics
+
+
+def _norm_layers(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training
+            and m.track_running_stats]
+
+
+@torch.no_grad()
+def update_bn_stats(model: torch.nn.Module, batches, accelerator=None) -> int:
+    """Replace every BatchNorm layer's running mean and variance by their average over ``batches`` (an iterable
+    of model inputs), as fvcore's ``update_bn_stats`` does for PySlowFast's ``BN.USE_PRECISE_STATS``: momentum
+    1 so each forward pass stores its batch statistics, an equal-weight running average of them, the layers'
+    momentum restored. With several processes the averages are averaged over processes. Returns the number of
+    batches used (0: the model has no BatchNorm layer in training mode, nothing changed)."""
+    layers = _norm_layers(model)
+    if not layers:
+        return 0
+    momentum = [layer.momentum for layer in layers]
+    means = [torch.zeros_like(layer.running_mean) for layer in layers]
+    variances = [torch.zeros_like(layer.running_var) for layer in layers]
+    for layer in layers:
+        layer.momentum = 1.0
+    count = 0
+    for count, inputs in enumerate(batches, start=1):
+        model(inputs)
+        for layer, mean, var in zip(layers, means, variances):
+            mean += (layer.running_mean - mean) / count
+            var += (layer.running_var - var) / count
+    for layer, mean, var, m in zip(layers, means, variances, momentum):
+        if count:
+            if accelerator is not None and accelerator.num_processes > 1:
+                mean, var = accelerator.reduce(mean, "mean"), accelerator.reduce(var, "mean")
+            layer.running_mean.copy_(mean)
+            layer.running_var.copy_(var)
+        layer.momentum = m
+    return count
+
+
+def _precise_bn(accelerator, model, recipe: Recipe, train_df: pd.DataFrame, seed: int) -> dict | None:
+    """PySlowFast's precise BatchNorm statistics after training: ``min(precise_bn_batches, batches per epoch)``
+    global batches of training clips (training augmentation, no mixup; a seeded draw) through the model in
+    training mode (:func:`update_bn_stats`). None when off or the model has no BatchNorm layer."""
+    if recipe.precise_bn_batches <= 0 or not _norm_layers(model):
+        return None
+    count = min(recipe.precise_bn_batches, steps_per_epoch(recipe, len(train_df)))
+    order = rng(seed, "precise_bn").permutation(len(train_df))
+    rank, world = accelerator.process_index, accelerator.num_processes
+    batches = []
+    for k in range(count):
+        rows = order[k * recipe.batch_size:(k + 1) * recipe.batch_size].tolist()
+        batches.append([(i, "precise_bn") for i in rows[rank::world]] or [(rows[0], "precise_bn")])
+    dataset = ClipDataset(train_df, recipe.sampling(), train=True, seed=seed)
+    model.train()
+    inputs = (batch["video"].to(accelerator.device) for batch in _loader(dataset, batches, recipe.workers))
+    used = update_bn_stats(model, inputs, accelerator)
+    return {"batches": used, "layers": len(_norm_layers(model))}
 
 
 # ---------------------------------------------------------------------------------------------------------

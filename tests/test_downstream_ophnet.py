@@ -114,7 +114,7 @@ def test_trimmed_and_untrimmed_give_the_same_clips(world):
 def test_items_are_deterministic_and_augmented(world):
     df, _ = scan_clips(load_clips(ClipSource(world / "OphSim_loca_operation.csv", "operation",
                                              segments_root=world / "segments")))
-    sampling = ClipSampling(frames=8, stride=2, crop=24, short_side=32, randaugment=(7, 2))
+    sampling = ClipSampling(frames=8, stride=2, crop=24, short_side=32, randaugment="rand-m7-n2")
     train = ClipDataset(df, sampling, train=True, seed=1)
     first, again = train[(2, 0)], train[(2, 0)]
     assert first["video"].shape == (3, 8, 24, 24) and first["video"].dtype == torch.float32

@@ -68,7 +68,12 @@ def test_paper_recipes_follow_pyslowfast():
     assert (mvit.frames, mvit.stride, mvit.crop, mvit.test_views) == (16, 4, 224, 5)
     assert (mvit.sampling().test_views, mvit.sampling().test_crop, mvit.sampling().test_short_side) == (5, 224, 256)
     assert (mvit.optimizer, mvit.lr, mvit.weight_decay, mvit.label_smoothing) == ("adamw", 1e-4, 0.05, 0.1)
-    assert (mvit.mixup_alpha, mvit.cutmix_alpha, mvit.randaugment) == (0.8, 1.0, (7, 4))
+    assert (mvit.mixup_alpha, mvit.cutmix_alpha, mvit.randaugment) == (0.8, 1.0, "rand-m7-n4-mstd0.5-inc1")
+    # issue 17: the rest of PySlowFast's MViTv2-S recipe (MVITv2_S_16x4.yaml) and SlowFast's (SLOWFAST_8x8_R50.yaml)
+    assert (mvit.batch_size, mvit.num_sample, mvit.erase_prob, mvit.rrc_scale) == (16, 2, 0.25, (0.08, 1.0))
+    assert mvit.rrc_ratio == (0.75, 1.3333) and mvit.cosine_after_warmup and mvit.target_fps == 30
+    assert (slowfast.jitter, slowfast.bn_weight_decay, slowfast.precise_bn_batches) == ((256, 320), 0.0, 200)
+    assert slowfast.target_fps == 30 and slowfast.sampling().window_seconds(60.0) == pytest.approx(64 / 30)
     with pytest.raises(ConfigError, match=r"mvitv2_s_16x4\.yaml: learning_rate: unknown key"):
         load_recipe("mvitv2_s_16x4", {"learning_rate": 1.0})
     with pytest.raises(ConfigError, match=r"unknown recipe 'slowfast_8x8'; expected one of \[.*'slowfast_tiny'\].*"
@@ -139,7 +144,8 @@ def test_killed_and_resumed_training_equals_uninterrupted(phases, tmp_path):
 
     recipe = load_recipe("mvitv2_tiny", {"max_steps": 6, "checkpoint_every": 2, "batch_size": 4, "crop": 32,
                                          "short_side": 32, "frames": 4, "mixup_alpha": 0.8, "cutmix_alpha": 1.0,
-                                         "randaugment": [7, 2]})
+                                         "randaugment": "rand-m7-n2-mstd0.5-inc1", "rrc_scale": [0.08, 1.0],
+                                         "erase_prob": 0.25, "num_sample": 2})
     train, evals = _split(phases, "train").iloc[:24], {"val": _split(phases, "val").iloc[:6]}
     whole = train_classifier(recipe, train, evals, 12, tmp_path / "whole", seed=3)
     with pytest.raises(TrainingStopped):
