@@ -157,15 +157,13 @@ def checks(frame: pd.DataFrame, repeat_tolerance: float, real_floor: float) -> p
 
 
 def _figure_3a(summary: pd.DataFrame, labels: dict[str, str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     sets = list(dict.fromkeys(summary["set"]))
     criteria = list(dict.fromkeys(summary["criterion"]))
     width = 0.8 / max(1, len(sets))
-    fig, ax = plt.subplots(figsize=(max(7, 1.4 * len(criteria)), 4.2))
+    fig = Figure(figsize=(max(7, 1.4 * len(criteria)), 4.2))
+    ax = fig.subplots()
     for i, set_name in enumerate(sets):
         part = summary[summary["set"] == set_name].set_index("criterion").reindex(criteria)
         x = np.arange(len(criteria)) + (i - (len(sets) - 1) / 2) * width
@@ -180,14 +178,12 @@ def _figure_3a(summary: pd.DataFrame, labels: dict[str, str], path: Path) -> Non
 
 
 def _figure_3b(phases: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     sets = list(dict.fromkeys(phases["set"]))
     names = list(dict.fromkeys(phases["phase"]))
-    fig, ax = plt.subplots(figsize=(max(7, 0.9 * len(names) + 3), 4.2))
+    fig = Figure(figsize=(max(7, 0.9 * len(names) + 3), 4.2))
+    ax = fig.subplots()
     for i, set_name in enumerate(sets):
         part = phases[phases["set"] == set_name].set_index("phase").reindex(names)
         x = np.arange(len(names)) + (i - (len(sets) - 1) / 2) * 0.08
@@ -202,11 +198,8 @@ def _figure_3b(phases: pd.DataFrame, path: Path) -> None:
 
 
 def _save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=130)
-    plt.close(fig)
 
 
 def _table(summary: pd.DataFrame, labels: dict[str, str], agreement_rows: pd.DataFrame,
