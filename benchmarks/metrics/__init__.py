@@ -19,11 +19,12 @@ from benchmarks.metrics.base import Metric
 from benchmarks.metrics.clipscore import CLIPScore
 from benchmarks.metrics.fid import FID
 from benchmarks.metrics.fvd import FVD
+from benchmarks.metrics.fvmd import FVMD
 from benchmarks.metrics.kid import KID
 from benchmarks.metrics.recall import Recall
 from ophora.registry import lookup
 
-__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "Recall", "register", "get", "names", "get_protocol",
+__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "Recall", "FVMD", "register", "get", "names", "get_protocol",
            "protocol_names", "protocol_for", "build"]
 
 _REGISTRY: dict[str, type[Metric]] = {}
@@ -88,3 +89,4 @@ register(FVD)
 register(CLIPScore)
 register(KID)
 register(Recall)
+register(FVMD)
