@@ -1,4 +1,6 @@
-"""Table 1's files: ``table.md``, ``table.csv``, ``table.tex`` (booktabs), a frame grid and a metrics chart.
+"""Table 1's files: ``table.md``, ``table.csv``, ``table.tex`` (booktabs), a frame grid, a metrics chart and
+``report.html`` (:mod:`benchmarks.report`: the table, the figures and each row's videos side by side for the same
+prompt, protocols, N and provenance, in one self-contained page).
 
 Cells are ``value [low, high]`` with the 95% bootstrap interval of :mod:`benchmarks.evaluate`; the best value
 per column is bold; '-' marks a metric a row does not have (CLIPScore of an unconditional model). Where the
@@ -13,12 +15,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchmarks import metrics as registry
+from benchmarks import report
 from benchmarks.table1.config import SURGICAL_PREFIX
 from ophora.data.atomic import atomic_path, atomic_write_text
 from ophora.data.video import Uniform, read_video
 from ophora.tables import ARROWS, Column, Table, csv_text, latex, markdown
 
-__all__ = ["table_rows", "table", "write_markdown", "write_csv", "write_latex", "frame_grid", "metric_chart"]
+__all__ = ["table_rows", "table", "write_markdown", "write_csv", "write_latex", "frame_grid", "metric_chart",
+           "write_report"]
 
 
 def table_rows(results: Sequence[dict[str, Any]], metrics: Sequence[str]) -> list[dict[str, Any]]:
@@ -82,6 +86,13 @@ def write_csv(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str]) ->
 
 def write_latex(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str], caption: str) -> Path:
     return atomic_write_text(path, latex(table(rows, metrics, caption=caption)))
+
+
+def write_report(output: Path, rows: list[dict[str, Any]], metrics: Sequence[str], notes: Sequence[str],
+                 video_sets: Sequence[tuple[str, Path | str]], title: str) -> Path:
+    """``output/report.html`` from ``output/results.json`` (written first), the table of ``rows`` and the
+    PNG figures of ``output``; ``video_sets``: (row name, videos) with the real set first."""
+    return report.write_report(output, table=table(rows, metrics, notes), video_sets=video_sets, title=title)
 
 
 def _frames(path: Path, count: int, size: int) -> np.ndarray:
