@@ -143,6 +143,17 @@ register(WeightsEntry(
                     "that download the StyleGAN-V Dropbox file",
 ))
 register(WeightsEntry(
+    name="stylegan-v-inception",
+    file="inception-2015-12-05.pt",
+    url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt",
+    loader="torchscript",
+    license="NVIDIA's TorchScript translation (stylegan2-ada-pytorch, NVIDIA Source Code License) of TensorFlow's "
+            "inception-2015-12-05; StyleGAN-V's metrics load this URL unchanged (src/metrics/inception_score.py)",
+    checksum_source="not pinned: the publisher states no checksum and no public project pinning this file's "
+                    "sha256 was found (searched 2026-12-06), so any file of this name is accepted; results record "
+                    "the sha256 of the file they used",
+))
+register(WeightsEntry(
     name="open_clip:ViT-L-14/openai",
     file="ViT-L-14.pt",
     url="https://openaipublic.azureedge.net/clip/models/"
