@@ -17,6 +17,7 @@ from benchmarks.metrics.fvd import FVDProtocol, real_clip_offset, tf1_resize_bil
 def test_registry_names_and_did_you_mean():
     assert set(protocol_names()) == {"fid/pytorch-fid", "fvd/stylegan-v", "fvd/tf", "clipscore/open_clip", "kid",
                                      "fid/ophsim-surgical", "fvd/ophsim-surgical", "clipscore/ophsim-surgical",
+                                     "fid/stylegan-v",
                                      "recall/ophsim-surgical", "fvmd/opencv-lk"}
     with pytest.raises(KeyError, match="Did you mean 'fvd/stylegan-v'"):
         get_protocol("fvd/stylegan")
