@@ -6,7 +6,8 @@ traceback. A command's module ends with sys.exit(run_command(main)). User errors
 UsageError raised by the command) and the operating system's (a file that is missing or unreadable, a full disk).
 OPHORA_DEBUG=1 re-raises them with their traceback.
 
-Flags: every command builds its parser with make_parser (help that shows defaults, plain text, the "ophora
+Flags (defined in ophora.flags, which imports nothing of the suite, and re-exported here): every command builds
+its parser with make_parser (help that shows defaults, plain text, the "ophora
 <command>" name when run through the ophora launcher) and takes the shared options from the add_* helpers, so
 that the output, the cache, the seed, progress and KEY=VALUE overrides have the same names everywhere:
 
@@ -15,28 +16,37 @@ that the output, the cache, the seed, progress and KEY=VALUE overrides have the 
 """
 from __future__ import annotations
 
-import argparse
 import errno
 import os
-import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from ophora.configs.loader import ConfigError
 from ophora.data.external import ExternalVideosError
 from ophora.data.manifests import ManifestError
+from ophora.flags import (
+    USER_ERROR_STATUS,
+    HelpFormatter,
+    add_cache,
+    add_output,
+    add_overrides,
+    add_progress,
+    add_seed,
+    add_workers,
+    command_prog,
+    make_parser,
+    plain_text,
+)
 from ophora.weights import ChecksumMismatchError, WeightsNotFoundError
 
 __all__ = ["USER_ERRORS", "USER_ERROR_STATUS", "HelpFormatter", "UsageError", "add_cache", "add_output",
            "add_overrides", "add_progress", "add_seed", "add_workers", "command_prog", "make_parser",
-           "plain_text", "run_command", "user_message"]
-
-USER_ERROR_STATUS = 2
-"""The exit status of a user's mistake (as argparse uses for a bad command line)."""
+           "plain_text", "raised_by_suite", "run_command", "user_message"]
 
 
-class UsageError(Exception):
+
+class UsageError(ValueError):
     """A mistake in how a command was called that argparse cannot see (two flags that exclude each other, a
     value out of range): printed as one "error:" line, exit status 2."""
 
@@ -59,15 +69,34 @@ def user_message(error: BaseException) -> str:
     return f"{text} ({hint})" if hint else text
 
 
+_SUITE = tuple(str(Path(__file__).resolve().parents[1] / package) + os.sep
+               for package in ("ophora", "benchmarks", "baselines", "downstream"))
+
+
+def raised_by_suite(error: BaseException) -> bool:
+    """Whether ``error`` was raised by the suite's own code (the innermost frame of its traceback lies in one of
+    the four packages), not by a library it calls."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_SUITE)
+
+
 def run_command(main: Callable[..., Any], argv: list[str] | None = None,
-                errors: tuple[type[BaseException], ...] = (), code: int = USER_ERROR_STATUS) -> int:
+                errors: tuple[type[BaseException], ...] = (), code: int = USER_ERROR_STATUS,
+                checks: tuple[type[BaseException], ...] = ()) -> int:
     """Run ``main(argv)``; 0 (or main's int result) when it returns, ``code`` (2) after printing one ``error:``
     line when it raises one of :data:`USER_ERRORS` or ``errors`` (the command's own user errors), 130 on
-    Ctrl-C."""
+    Ctrl-C. ``checks`` (e.g. ValueError) are user errors only when the suite's own code raised them (its input
+    checks, see :func:`raised_by_suite`); raised inside a library they are bugs and keep their traceback."""
     try:
         result = main(argv)
-    except (*USER_ERRORS, *errors) as error:
+    except (*USER_ERRORS, *errors, *checks) as error:
         if os.environ.get("OPHORA_DEBUG"):
+            raise
+        if not isinstance(error, (*USER_ERRORS, *errors)) and not raised_by_suite(error):
             raise
         print(f"error: {user_message(error)}", file=sys.stderr)
         return code
@@ -75,122 +104,3 @@ def run_command(main: Callable[..., Any], argv: list[str] | None = None,
         print("interrupted (finished work is kept; run the same command again to resume)", file=sys.stderr)
         return 130
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
-
-
-# -- help text ---------------------------------------------------------------------------------------------------
-
-_ROLE = re.compile(r":(?:mod|class|func|meth|data|attr|exc|obj|ref|doc):`~?([^`]+)`")
-_LITERAL = re.compile(r"``([^`]+)``")
-
-
-def plain_text(text: str | None) -> str:
-    """Help text without Sphinx markup: ``x`` and :mod:`x` become x (docstrings double as help)."""
-    if not text:
-        return text or ""
-    return _LITERAL.sub(r"\1", _ROLE.sub(r"\1", text))
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Help as the suite writes it: the description's own line breaks kept (examples stay readable), Sphinx
-    markup removed, and every option's default shown, except where it says nothing (None, False, an empty list)
-    or the help text already names it."""
-
-    def _format_text(self, text: str) -> str:
-        return super()._format_text(plain_text(text))
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = plain_text(action.help or "")
-        default = action.default
-        if ("%(default)" in text or default is None or default is False or default == [] or
-                default is argparse.SUPPRESS or isinstance(action, (argparse._StoreTrueAction,
-                                                                    argparse._StoreFalseAction,
-                                                                    argparse._HelpAction,
-                                                                    argparse._VersionAction))):
-            return text
-        if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
-            return text
-        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
-
-
-_launcher: str | None = None  # "ophora" while the ophora launcher runs a subcommand
-
-
-def command_prog(module: str, command: str | None = None) -> str:
-    """The name a command's usage line shows: ``ophora <command>`` when started by the ophora launcher,
-    ``python -m <module>`` otherwise (``command`` defaults to the module's last part)."""
-    if _launcher:
-        return f"{_launcher} {command or module.rpartition('.')[2]}"
-    return f"python -m {module}"
-
-
-def make_parser(module: str, description: str | None = None, command: str | None = None,
-                **kwargs: Any) -> argparse.ArgumentParser:
-    """An ArgumentParser with the suite's :class:`HelpFormatter` and program name (see :func:`command_prog`)."""
-    kwargs.setdefault("formatter_class", HelpFormatter)
-    return argparse.ArgumentParser(prog=command_prog(module, command), description=description, **kwargs)
-
-
-# -- the shared options ------------------------------------------------------------------------------------------
-
-def add_output(parser: argparse.ArgumentParser, help: str = "output folder", *, required: bool = False,
-               default: Any = None, type: Callable[[str], Any] = Path, metavar: str = "DIR",
-               aliases: Sequence[str] = ("--output", "-o")) -> argparse.Action:
-    """``--out`` (also ``--output``, ``-o``): where the command writes its result; ``args.out``."""
-    return parser.add_argument("--out", *aliases, dest="out", type=type, required=required, default=default,
-                               metavar=metavar, help=help)
-
-
-def add_cache(parser: argparse.ArgumentParser, help: str = "cache folder of finished stages (reused by a rerun)",
-              *, default: Any = None, aliases: Sequence[str] = ("--work",)) -> argparse.Action:
-    """``--cache`` (also ``--work``): the folder of intermediate work that a rerun reuses; ``args.cache``."""
-    return parser.add_argument("--cache", *aliases, dest="cache", type=Path, default=default, metavar="DIR",
-                               help=help)
-
-
-def add_seed(parser: argparse.ArgumentParser, help: str = "root seed (the same seed gives the same result)", *,
-             default: int = 0) -> argparse.Action:
-    """``--seed N``: the root seed; ``args.seed``."""
-    return parser.add_argument("--seed", type=int, default=default, metavar="N", help=help)
-
-
-def add_workers(parser: argparse.ArgumentParser, help: str = "worker processes", *,
-                default: int | None = 1) -> argparse.Action:
-    """``--workers N``; ``args.workers``."""
-    return parser.add_argument("--workers", type=_positive_int, default=default, metavar="N", help=help)
-
-
-def add_progress(parser: argparse.ArgumentParser, *, default: bool = True) -> None:
-    """``--progress`` / ``--no-progress`` (also ``--quiet``, ``-q``): progress bars on stderr; ``args.progress``
-    (a bool, ``default`` when neither is given)."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--progress", dest="progress", action="store_true",
-                       help="show progress bars" + (" (default)" if default else ""))
-    group.add_argument("--no-progress", "--quiet", "-q", dest="progress", action="store_false",
-                       help="no progress bars" + ("" if default else " (default)"))
-    parser.set_defaults(progress=default)
-
-
-def _override(text: str) -> str:
-    key, sep, _ = text.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. train.tpt.max_steps=6), got {text!r}")
-    return text
-
-
-def add_overrides(parser: argparse.ArgumentParser,
-                  help: str = "override one config key (dotted path; the value is read as YAML); repeatable"
-                  ) -> argparse.Action:
-    """``--set KEY=VALUE`` (repeatable): config overrides, checked for the ``=`` on the command line;
-    ``args.set`` is the list of strings, to pass to ophora.configs.parse_overrides."""
-    return parser.add_argument("--set", dest="set", action="append", default=[], type=_override,
-                               metavar="KEY=VALUE", help=help)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
-    return value

@@ -1,5 +1,6 @@
-"""``python -m ophora.generate``: videos from prompts with a trained model (see :mod:`ophora.generation.sampler`).
+"""Videos from prompts with a trained model (the output folder: ophora.generation.sampler).
 
+    ophora generate --model runs/p2ft/model --prompts prompts.txt --out runs/videos
     python -m ophora.generate --model runs/p2ft/model --prompts prompts.txt --out runs/videos --videos-per-prompt 2
     accelerate launch -m ophora.generate --model runs/p2ft/model --prompts phase_prompts.csv --out runs/videos
 
@@ -12,27 +13,30 @@ import argparse
 import sys
 from pathlib import Path
 
-from ophora.cli import run_command
+from ophora.cli import UsageError, add_output, add_overrides, add_progress, add_seed, make_parser, run_command
 from ophora.configs import Preset, apply_overrides, load_preset, parse_overrides, preset_from_dict
 from ophora.model import ModelNotFoundError, check_model_dir, check_preset_matches, read_model_info
 from ophora.training.distributed import make_accelerator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ophora.generate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, type=Path, help="pipeline folder (a run's model/ folder)")
-    parser.add_argument("--prompts", required=True, type=Path, help="text file (one prompt per line) or CSV")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (resumed if it exists)")
-    parser.add_argument("--videos-per-prompt", type=int, default=1, metavar="K")
-    parser.add_argument("--seed", type=int, default=0, help="root seed; video k of prompt i uses derive_seed(S, i, k)")
-    parser.add_argument("--steps", type=int, help="denoising steps (default: the preset's)")
-    parser.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the preset's)")
-    parser.add_argument("--batch-size", type=int, help="videos per denoising batch (default: the preset's)")
-    parser.add_argument("--prompt-column", help="CSV column holding the prompts")
+    parser = make_parser("ophora.generate", __doc__)
+    parser.add_argument("--model", required=True, type=Path, metavar="DIR",
+                        help="pipeline folder (a run's model/ folder)")
+    parser.add_argument("--prompts", required=True, type=Path, metavar="FILE",
+                        help="text file (one prompt per line) or CSV")
+    add_output(parser, "output folder (resumed if it exists)", required=True)
+    parser.add_argument("--videos-per-prompt", type=int, default=1, metavar="K", help="videos made for each prompt")
+    add_seed(parser, "root seed; video k of prompt i uses derive_seed(S, i, k)")
+    parser.add_argument("--steps", type=int, metavar="N", help="denoising steps (default: the preset's)")
+    parser.add_argument("--guidance", type=float, metavar="W",
+                        help="classifier-free guidance scale (default: the preset's)")
+    parser.add_argument("--batch-size", type=int, metavar="B",
+                        help="videos per denoising batch (default: the preset's)")
+    parser.add_argument("--prompt-column", metavar="NAME", help="CSV column holding the prompts")
     parser.add_argument("--config", help="preset (needed only for folders without ophora_model.json)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset key")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overrides(parser, "override a preset key (dotted, e.g. sampling.steps=4; read as YAML); repeatable")
+    add_progress(parser)
     return parser.parse_args(argv)
 
 
@@ -49,7 +53,7 @@ def resolve_preset(args: argparse.Namespace) -> Preset:
         check_preset_matches(preset, args.model)
         return preset
     if info is None:
-        raise ValueError(f"{args.model} has no ophora_model.json; name its preset with --config (e.g. paper)")
+        raise UsageError(f"{args.model} has no ophora_model.json; name its preset with --config (e.g. paper)")
     source = str(args.model / "ophora_model.json")
     return preset_from_dict(apply_overrides(info["config"], overrides, source), source)
 
@@ -64,7 +68,7 @@ def main(argv: list[str] | None = None) -> list[Path]:
     accelerator = make_accelerator()
     written = generate(args.model, prompts, preset, args.out, args.videos_per_prompt, args.seed,
                        rank=accelerator.process_index, world=accelerator.num_processes, device=accelerator.device,
-                       progress=not args.no_progress and accelerator.is_local_main_process,
+                       progress=args.progress and accelerator.is_local_main_process,
                        barrier=accelerator.wait_for_everyone)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -72,7 +76,13 @@ def main(argv: list[str] | None = None) -> list[Path]:
     return written
 
 
-if __name__ == "__main__":
+def run(argv: list[str] | None = None) -> int:
+    """``ophora generate``: a user's mistake (a missing model folder, an empty prompt file, an output folder made
+    with other settings) is one ``error:`` line and exit status 2."""
     from ophora.generation import PromptFileError
 
-    sys.exit(run_command(main, errors=(ModelNotFoundError, PromptFileError)))
+    return run_command(main, argv, errors=(ModelNotFoundError, PromptFileError), checks=(ValueError,))
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,6 +1,6 @@
-"""``python -m ophora.prepare``: encode a clip manifest once with the frozen VAE and T5 (see
-:mod:`ophora.training.prepare` for the folder layout).
+"""Encode a clip manifest once with the frozen VAE and T5 (the folder layout: ophora.training.prepare).
 
+    ophora prepare --config tiny --manifest WORLD/ophora_instructions/instructions.csv --out runs/prep
     python -m ophora.prepare --config tiny --manifest WORLD/ophora_instructions/instructions.csv --out runs/prep
     accelerate launch -m ophora.prepare --config paper --set model.pretrained=/w/CogVideoX-2b --manifest ... --out ...
 
@@ -15,24 +15,24 @@ import json
 import sys
 from pathlib import Path
 
-from ophora.cli import run_command
+from ophora.cli import UsageError, add_output, add_overrides, add_progress, make_parser, run_command
 from ophora.configs import load_preset, parse_overrides
 from ophora.model import ModelNotFoundError, VaeFit, base_model_dir, check_model_dir, check_preset_matches
 from ophora.training.distributed import make_accelerator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ophora.prepare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser("ophora.prepare", __doc__)
     parser.add_argument("--config", required=True, help="preset name (tiny, paper) or YAML file")
-    parser.add_argument("--manifest", required=True, type=Path,
+    parser.add_argument("--manifest", required=True, type=Path, metavar="CSV|DIR",
                         help="Ophora-160K CSV (clip id,instruction) or a CogVideoX folder (prompts.txt, videos.txt)")
-    parser.add_argument("--out", required=True, type=Path, help="prepared folder (created; resumed if it exists)")
-    parser.add_argument("--model", type=Path, help="pipeline folder whose VAE/T5/tokenizer encode the clips")
+    add_output(parser, "prepared folder (created; resumed if it exists)", required=True)
+    parser.add_argument("--model", type=Path, metavar="DIR",
+                        help="pipeline folder whose VAE/T5/tokenizer encode the clips")
     parser.add_argument("--fit-vae-steps", type=int, default=0, metavar="N",
                         help="tiny presets: first fit the random VAE to the manifest's clips for N steps")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset key")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overrides(parser, "override a preset key (dotted, e.g. data.fps=8; the value is read as YAML); repeatable")
+    add_progress(parser)
     return parser.parse_args(argv)
 
 
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> Path:
     accelerator = make_accelerator()
     if args.model is not None:
         if args.fit_vae_steps:
-            raise ValueError("--fit-vae-steps builds a new base model; it cannot be combined with --model")
+            raise UsageError("--fit-vae-steps builds a new base model; it cannot be combined with --model")
         model_dir = check_model_dir(args.model)
         check_preset_matches(preset, model_dir)
     elif accelerator.is_main_process:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> Path:
         model_dir = base_model_dir(preset, args.out / "base_model")
     index = prepare(args.manifest, preset, args.out, model_dir, rank=accelerator.process_index,
                     world=accelerator.num_processes, device=accelerator.device,
-                    progress=not args.no_progress and accelerator.is_local_main_process,
+                    progress=args.progress and accelerator.is_local_main_process,
                     barrier=accelerator.wait_for_everyone)
     if accelerator.is_main_process:
         summary = json.loads(index.read_text())
@@ -67,5 +67,11 @@ def main(argv: list[str] | None = None) -> Path:
     return index
 
 
+def run(argv: list[str] | None = None) -> int:
+    """``ophora prepare``: a user's mistake (a missing manifest, a folder prepared with other settings) is one
+    ``error:`` line and exit status 2."""
+    return run_command(main, argv, errors=(ModelNotFoundError,), checks=(ValueError,))
+
+
 if __name__ == "__main__":
-    sys.exit(run_command(main, errors=(ModelNotFoundError,)))
+    sys.exit(run())

@@ -8,7 +8,6 @@ perf-report FILE`` turns a pytest-benchmark JSON file into the Markdown table ke
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime as _dt
 import json
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ophora.data.atomic import atomic_write_text
+from ophora.flags import HelpFormatter, make_parser
 
 _PACKAGES = ("ophora", "torch", "torchvision", "numpy", "av", "opencv-python-headless", "scenedetect",
              "diffusers", "transformers", "pandas", "scipy")
@@ -303,11 +303,16 @@ def write_perf_report(bench_json: str | os.PathLike) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ophora.results", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    report = sub.add_parser("perf-report", help="Markdown table from a pytest-benchmark JSON file")
-    report.add_argument("bench_json", type=Path)
-    compare = sub.add_parser("compare", help="do two results.json files agree? (exit 0: yes, 1: no)")
+    parser = make_parser("ophora.results", __doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{compare,perf-report}")
+    report = sub.add_parser("perf-report", help="Markdown table from a pytest-benchmark JSON file",
+                            description="Write NAME.md beside a pytest-benchmark file NAME.json.",
+                            formatter_class=HelpFormatter)
+    report.add_argument("bench_json", type=Path, metavar="BENCH_JSON", help="the pytest-benchmark JSON file")
+    compare = sub.add_parser("compare", help="do two results.json files agree? (exit 0: yes, 1: no, 2: unreadable)",
+                             description="Compare two result files number by number, skipping provenance, timings "
+                                         "and cache records. Exit status 0: they agree; 1: they do not; 2: a file "
+                                         "cannot be read.", formatter_class=HelpFormatter)
     compare.add_argument("new", type=Path, help="the result file to check")
     compare.add_argument("reference", type=Path, help="the result file it should agree with (e.g. committed)")
     compare.add_argument("--rtol", type=float, default=0.0, help="relative tolerance per number (0.02: 2%%)")

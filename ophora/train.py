@@ -1,5 +1,6 @@
-"""``python -m ophora.train``: train the Ophora transformer, stage TPT or P2FT (see :mod:`ophora.training.trainer`).
+"""Train the Ophora transformer, stage TPT or P2FT (the run folder: ophora.training.trainer).
 
+    ophora train --stage tpt --config tiny --data runs/prep_tpt --out runs/tpt
     python -m ophora.train --stage tpt  --config tiny --data runs/prep_tpt  --out runs/tpt
     python -m ophora.train --stage p2ft --config tiny --data runs/prep_p2ft --out runs/p2ft --init runs/tpt
     accelerate launch --config_file ophora/configs/accelerate/deepspeed_zero3.yaml -m ophora.train \\
@@ -13,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ophora.cli import run_command
+from ophora.cli import add_output, add_overrides, add_progress, make_parser, run_command
 from ophora.configs import load_preset, parse_overrides
 from ophora.model import ModelNotFoundError
 from ophora.training.checkpoint import CheckpointError
@@ -21,18 +22,19 @@ from ophora.training.data import PreparedDataError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ophora.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stage", required=True, choices=("tpt", "p2ft"))
+    parser = make_parser("ophora.train", __doc__)
+    parser.add_argument("--stage", required=True, choices=("tpt", "p2ft"),
+                        help="tpt: transfer pre-training; p2ft: privacy-preserving fine-tuning from a TPT run")
     parser.add_argument("--config", required=True, help="preset name (tiny, paper) or YAML file")
-    parser.add_argument("--data", required=True, type=Path, help="folder written by python -m ophora.prepare")
-    parser.add_argument("--out", required=True, type=Path, help="run folder")
-    parser.add_argument("--init", type=Path, help="run folder or pipeline folder to start from (P2FT: the TPT run)")
+    parser.add_argument("--data", required=True, type=Path, metavar="DIR", help="folder written by ophora prepare")
+    add_output(parser, "run folder", required=True)
+    parser.add_argument("--init", type=Path, metavar="DIR",
+                        help="run folder or pipeline folder to start from (P2FT: the TPT run)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     parser.add_argument("--stop-after", type=int, metavar="N",
                         help="leave after N optimizer steps without saving more (as a killed job would)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a preset key")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overrides(parser, "override a preset key (dotted, e.g. train.tpt.max_steps=6; read as YAML); repeatable")
+    add_progress(parser)
     return parser.parse_args(argv)
 
 
@@ -42,9 +44,15 @@ def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
     preset = load_preset(args.config, parse_overrides(args.set))
     return train(TrainRun(args.stage, preset, args.data, args.out, init=args.init, resume=args.resume,
-                          stop_after=args.stop_after, progress=not args.no_progress))
+                          stop_after=args.stop_after, progress=args.progress))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """``ophora train``: prints the run's model folder; a user's mistake (missing prepared data, a P2FT without
+    its TPT run, a run folder that already holds checkpoints) is one ``error:`` line and exit status 2."""
+    return run_command(lambda args: print(main(args)), argv,
+                       errors=(ModelNotFoundError, PreparedDataError, CheckpointError), checks=(ValueError,))
 
 
 if __name__ == "__main__":
-    sys.exit(run_command(lambda argv: print(main(argv)),
-                         errors=(ModelNotFoundError, PreparedDataError, CheckpointError)))
+    sys.exit(run())

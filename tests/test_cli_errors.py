@@ -127,7 +127,7 @@ def test_help_shows_defaults_and_plain_text(capsys, monkeypatch):
     assert "(default: 7)" in help_text and "(default: None)" not in help_text and "(default: False)" not in help_text
     assert "``" not in help_text and ":func:" not in help_text
     assert isinstance(parser.formatter_class(prog="x"), HelpFormatter)
-    monkeypatch.setattr("ophora.cli._launcher", "ophora")
+    monkeypatch.setattr("ophora.flags._launcher", "ophora")
     assert make_parser("ophora.example").prog == "ophora example"
 
 

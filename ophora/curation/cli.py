@@ -1,4 +1,6 @@
-"""``python -m ophora.curate``: curate a raw narrated set into Ophora-160K- and Ophora-28K-style sets.
+"""Curate a raw narrated set into Ophora-160K- and Ophora-28K-style sets.
+
+    ophora curate --input WORLD/ophvl_raw/raw.csv --out runs/curated      (or python -m ophora.curate ...)
 
 Exit status: 0 when the run ended (clips that failed are reported, and retried by the next run), 1 when it
 failed (every clip that reached some stage failed there, or any clip failed with ``--strict``), 2 for a usage
@@ -11,12 +13,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import os
 import sys
 import time
 from pathlib import Path
 
 import yaml
 
+from ophora.cli import add_output, add_progress, add_workers, make_parser
 from ophora.configs import ConfigError, load_config
 from ophora.curation.config import CurationConfig, plain, redact
 from ophora.curation.run import CurationFailed, OutputBusyError, ResumeError, curate
@@ -26,20 +30,22 @@ _USER_ERRORS = (ManifestError, ResumeError, OutputBusyError, ConfigError, OSErro
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ophora.curate", description=__doc__)
-    parser.add_argument("--input", type=Path, help="raw set CSV: clip_id,caption,source_video,start,end,path")
-    parser.add_argument("--out", type=Path, help="output folder (an interrupted run resumes in it)")
-    parser.add_argument("--config", type=Path, default=None, help="YAML config (see --print-config)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (local) or tasks in flight (ray)")
-    parser.add_argument("--executor", choices=("local", "ray"), default=None)
-    parser.add_argument("--shard-size", type=int, default=None, help="clips per ledger shard")
+    parser = make_parser("ophora.curate", __doc__)
+    parser.add_argument("--input", type=Path, metavar="CSV",
+                        help="raw set CSV: clip_id,caption,source_video,start,end,path (required)")
+    add_output(parser, "output folder (an interrupted run resumes in it) (required)")
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE", help="YAML config (see --print-config)")
+    add_workers(parser, "processes (local) or tasks in flight (ray) (default: the config's)", default=None)
+    parser.add_argument("--executor", choices=("local", "ray"), default=None, help="(default: the config's)")
+    parser.add_argument("--shard-size", type=int, default=None, metavar="N",
+                        help="clips per ledger shard (default: the config's)")
     parser.add_argument("--link", choices=("hardlink", "symlink", "copy"), default=None,
-                        help="how clips enter the output sets")
+                        help="how clips enter the output sets (default: the config's)")
     parser.add_argument("--strict", action="store_true", default=None,
                         help="exit 1 when any clip failed (default: only when every clip reaching a stage failed)")
     parser.add_argument("--print-config", action="store_true", help="print the effective config and exit")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    add_progress(parser)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors (as OPHORA_DEBUG=1)")
     return parser
 
 
@@ -67,11 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--input and --out are required")
     start = time.perf_counter()
     try:
-        summary = curate(args.input, args.out, config, progress=not args.quiet)
+        summary = curate(args.input, args.out, config, progress=args.progress)
     except CurationFailed as err:
-        return _fail(err, 1, config, args.debug)
+        return _fail(err, 1, config, args.debug or bool(os.environ.get("OPHORA_DEBUG")))
     except _USER_ERRORS as err:
-        return _fail(err, 2, config, args.debug)
+        return _fail(err, 2, config, args.debug or bool(os.environ.get("OPHORA_DEBUG")))
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

@@ -1,0 +1,106 @@
+"""The ophora command: every tool behind one name, the same options and exit statuses as its python -m form."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ophora
+from ophora import __main__ as launcher
+from ophora.cli import run_command
+from ophora.sim.world import WorldConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+# the commands whose help this helper converted to the shared conventions (ophora.flags); the others keep theirs
+CONVERTED = ("sim", "curate", "prepare", "train", "generate", "results")
+
+
+def test_python_m_ophora_lists_every_command():
+    done = subprocess.run([sys.executable, "-m", "ophora"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0 and done.stderr == ""
+    listed = [line.split()[0] for line in done.stdout.splitlines() if line.startswith("  ")]
+    assert listed == ["evaluate", "sim", "curate", "prepare", "train", "generate", "table1", "table2", "sanity",
+                      "weights", "rate", "results"]
+    assert f"Ophora suite {ophora.__version__}" in done.stdout and "sanity = benchmarks.sanity" in done.stdout
+
+
+def test_every_command_has_its_python_m_module():
+    for command in launcher.COMMANDS:
+        module = ROOT / Path(*command.module.split("."))
+        assert module.with_suffix(".py").is_file() or (module / "__main__.py").is_file(), command
+
+
+@pytest.mark.parametrize("name", [c.name for c in launcher.COMMANDS])
+def test_help_of_every_command(name, capsys):
+    with pytest.raises(SystemExit) as stop:
+        launcher.main([name, "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ")
+    if name in CONVERTED:
+        assert out.startswith(f"usage: ophora {name} ")
+        assert "``" not in out and ":mod:" not in out and ":class:" not in out
+        assert "(default: None)" not in out and "(default: False)" not in out
+
+
+def test_help_names_the_command_and_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        launcher.main(["help", "sim"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith("usage: ophora sim [-h] --out DIR")
+    assert "frames per phase clip (8 fps) (default: 33)" in out and "(default: 128x128)" in out
+    assert launcher.main(["help"]) == 0 and "commands:" in capsys.readouterr().out
+    assert launcher.main(["--version"]) == 0 and capsys.readouterr().out == f"ophora {ophora.__version__}\n"
+
+
+def test_an_unknown_command_is_one_error_line_with_a_suggestion(capsys):
+    assert launcher.main(["evalute", "--real", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ophora: unknown command 'evalute' (did you mean 'evaluate'?")
+
+
+def test_a_usage_error_exits_2_through_the_launcher_and_names_the_command(capsys):
+    with pytest.raises(SystemExit) as stop:
+        launcher.main(["sim", "--videos", "1"])  # --out is required
+    assert stop.value.code == 2
+    assert "ophora sim: error: the following arguments are required: --out" in capsys.readouterr().err
+    assert launcher.main(["sim", "--out", "x", "--size", "63x64"]) == 2  # WorldConfig refuses an odd size
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "even" in err and err.count("\n") == 1
+
+
+def test_a_value_error_is_a_users_mistake_only_when_the_suite_raised_it(capsys, monkeypatch):
+    monkeypatch.delenv("OPHORA_DEBUG", raising=False)
+
+    def suite_check(argv):
+        WorldConfig(size=(63, 64))  # ophora.sim.world checks its inputs with ValueError
+
+    def library_bug(argv):
+        raise ValueError("a bug in code outside the suite")
+
+    assert run_command(suite_check, checks=(ValueError,)) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    with pytest.raises(ValueError, match="a bug"):
+        run_command(library_bug, checks=(ValueError,))
+    with pytest.raises(ValueError):
+        run_command(suite_check)  # without checks a ValueError is a bug
+
+
+@pytest.mark.slow
+def test_the_console_script_runs_a_tool(tmp_path):
+    """The installed ``ophora`` script (pip install -e .) writes the same world as python -m ophora.sim."""
+    script = Path(sys.executable).with_name("ophora")
+    if not script.is_file():
+        pytest.skip(f"no console script at {script}: run pip install -c constraints.txt -e . --no-deps")
+    env = {k: v for k, v in os.environ.items() if k != "OPHORA_DEBUG"}
+    argv = ["--videos", "1", "--frames", "9", "--size", "64x64", "--quiet"]
+    for folder, command in (("a", [str(script), "sim"]), ("b", [sys.executable, "-m", "ophora.sim"])):
+        done = subprocess.run([*command, "--out", str(tmp_path / folder), *argv], capture_output=True, text=True,
+                              timeout=240, env=env, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+    clips = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.mp4"))
+    assert clips and clips == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.mp4"))
+    assert all((tmp_path / "a" / c).read_bytes() == (tmp_path / "b" / c).read_bytes() for c in clips)
