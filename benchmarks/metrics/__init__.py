@@ -21,10 +21,12 @@ from benchmarks.metrics.fid import FID
 from benchmarks.metrics.fvd import FVD
 from benchmarks.metrics.fvmd import FVMD
 from benchmarks.metrics.kid import KID
+from benchmarks.metrics.kvd import KVD
 from benchmarks.metrics.recall import Recall
 from ophora.registry import lookup
 
-__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "Recall", "FVMD", "register", "get", "names", "get_protocol",
+__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "Recall", "FVMD", "KVD",
+           "register", "get", "names", "get_protocol",
            "protocol_names", "protocol_for", "build"]
 
 _REGISTRY: dict[str, type[Metric]] = {}
@@ -90,3 +92,4 @@ register(CLIPScore)
 register(KID)
 register(Recall)
 register(FVMD)
+register(KVD)
