@@ -117,6 +117,11 @@ def test_quick_table2_runs_renders_and_reruns_from_cache(tmp_path):
         assert kept + made["filter"]["dropped"] == made["clips"]  # every synthetic clip judged
         n_real = results["data"][cell["task"]]["clips"]["train"]
         assert cell["train_clips"].get("synthetic", 0) == min(round(0.2 * n_real), kept)
+    # windows in seconds (issue 17): the tiny recipes sample at 8 fps, 4 frames x 2 = 1 s on every source
+    for cell in flat:
+        assert set(cell["windows"]) == {"train/real", "train/synthetic", "val", "test"}
+        for report in cell["windows"].values():
+            assert report["window_s"] == [1.0] * 3 and report["sampling"] == "seconds at 8 fps"
     cell = next(c for c in cells if c["status"] == "ok")
     assert set(cell["results"]["splits"]) == {"val", "test"}
     assert table.loc[0, "phase val top-1"] == pytest.approx(
@@ -125,6 +130,8 @@ def test_quick_table2_runs_renders_and_reruns_from_cache(tmp_path):
 
     markdown = (out / "table.md").read_text()
     assert markdown.count("\n| ") >= 7 and "n/a" in markdown and "not registered" in markdown
+    assert "window of SlowFast (tiny): 1 s (seconds at 8 fps); train real 8 fps" in markdown
+    assert (out / "accuracy.png").stat().st_size > 10_000  # the Table 2 figure
     tex = (out / "table.tex").read_text()
     assert tex.startswith("\\begin{tabular}") and tex.rstrip().endswith("\\end{tabular}")
     assert tex.count("\\\\") == 3 + 8 and "source + flat" in tex

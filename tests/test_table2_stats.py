@@ -17,7 +17,7 @@ from scipy import stats as scipy_stats
 from downstream import synthetic
 from downstream.metrics import topk_correct
 from downstream.table2.config import load_config
-from downstream.table2.render import notes, render, table_frame
+from downstream.table2.render import FIGURE_NAME, figure_bars, notes, render, table_frame, window_notes
 from downstream.table2.stats import (
     clip_correctness,
     clip_interval,
@@ -199,6 +199,56 @@ def test_one_seed_shows_the_clip_interval_and_mcnemar(tmp_path, paper):
     assert "one seed (0): value [95% bootstrap interval" in markdown
     table = pd.read_csv(tmp_path / "out" / "table.csv")
     assert table.loc[table["kind"] == "measured", "phase test top-1 p mcnemar"].notna().sum() == 4
+
+
+def test_the_figure_shows_every_cell_with_its_interval_and_the_papers_numbers(tmp_path, paper):
+    from PIL import Image
+
+    for seeds, interval in [([0, 1, 2], "seeds"), ([0], "clips")]:
+        payload = _fake_payload(tmp_path / f"runs{len(seeds)}", seeds, paper)
+        frame = table_frame(payload, paper)
+        out = tmp_path / f"out{len(seeds)}"
+        paths = render(frame, paper, out, notes(payload, paper))
+        assert paths["png"] == out / FIGURE_NAME
+        with Image.open(paths["png"]) as image:
+            assert image.size[0] > 1000 and image.size[1] > 500
+        bars = figure_bars(frame, paper, len(seeds))
+        assert len(bars) == 2 * 2 * 2 * 2 * 3  # metrics x tasks x splits x classifiers x rows
+        measured = frame[frame["kind"] == "measured"].set_index(["classifier", "training data"])
+        for bar in bars:
+            key = f"{bar['task']} {bar['split']} {'top-1' if bar['metric'] == 'top1' else 'top-5'}"
+            record = measured.loc[(bar["classifier"], bar["row"])]
+            assert bar["value"] == pytest.approx(record[key])
+            assert (bar["low"], bar["high"]) == pytest.approx((record[f"{key} ci95 {interval} low"],
+                                                              record[f"{key} ci95 {interval} high"]))
+            assert bar["low"] <= bar["value"] <= bar["high"]
+        papers = {(b["classifier"], b["row"], b["task"], b["split"], b["metric"]): b["paper"] for b in bars
+                  if b["paper"] is not None}
+        assert papers == {("MViTv2", "OphNet (source only)", "phase", "test", "top1"): 37.92,
+                          ("MViTv2", "OphNet + Ophora", "phase", "test", "top1"): 42.24}
+    payload["cells"] = [c if c["row"] != "OphNet + Bora" else {**c, "status": "n/a", "reason": "no model"}
+                        for c in payload["cells"]]
+    payload["statistics"] = table_statistics(payload["cells"], paper.rows, paper.classifiers, paper.tasks,
+                                             ("val", "test"), 100, 0)
+    bars = figure_bars(table_frame(payload, paper), paper, 1)
+    assert {b["row"] for b in bars if b["missing"]} == {"OphNet + Bora"}
+
+
+def test_the_notes_give_each_sources_window_in_seconds(tmp_path, paper):
+    payload = _fake_payload(tmp_path / "runs", [0], paper)
+    real = {"clips": 40, "fps": [15.0, 30.0, 60.0], "clip_s": [1.0, 4.0, 9.0], "window_s": [2.1333] * 3,
+            "covered_s": [1.0, 2.1333, 2.1333], "shorter_than_window": 3, "sampling": "seconds at 30 fps"}
+    synthetic = {**real, "clips": 20, "fps": [8.0] * 3, "clip_s": [6.125] * 3, "covered_s": [2.1333] * 3,
+                 "shorter_than_window": 0}
+    for cell in payload["cells"]:
+        cell["windows"] = {"train/real": real, "val": real, "test": real,
+                           **({"train/synthetic": synthetic} if cell["row"] != "OphNet (source only)" else {})}
+    lines = window_notes(payload, paper)
+    assert len(lines) == 2 and lines[0].startswith("window of SlowFast: 2.1333 s (seconds at 30 fps); ")
+    assert "train real 15-60 fps, covers 1-2.1333 s (3 of 40 clips shorter: last frame repeated)" in lines[0]
+    assert "OphNet + Ophora synthetic 8 fps, covers 2.1333 s;" in lines[0]
+    assert lines[1].startswith("window of MViTv2: ")
+    assert lines[0] in notes(payload, paper)
 
 
 # -- published numbers and config ------------------------------------------------------------------------------

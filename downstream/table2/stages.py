@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from downstream.models import build_classifier
-from downstream.ophnet import scan_clips
+from downstream.ophnet import scan_clips, window_report
 from downstream.synthetic import keep_confident, mix
 from downstream.table2.config import SPLITS
 from downstream.table2.data import RowUnavailable, clips_fingerprint, synthetic_clips
@@ -23,7 +23,7 @@ from downstream.train import MODEL_NAME, load_recipe, predict_scores, train_clas
 from ophora.hashing import cache_key
 from ophora.training.distributed import make_accelerator
 
-__all__ = ["Cell", "row_cells"]
+__all__ = ["Cell", "row_cells", "data_windows"]
 
 log = logging.getLogger("downstream.table2")
 
@@ -31,7 +31,9 @@ log = logging.getLogger("downstream.table2")
 @dataclass
 class Cell:
     """One cell of the table: a classifier trained on a row's clips for one task and seed, its status
-    (``ok`` or ``n/a`` with the reason), its slimmed results and the clips it was trained on."""
+    (``ok`` or ``n/a`` with the reason), its slimmed results, the clips it was trained on and ``windows``: per
+    data source (real and synthetic training clips, the val and test clips) the frame rates and the seconds one
+    sample's window spans and covers (:func:`downstream.ophnet.window_report`)."""
 
     row: str
     classifier: str
@@ -42,6 +44,7 @@ class Cell:
     results: dict | None = None
     run_dir: str = ""
     train_clips: dict = field(default_factory=dict)
+    windows: dict = field(default_factory=dict)
 
 
 def row_cells(config, row, task, seed, real, num_classes, world_folder, work, progress) -> list[Cell]:
@@ -63,8 +66,19 @@ def row_cells(config, row, task, seed, real, num_classes, world_folder, work, pr
         sources = train["source"].value_counts().to_dict() if "source" in train.columns else {"real": len(train)}
         extra = {"synthetic_set": {**synthetic_info, **mixing}} if synthetic_info else {}
         cells.append(Cell(row.label, classifier.label, task, seed, results=_slim(results), run_dir=str(run_dir),
-                          train_clips={**{str(k): int(v) for k, v in sources.items()}, **extra}))
+                          train_clips={**{str(k): int(v) for k, v in sources.items()}, **extra},
+                          windows=data_windows(recipe, train, evals)))
     return cells
+
+
+def data_windows(recipe, train: pd.DataFrame, evals: dict[str, pd.DataFrame]) -> dict:
+    """The window of ``recipe`` in seconds over each data source: ``train/<source>`` (real, synthetic) and the
+    real ``val``/``test`` clips (:func:`downstream.ophnet.window_report`)."""
+    sampling = recipe.sampling()
+    parts = ({f"train/{s}": train[train["source"] == s] for s in sorted(train["source"].unique())}
+             if "source" in train.columns else {"train/real": train})
+    parts.update(evals)
+    return {name: window_report(df, sampling) for name, df in parts.items()}
 
 
 def _run_classifier(recipe, train, evals, num_classes, work, seed, task, progress=False) -> tuple[dict, Path]:
