@@ -34,7 +34,7 @@ STATIC = resources.files("benchmarks.rating") / "static"
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # not "no-referrer": that makes browsers post with "Origin: null"
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; media-src 'self'; "
                                 "img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
@@ -128,11 +128,15 @@ def _redirect(url: str) -> RedirectResponse:
 
 
 def _same_origin(request: Request) -> bool:
+    """False when the browser says the post comes from another site (Sec-Fetch-Site, else Origin); clients
+    that send neither still need the CSRF token."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
-    if origin is None:  # browsers send Origin on form posts; other clients still need the CSRF token
+    if origin is None:
         return True
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
+    return origin.split("://", 1)[-1] == request.headers.get("host", "")
 
 
 def _parse(ctx: _Context, form) -> tuple[dict[int, int], str, list[str]]:
@@ -209,6 +213,10 @@ def create_app(study: OpenStudy, secure_cookies: bool = False) -> FastAPI:
     @app.get("/", response_class=HTMLResponse)
     def home():
         return _not_found(ctx)
+
+    @app.get("/favicon.ico")
+    def favicon():
+        return Response(status_code=204)
 
     @app.get("/static/{name}")
     def static(name: str):
