@@ -30,7 +30,7 @@ published FVMD numbers: the tracker differs (Lucas-Kanade, not PIPs++).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -125,6 +125,8 @@ def _gram(a: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class FVMDProtocol:
     """FVMD with the Lucas-Kanade tracker; every 16-frame window of every video is one sample."""
+
+    shipped_weights: ClassVar[bool] = True  # nothing to fetch: the tracker is OpenCV's, a dependency of the suite
 
     name: str = "fvmd/opencv-lk"
     version: str = "1"
