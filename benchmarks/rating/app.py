@@ -56,8 +56,10 @@ class _Context:
 
     def __init__(self, study: OpenStudy, secure_cookies: bool):
         self.study, self.secure_cookies = study, secure_cookies
-        self.sessions = db.sessions(study.engine)
-        with self.sessions() as session:
+        self.sessions = db.sessions(study.engine)  # writers: BEGIN IMMEDIATE on SQLite
+        self.readers = db.sessions(db.make_engine(study.engine.url.render_as_string(hide_password=False),
+                                                  immediate=False))
+        with self.readers() as session:
             record = session.scalar(select(db.Study))
             if record is None:
                 raise RuntimeError(f"{study.folder}: the database holds no study (run init first)")
@@ -228,7 +230,7 @@ def create_app(study: OpenStudy, secure_cookies: bool = False) -> FastAPI:
 
     @app.get("/r/{token}")
     def land(token: str):
-        with ctx.sessions() as session:
+        with ctx.readers() as session:
             rater = None
             if len(token) <= 100:
                 rater = session.scalar(select(db.Rater).where(db.Rater.token_hash == hash_token(token)))
@@ -241,7 +243,7 @@ def create_app(study: OpenStudy, secure_cookies: bool = False) -> FastAPI:
 
     @app.get("/rate")
     def next_item(request: Request):
-        with ctx.sessions() as session:
+        with ctx.readers() as session:
             rater = _rater(ctx, session, request)
             if rater is None:
                 return _not_found(ctx)
@@ -253,7 +255,7 @@ def create_app(study: OpenStudy, secure_cookies: bool = False) -> FastAPI:
 
     @app.get("/item/{public_id}")
     def item(public_id: str, request: Request):
-        with ctx.sessions() as session:
+        with ctx.readers() as session:
             rater = _rater(ctx, session, request)
             assignment = _assignment(session, rater, public_id) if rater else None
             if assignment is None:
@@ -266,7 +268,7 @@ def create_app(study: OpenStudy, secure_cookies: bool = False) -> FastAPI:
         return _rate(public_id, request, form)
 
     def _rate(public_id: str, request: Request, form):
-        with ctx.sessions() as session:
+        with ctx.readers() as session:
             rater = _rater(ctx, session, request)
             assignment = _assignment(session, rater, public_id) if rater else None
             if assignment is None:
@@ -286,7 +288,7 @@ def create_app(study: OpenStudy, secure_cookies: bool = False) -> FastAPI:
 
     @app.get("/video/{public_id}")
     def video(public_id: str, request: Request):
-        with ctx.sessions() as session:
+        with ctx.readers() as session:
             rater = _rater(ctx, session, request)
             assignment = _assignment(session, rater, public_id) if rater else None
             if assignment is None:

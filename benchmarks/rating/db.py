@@ -137,8 +137,9 @@ def database_url(study_dir: str | Path, url: str | None) -> str:
     return f"sqlite:///{(Path(study_dir).resolve() / SQLITE_NAME).as_posix()}"
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url``; on SQLite: WAL, foreign keys, a 60 s busy timeout and ``BEGIN IMMEDIATE``."""
+def make_engine(url: str, immediate: bool = True) -> Engine:
+    """An engine for ``url``; on SQLite: WAL, foreign keys, a 60 s busy timeout and, with ``immediate`` (for
+    writers), ``BEGIN IMMEDIATE`` (without: plain deferred transactions, for readers, which WAL never blocks)."""
     if make_url(url).get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
@@ -155,7 +156,7 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection):
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
