@@ -69,9 +69,9 @@ class EvaluationResult:
     ``values``: metric -> value (None where it could not be computed); ``intervals``: metric -> (low, high) of
     the 95% bootstrap interval over videos (None without one); ``n``: metric -> ``{"real": N, "fake": N}``
     videos that entered it (``"real"`` absent for CLIPScore, which reads no real video); ``protocols``: metric
-    -> protocol name (every field of each is in ``payload["protocols"]``); ``higher_is_better``: metric ->
-    direction; ``comparable_with_literature``: whether every detector was the published one; ``failed``: the
-    inputs that could not be scored; ``path``: the result file written, if any.
+    -> protocol name (every field of each is in ``payload["protocols"]``);
+    ``higher_is_better``: metric -> direction; ``comparable_with_literature``: whether every detector was the
+    published one; ``failed``: the inputs that could not be scored; ``path``: the result file written, if any.
     """
 
     values: Mapping[str, float | None]
@@ -118,15 +118,27 @@ class EvaluationResult:
         return harness.summary_table(dict(self.payload))
 
 
+# The command's default detectors: "auto" (published where present, else the shipped surgical ones) where the
+# harness has it, else random-init.
+_DEFAULT_WEIGHTS = "auto" if hasattr(harness, "resolve_auto") else "random-init"
+
+
+def _resolve_auto(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, Any]]:
+    """The harness's choice of detectors under ``weights="auto"`` (the config unchanged where it has none)."""
+    resolve = getattr(harness, "resolve_auto", None)
+    return resolve(cfg) if resolve is not None else (cfg, {})
+
+
 def _options(metrics: Sequence[str] | str, real: str, fake: str, options: Mapping[str, Any]) -> EvalConfig:
-    """An EvalConfig from keyword options; an unknown option raises TypeError with the close matches."""
+    """An EvalConfig from keyword options (``weights`` defaults to the command's default); an unknown option
+    raises TypeError with the close matches."""
     fields = {f.name for f in dataclasses.fields(EvalConfig)} - {"real", "fake", "metrics"}
     unknown = sorted(set(options) - fields)
     if unknown:
         hints = [h for h in (did_you_mean(u, fields) for u in unknown) if h]
         raise TypeError(f"unknown option(s) {unknown}{'; ' + '; '.join(hints) if hints else ''}; the options are "
                         f"the fields of benchmarks.evaluate.EvalConfig: {', '.join(sorted(fields))}")
-    values = dict(options)
+    values = {"weights": _DEFAULT_WEIGHTS, **options}
     for name in ("protocols", "detector_weights", "custom_detectors"):  # a dict is accepted for these pairs
         if isinstance(values.get(name), Mapping):
             values[name] = tuple(values[name].items())
@@ -223,7 +235,10 @@ class VideoMetrics:
         self.config = _options(metrics, "<tensors:real>", "<tensors:fake>", {**options, "progress": False})
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self._run = harness._Run(self.config, harness.resolve_metrics(self.config))
+        resolved, choices = _resolve_auto(self.config)
+        self._run = harness._Run(resolved, harness.resolve_metrics(resolved))
+        if choices and hasattr(self._run, "extra"):
+            self._run.extra["detector_choice"] = choices
         harness.load_detectors(self._run, None, self.device)
         self._tmp = tempfile.TemporaryDirectory(prefix="ophora-videometrics-", ignore_cleanup_errors=True)
         self._items: dict[str, list[VideoItem]] = {}

@@ -41,7 +41,7 @@ def sets(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_evaluate_videos_equals_the_command(sets, tmp_path):
+def test_evaluate_videos_equals_the_command(sets, tmp_path):  # both with the command's default detectors
     out = tmp_path / "cli.json"
     assert main(["--real", str(sets / "real"), "--fake", str(sets / "fake"), "--metrics", "fid,fvd,clipscore",
                  "--out", str(out), *FAST_ARGS]) == 0
@@ -57,7 +57,7 @@ def test_evaluate_videos_equals_the_command(sets, tmp_path):
     assert result.higher_is_better == {"fid": False, "fvd": False, "clipscore": True}
     assert result.comparable_with_literature is False and result.failed == ()
     assert result.payload["format"] == "ophora-eval/1" and result.path is None
-    assert "fid" in result.table() and "RANDOM-INIT" in result.table()
+    assert result.table().splitlines()[1].startswith("fid ")
 
 
 @pytest.mark.slow
