@@ -95,6 +95,7 @@ class ClipSampling:
     randaugment_impl: str = "timm"
     erase_prob: float = 0.0
     num_sample: int = 1
+    test_offset: bool = True
 
     def __post_init__(self):
         if self.test_crop is None:
@@ -161,9 +162,14 @@ class ClipSampling:
         return StridedWindow(self.frames, self.stride, position)
 
     def positions(self, train: bool, seed: int, epoch: int, index: int) -> list[float]:
-        """Start positions in [0, 1]: one random (training) or ``views`` evenly spaced (testing)."""
+        """Start positions in [0, 1]: one random (training) or ``views`` evenly spaced (testing). PySlowFast's
+        ``get_start_end_idx``: with ``test_offset`` (``DATA.USE_OFFSET_SAMPLING``, MViTv2) from the first to the
+        last position (the centre for one view); without it (the default, SlowFast) ``k / views`` for view k,
+        so the last view does not reach the end (the start for one view)."""
         if train:
             return [float(rng(seed, "position", epoch, index).random())]
+        if not self.test_offset:
+            return [k / self.views for k in range(self.views)]
         if self.views == 1:
             return [0.5]
         return [k / (self.views - 1) for k in range(self.views)]

@@ -111,6 +111,7 @@ class Recipe:
     bn_weight_decay: float | None = None
     precise_bn_batches: int = 0
     cosine_after_warmup: bool = False
+    test_offset: bool = True
 
     def __post_init__(self):
         if self.optimizer not in ("sgd", "adamw"):
@@ -133,7 +134,7 @@ class Recipe:
                             randaugment=self.randaugment, spatial_crops=self.spatial_crops, test_crop=self.test_crop,
                             target_fps=self.target_fps, jitter=self.jitter, rrc_scale=self.rrc_scale,
                             rrc_ratio=self.rrc_ratio, randaugment_impl=self.randaugment_impl,
-                            erase_prob=self.erase_prob, num_sample=self.num_sample)
+                            erase_prob=self.erase_prob, num_sample=self.num_sample, test_offset=self.test_offset)
 
     def classifier(self) -> ClassifierSpec:
         return ClassifierSpec(self.arch, self.size, self.frames, self.crop, self.alpha, self.weights, self.dropout)

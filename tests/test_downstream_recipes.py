@@ -186,6 +186,15 @@ def test_a_window_spans_the_same_seconds_at_any_source_rate(fps):
     assert (strided[-1] + 1) / fps == pytest.approx(61 / fps)
 
 
+def test_test_views_start_where_pyslowfast_starts_them():
+    slowfast, mvit = load_recipe("slowfast_8x8_r50").sampling(), load_recipe("mvitv2_s_16x4").sampling()
+    # SlowFast (DATA.USE_OFFSET_SAMPLING false): start = delta * k / views; MViTv2 (true): first to last
+    assert slowfast.positions(False, 0, 0, 0) == [k / 10 for k in range(10)]
+    assert mvit.positions(False, 0, 0, 0) == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert ClipSampling(4, 2, 32, 32, views=1, test_offset=False).positions(False, 0, 0, 0) == [0.0]
+    assert ClipSampling(4, 2, 32, 32, views=1).positions(False, 0, 0, 0) == [0.5]
+
+
 def test_pyslowfast_sampling_indices():
     # get_start_end_idx + temporal_sampling: clip_size = 16 * 4 * 60 / 30 = 128 frames, start = 0.5 * (600 - 128)
     index = TimedWindow(16, 4, 0.5, 30.0).indices(600, 60.0)
