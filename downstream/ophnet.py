@@ -348,8 +348,10 @@ def _transforms(sampling: ClipSampling, train: bool):
     if timm:
         steps.append(VideoRandAugment(sampling.randaugment))
     if sampling.rrc_scale is not None:
+        # PySlowFast's random_resized_crop: torchvision's crop parameters, then bilinear interpolation without
+        # antialiasing (F.interpolate, align_corners=False)
         steps.append(v2.RandomResizedCrop(sampling.crop, scale=sampling.rrc_scale, ratio=sampling.rrc_ratio,
-                                          antialias=True))
+                                          antialias=False))
     else:
         steps.append(v2.RandomCrop(sampling.crop, pad_if_needed=True))
     steps.append(v2.RandomHorizontalFlip())
