@@ -1,6 +1,7 @@
 """Videos made by the official Endora / Bora code, scored by the suite's harness as they are (no conversion).
 
-A folder of such videos holds, at its top level, ``*.mp4`` files (Bora's sampler) and/or frame folders: one
+A folder of such videos holds, at its top level, video files (``*.mp4`` as Bora's sampler writes, or any
+container of :data:`ophora.data.video.VIDEO_SUFFIXES`) and/or frame folders: one
 sub-folder of PNG/JPEG frames per video (Endora's sampler; read by :mod:`ophora.data.frame_folders`). A video's
 *name* is its file stem (``sample_3.mp4`` -> ``sample_3``) or its folder's name. Hidden entries are ignored,
 as are other files (logs, a prompt CSV); other video formats and loose frame images are errors.
@@ -42,7 +43,6 @@ __all__ = ["PREFIX", "ExternalVideosError", "ExternalVideo", "Validation", "Exte
 
 PREFIX = "external:"
 MAPPING_COLUMNS = ("video", "prompt")
-_OTHER_VIDEO_SUFFIXES = (".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v", ".mpg", ".mpeg")
 _MAX_LISTED = 20  # problems listed in one error message
 
 
@@ -59,8 +59,8 @@ class ExternalVideosError(ValueError):
 
 @dataclass(frozen=True)
 class ExternalVideo:
-    """One video: ``name`` (mapping key), ``path`` (absolute .mp4 file or frame folder), ``layout``
-    (``"mp4"`` or ``"frames"``) and ``prompt`` (None without a mapping)."""
+    """One video: ``name`` (mapping key), ``path`` (absolute video file or frame folder), ``layout`` (the
+    container, ``"mp4"``, ``"mov"``, ..., or ``"frames"``) and ``prompt`` (None without a mapping)."""
 
     name: str
     path: Path
@@ -83,7 +83,7 @@ class Validation:
     decoded: bool
 
     def summary(self) -> str:
-        layouts = ", ".join(f"{n} {'mp4 files' if k == 'mp4' else 'frame folders'}" for k, n in
+        layouts = ", ".join(f"{n} {'frame folders' if k == 'frames' else k + ' files'}" for k, n in
                             sorted(self.layouts.items()))
         lo, hi = self.frames
         prompts = (f"{self.prompts} prompts" if self.prompts else "no prompts (unconditional: no CLIPScore)")
@@ -93,9 +93,10 @@ class Validation:
 
 
 def _video_name(text: str) -> str:
-    """Mapping key of a CSV cell: its last path component without a trailing ``.mp4``."""
+    """Mapping key of a CSV cell: its last path component without a video suffix (``.mp4``, ``.mov``, ...)."""
     name = Path(text.strip().replace("\\", "/").rstrip("/")).name
-    return name[:-4] if name.lower().endswith(".mp4") else name
+    suffix = Path(name).suffix
+    return name[:-len(suffix)] if suffix and suffix.lower() in ophora_video.VIDEO_SUFFIXES else name
 
 
 def _entry(folder: Path, entry: Path) -> ExternalVideo | str | None:
@@ -103,10 +104,8 @@ def _entry(folder: Path, entry: Path) -> ExternalVideo | str | None:
     suffix = entry.suffix.lower()
     if entry.is_dir():
         return ExternalVideo(entry.name, entry, "frames")
-    if suffix == ".mp4":
-        return ExternalVideo(entry.name[:-4], entry, "mp4")
-    if suffix in _OTHER_VIDEO_SUFFIXES:
-        return f"{entry}: {suffix} videos are not read; expected .mp4 files or frame folders"
+    if suffix in ophora_video.VIDEO_SUFFIXES:
+        return ExternalVideo(entry.name[:-len(suffix)], entry, suffix[1:])
     if suffix in IMAGE_SUFFIXES:
         return (f"{entry}: a frame image directly in {folder}; expected one sub-folder of frames per video "
                 f"(e.g. {folder / 'video_0' / entry.name})")
@@ -116,7 +115,7 @@ def _entry(folder: Path, entry: Path) -> ExternalVideo | str | None:
 def _list_videos(folder: Path) -> list[ExternalVideo]:
     """Every video at the top level of ``folder`` in natural order; raises on a layout problem."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"{folder}: expected a folder of .mp4 files or of frame folders"
+        raise FileNotFoundError(f"{folder}: expected a folder of video files or of frame folders"
                                 + ("" if folder.exists() else " (it does not exist)"))
     found = [_entry(folder, p) for p in sorted(folder.iterdir(), key=lambda p: natural_key(p.name))
              if not p.name.startswith(".")]
@@ -129,7 +128,8 @@ def _list_videos(folder: Path) -> list[ExternalVideo]:
     problems += [f"{folder}: {count} videos are named {name!r} ({', '.join(entries[name])}); rename all but one"
                  for name, count in names.items() if count > 1]
     if not videos and not problems:
-        problems.append(f"{folder}: no videos found; expected .mp4 files or sub-folders of "
+        problems.append(f"{folder}: no videos found; expected video files "
+                        f"({'/'.join(s.lstrip('.') for s in ophora_video.VIDEO_SUFFIXES)}) or sub-folders of "
                         f"{'/'.join(s.lstrip('.') for s in IMAGE_SUFFIXES)} frames")
     if problems:
         raise ExternalVideosError(folder, problems)
@@ -151,8 +151,8 @@ def read_prompt_mapping(path: str | os.PathLike, names: Sequence[str], folder: P
             raise table.error(index, "video", f"duplicate video {quoted(name)}; already mapped by "
                                               f"{table.where(rows[name])}")
         if name not in known:
-            raise table.error(index, "video", f"names {quoted(cell)}, but {folder} has no {name}.mp4 or frame folder "
-                                              f"{name}/")
+            raise table.error(index, "video", f"names {quoted(cell)}, but {folder} has no {name}.mp4 (nor "
+                                              f"{name}.mov or another video file) or frame folder {name}/")
         if not prompt.strip():
             raise table.error(index, "prompt", f"is empty for video {quoted(name)}; expected its prompt")
         rows[name], prompts[name] = index, prompt
@@ -250,10 +250,11 @@ def parse_spec(spec: str, prompts: str | os.PathLike | None = None) -> ExternalV
 
 
 def looks_external(folder: str | os.PathLike) -> bool:
-    """Whether ``folder`` has the frame-folder layout (no .mp4 at its top level, a sub-folder of images)."""
+    """Whether ``folder`` has the frame-folder layout (no video file at its top level, a sub-folder of
+    images)."""
     folder = Path(folder)
     if not folder.is_dir():
         return False
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    return (not any(p.suffix.lower() == ".mp4" for p in entries)
+    return (not any(p.suffix.lower() in ophora_video.VIDEO_SUFFIXES for p in entries)
             and any(frame_folders.is_frame_folder(p) for p in entries))

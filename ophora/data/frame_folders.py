@@ -8,8 +8,9 @@ problem raises :class:`~ophora.data.frames.VideoDecodeError` naming the folder o
 
 A frame folder holds only images: a file with another suffix, a sub-folder, images of different sizes or
 bit depths other than 8 are errors, never skipped. Hidden files (names starting with ``.``) are ignored. Frame
-folders carry no frame rate; they are read at :data:`DEFAULT_FPS`, which only matters for time-based
-selections (``Resample``, ``window``).
+folders carry no frame rate: the reader is given one (``fps``; ``ophora.data.sets.load_video_set(..., fps=)``
+and the ``fps`` of :func:`ophora.data.video.read_video`), :data:`DEFAULT_FPS` when none is; it only matters
+for time-based selections (``Resample``, ``window``) and the duration.
 """
 from __future__ import annotations
 

@@ -1,5 +1,11 @@
 """Video I/O for every stage of the suite: PyAV decoding to ``uint8 [T, H, W, 3]`` RGB and H.264 encoding.
 
+Any container FFmpeg reads is decoded the same way: :data:`VIDEO_SUFFIXES` (mp4, mov, m4v, avi, mkv, webm, gif,
+mpg) are the ones the suite looks for in folders; the frame rate is the container's own (a GIF's is 100 over its
+frame delay in centiseconds, e.g. 8.33 for 12 cs). A folder of PNG/JPEG frame images is read as a video by
+:mod:`ophora.data.frame_folders`; it has no frame rate of its own, so readers take ``fps`` for it (default
+:data:`ophora.data.frame_folders.DEFAULT_FPS`, 8).
+
 Decoding streams frames and keeps only the ones a :class:`FrameSelection` asks for, so a 10-minute
 OphNet video costs memory for the selected frames only. Every way a file can be unreadable (missing, empty,
 truncated, not a video, no video stream, unsupported codec) raises :class:`VideoDecodeError`, which names
@@ -36,8 +42,20 @@ from ophora.data.frames import (
 
 __all__ = [
     "VideoDecodeError", "VideoInfo", "FrameSelection", "AllFrames", "Consecutive", "Strided", "Uniform", "Resample",
-    "probe", "iter_frames", "FrameScan", "read_video", "write_video", "VideoWriter",
+    "VIDEO_SUFFIXES", "is_video", "probe", "iter_frames", "FrameScan", "read_video", "write_video", "VideoWriter",
 ]
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg")
+"""File suffixes (lower case) of the video containers the suite looks for in a folder; all decode through PyAV."""
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """Whether ``path`` looks like a video to read: a file with a :data:`VIDEO_SUFFIXES` suffix, or a folder
+    holding frame images. Only names are looked at; a bad file is found when it is read."""
+    path = Path(path)
+    if path.is_dir():
+        return frame_folders.is_frame_folder(path)
+    return path.suffix.lower() in VIDEO_SUFFIXES and path.is_file()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -93,12 +111,21 @@ def _frame_folder_reader(path: Path):
     return frame_folders if frame_folders.is_frame_folder(path) else None
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Read size, frame rate, frame count and duration from container metadata, without decoding frames."""
+def _folder_fps(fps: float | None) -> float:
+    if fps is None:
+        return frame_folders.DEFAULT_FPS
+    if not fps > 0:
+        raise ValueError(f"the frame rate of a frame folder must be positive, got {fps}")
+    return float(fps)
+
+
+def probe(path: str | os.PathLike, fps: float | None = None) -> VideoInfo:
+    """Read size, frame rate, frame count and duration from container metadata, without decoding frames.
+    ``fps``: the frame rate of a folder of frame images (default 8); a container's own rate is always used."""
     path = Path(path)
     frame_folder = _frame_folder_reader(path)
     if frame_folder is not None:
-        return frame_folder.probe(path)
+        return frame_folder.probe(path, _folder_fps(fps))
     with _open(path) as container:
         return _container_info(container, _video_stream(container, path), path)
 
@@ -215,7 +242,8 @@ class FrameScan:
     """
 
     def __init__(self, path: str | os.PathLike, threads: int = 1, skip_nonref: bool = False,
-                 skip_deblocking: bool = False, thread_type: str = "SLICE", shrink: str = "area"):
+                 skip_deblocking: bool = False, thread_type: str = "SLICE", shrink: str = "area",
+                 fps: float | None = None):
         if threads < 0:
             raise ValueError(f"{path}: threads must be >= 0 (0 lets FFmpeg choose), got {threads}")
         self.path = Path(path)
@@ -226,12 +254,13 @@ class FrameScan:
         self.shrink = shrink
         self.threads, self.skip_nonref, self.skip_deblocking = threads, skip_nonref, skip_deblocking
         self.thread_type = thread_type
+        self.fps = fps  # a frame folder's frame rate (a container's own rate is used)
         self.info: VideoInfo | None = None
         self._container = None
 
     def __enter__(self) -> "FrameScan":
         if self.path.is_dir():
-            self.info = frame_folders.probe(self.path)
+            self.info = frame_folders.probe(self.path, _folder_fps(self.fps))
             return self
         container = _open(self.path, probe_frames=False)
         try:
@@ -292,6 +321,7 @@ def read_video(
     select: FrameSelection | None = None,
     window: tuple[float, float] | None = None,
     size: tuple[int, int] | None = None,
+    fps: float | None = None,
 ) -> np.ndarray:
     """Decode the selected frames of ``path`` into ``uint8 [T, H, W, 3]`` RGB.
 
@@ -300,12 +330,13 @@ def read_video(
     trimming of long videos). ``size`` = (height, width) rescales while converting (see :func:`iter_frames`).
     Only the selected frames are kept in memory. Raises :class:`VideoDecodeError` when the file is unreadable
     or ends before the selected frames. A folder of frame images (PNG/JPEG) is read as a video by
-    :mod:`ophora.data.frame_folders`.
+    :mod:`ophora.data.frame_folders`, at ``fps`` frames per second (default 8; time-based selections and
+    ``window`` use it); a container file is read at its own frame rate.
     """
     path = Path(path)
     frame_folder = _frame_folder_reader(path)
     if frame_folder is not None:
-        return frame_folder.read_video(path, select, window, size)
+        return frame_folder.read_video(path, select, window, size, _folder_fps(fps))
     select = select or AllFrames()
     if isinstance(select, AllFrames) and window is None:
         return _read_all(path, size)
