@@ -1,10 +1,15 @@
 """Train and test one video classifier on labelled clips with a PySlowFast recipe (Table 2's cells).
 
-A recipe is a YAML file under ``downstream/configs/recipes/`` (or any path) read into :class:`Recipe`:
-``slowfast_8x8_r50`` (32 fast frames at stride 2, slow 8, crop 224, SGD lr 0.1 momentum 0.9 nesterov, wd 1e-4,
-cosine with linear warmup, 10 test views x 3 crops of 256) and ``mvitv2_s_16x4`` (16 frames at stride 4, crop 224,
-AdamW lr 1e-4 wd 0.05 without decay on 1-D parameters, cosine with warmup, RandAugment m7 n4, mixup 0.8 / cutmix 1.0,
-label smoothing 0.1, gradient clipping 1.0, 5 test views); ``*_tiny`` recipes keep the optimisers at CPU size.
+A recipe is a YAML file under ``downstream/configs/recipes/`` (or any path) read into :class:`Recipe`, each one
+PySlowFast's Kinetics config: ``slowfast_8x8_r50`` (32 fast frames at stride 2 of the video at 30 fps, slow 8,
+crop 224 from a short side jittered in [256, 320], SGD lr 0.1 momentum 0.9 nesterov, wd 1e-4 and none on
+BatchNorm, cosine with linear warmup, precise BatchNorm statistics over 200 batches, 10 test views x 3 crops of
+256) and ``mvitv2_s_16x4`` (16 frames at stride 4 at 30 fps, timm RandAugment ``rand-m7-n4-mstd0.5-inc1``,
+random-resized crop 224, random erasing 0.25, 2 augmented samples per clip, batch 16, AdamW lr 1e-4 wd 0.05
+without decay on 1-D parameters, warmup then cosine, mixup 0.8 / cutmix 1.0, label smoothing 0.1, gradient
+clipping 1.0, 5 test views); ``*_tiny`` recipes keep the optimisers at CPU size. Sampling and augmentation:
+:class:`downstream.ophnet.ClipSampling` and :mod:`downstream.augment`; ``batch_size`` counts clips (videos),
+so with ``num_sample`` S the model sees S x ``batch_size`` samples a step (PySlowFast's ``TRAIN.BATCH_SIZE``).
 
 :func:`train_classifier` writes a run folder::
 
@@ -65,7 +70,12 @@ class Recipe:
     """A classifier and how to train and test it. Frames, stride and crops as in :class:`ClipSampling`
     (``test_views`` temporal views x ``spatial_crops`` crops of ``test_crop`` px at test time);
     ``epochs``/``warmup_epochs`` over the training clips (``max_steps`` caps the steps); lr per global batch
-    of ``batch_size`` clips; ``mixup_alpha``/``cutmix_alpha`` 0 turn them off; ``checkpoint_every`` in steps."""
+    of ``batch_size`` clips; ``mixup_alpha``/``cutmix_alpha`` 0 turn them off; ``checkpoint_every`` in steps.
+    ``target_fps``, ``jitter``, ``rrc_scale``/``rrc_ratio``, ``randaugment``/``randaugment_impl``,
+    ``erase_prob``, ``num_sample``, ``test_offset``: see :class:`ClipSampling`. ``bn_weight_decay``: the weight
+    decay of BatchNorm parameters (None: ``weight_decay``, the earlier behaviour); ``precise_bn_batches``: batches
+    of precise BatchNorm statistics after training (0: off); ``cosine_after_warmup``: the cosine runs over the
+    steps after the warmup (PySlowFast's ``SOLVER.COSINE_AFTER_WARMUP``) instead of over all steps."""
 
     name: str
     arch: str
