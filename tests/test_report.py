@@ -102,6 +102,12 @@ def test_an_evaluation_result_gets_its_page(tmp_path, monkeypatch):
     value = json.loads(out.read_text())["metrics"]["fid"]["value"]
     assert f"{value:.4f}" in page and "fid/ophsim-surgical" in page
     assert page.count("data:video/webm;base64,") == 3 * 2  # real and generated, side by side, 3 prompts
+    from benchmarks.report.__main__ import main
+    from ophora.cli import run_command
+
+    assert main([str(out), "--out", str(tmp_path / "page.html")]) == 0
+    assert (tmp_path / "page.html").read_text().count("data:video/webm;base64,") == 6
+    assert run_command(main, [str(tmp_path / "missing.json")]) == 2
 
 
 def _driver(tmp_path):
