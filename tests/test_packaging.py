@@ -217,3 +217,93 @@ def test_the_lock_reader_refuses_ranges_and_duplicates(tmp_path):
     lock.write_text("numpy==2.0.1\nnumpy==2.0.2\n")
     with pytest.raises(AssertionError, match="numpy pinned twice"):
         read_lock(lock)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The files a project has: LICENSE, CITATION.cff, CHANGELOG.md, py.typed, one version, the console script
+
+# SHA-256 of https://www.apache.org/licenses/LICENSE-2.0.txt (and of Debian's /usr/share/common-licenses/Apache-2.0)
+APACHE_2_SHA256 = "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
+
+
+def _citation() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+
+
+def test_one_version_everywhere():
+    import ophora
+
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    newest = re.search(r"^## \[(\d+\.\d+\.\d+[^\]]*)\]", changelog, re.MULTILINE)
+    assert newest, "CHANGELOG.md has no '## [X.Y.Z]' section"
+    assert ophora.__version__ == PROJECT["version"] == str(_citation()["version"]) == newest.group(1)
+
+
+def test_the_license_is_the_apache_2_text_that_pyproject_names():
+    import hashlib
+
+    text = (ROOT / "LICENSE").read_bytes()
+    assert hashlib.sha256(text).hexdigest() == APACHE_2_SHA256  # the whole text, unchanged
+    assert PROJECT["license"] == _citation()["license"] == "Apache-2.0"
+
+
+def test_the_citation_names_the_paper_and_the_suite():
+    citation = _citation()
+    for key in ("cff-version", "message", "title", "authors", "type"):
+        assert citation.get(key), f"CITATION.cff: '{key}' is missing"
+    assert citation["cff-version"] == "1.2.0" and citation["type"] == "software"
+    paper = citation["preferred-citation"]
+    assert paper["title"].startswith("Ophora: ") and paper["year"] == 2025
+    assert paper["conference"]["name"] == "MICCAI 2025"
+    names = [f"{a['given-names']} {a['family-names']}" for a in paper["authors"]]
+    assert names[0] == "Wei Li" and names[-1] == "Junjun He" and len(names) == 10
+    assert {"type": "other", "value": "arXiv:2505.07449", "description": "the arXiv preprint"} in paper["identifiers"]
+
+
+def test_every_package_is_typed_and_ships_its_marker():
+    package_data = PYPROJECT["tool"]["setuptools"]["package-data"]
+    for package in PACKAGES:
+        assert (ROOT / package / "py.typed").is_file(), f"{package}/py.typed is missing"
+        assert "py.typed" in package_data.get(package, []), f"pyproject: package-data of {package} lacks py.typed"
+
+
+def test_the_console_script_is_the_launcher():
+    from ophora import __main__ as launcher
+
+    assert PROJECT["scripts"] == {"ophora": "ophora.__main__:main"}
+    assert callable(launcher.main)
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_license_markers_script_and_version(tmp_path):
+    """Build the wheel from a copy of the sources (no build files in the checkout) and read what it holds."""
+    import shutil
+    import subprocess
+    import zipfile
+
+    import ophora
+
+    source = tmp_path / "src"
+    source.mkdir()
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, source / package, ignore=skip)
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    wheels = list((tmp_path / "dist").glob("ophora-*.whl"))
+    assert len(wheels) == 1, wheels
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        names = set(wheel.namelist())
+        info = f"ophora-{ophora.__version__}.dist-info"
+        assert {f"{p}/py.typed" for p in PACKAGES} <= names
+        assert any(n.startswith(f"{info}/") and n.endswith("LICENSE") for n in names), sorted(n for n in names
+                                                                                           if "dist-info" in n)
+        entry_points = wheel.read(f"{info}/entry_points.txt").decode()
+        assert "[console_scripts]" in entry_points and "ophora = ophora.__main__:main" in entry_points
+        metadata_text = wheel.read(f"{info}/METADATA").decode()
+        assert f"Version: {ophora.__version__}\n" in metadata_text
