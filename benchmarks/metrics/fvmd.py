@@ -4,10 +4,11 @@ Distance", ICML 2024 workshop; the ``fvmd`` package, version 1.0.0).
 Recipe of ``fvmd/opencv-lk``, per 16-frame window of a video (every window, stride 1, as the package's
 ``VideoDataset``; the same rule for real and generated videos):
 
-1. frames resized to 256 x 256 and made grey (worker side); a 20 x 20 layout of key points tracked through
-   the window by the tracker (:class:`benchmarks.detectors.tracker.LKTracker`: OpenCV's pyramidal
-   Lucas-Kanade on detected corners, the named, recorded part; the package uses PIPs++, whose weights are a
-   download) -> trajectories [16, 400, 2] in px;
+1. frames made grey and resized to 256 x 256 (OpenCV, worker side; the package resizes RGB with PIL's
+   bilinear filter); a 20 x 20 layout of key points tracked through the window by the tracker
+   (:class:`benchmarks.detectors.tracker.LKTracker`: OpenCV's pyramidal Lucas-Kanade on detected corners, the
+   named, recorded part; the package uses PIPs++, whose weights are a download) -> trajectories [16, 400, 2]
+   in px;
 2. velocity ``v[t] = p[t] - p[t-1]`` (``v[0] = 0``) and acceleration ``a[t] = v[t] - v[t-1]`` for t >= 2
    (``a[0] = a[1] = 0``): the package's ``calc_velocity`` and ``calc_acceleration`` applied to the velocity,
    as the paper defines it. (The package's ``tracking_fullseq`` passes the trajectories, not the velocity,
@@ -34,7 +35,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from benchmarks.detectors.tracker import LKTracker, load_lk_tracker
 from benchmarks.metrics.base import ShortVideoError
@@ -137,8 +137,8 @@ class FVMDProtocol:
                     "3 pyramid levels, on the strongest cv2.goodFeaturesToTrack corner of each grid cell; lost " \
                     "points held); the package's tracker is PIPs++"
     input: str = "uint8 grey [T, 256, 256]"
-    resize: str = "bilinear with antialiasing (torch) to 256x256, then grey 0.299 R + 0.587 G + 0.114 B, in the " \
-                  "DataLoader workers"
+    resize: str = "grey (cv2.cvtColor RGB2GRAY: 0.299 R + 0.587 G + 0.114 B), then cv2.resize to 256x256: " \
+                  "INTER_LINEAR when enlarging, INTER_AREA when either side shrinks; in the DataLoader workers"
     clip_length: int = 16
     window_stride: int = 1
     windows: str = "every window of clip_length consecutive frames at window_stride (the package's VideoDataset), " \
@@ -180,10 +180,13 @@ class FVMDProtocol:
 
     def prepare(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 [T, H, W, 3] -> uint8 grey [T, 256, 256] (worker side)."""
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-        x = F.interpolate(x, size=(256, 256), mode="bilinear", align_corners=False, antialias=True)
-        grey = x[:, 0] * 0.299 + x[:, 1] * 0.587 + x[:, 2] * 0.114
-        return grey.round_().clamp_(0, 255).to(torch.uint8)
+        import cv2
+
+        shrink = frames.shape[1] > 256 or frames.shape[2] > 256
+        mode = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        grey = [cv2.resize(cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY), (256, 256), interpolation=mode)
+                for f in frames]
+        return torch.from_numpy(np.stack(grey))
 
     def rows_per_video(self, batch: torch.Tensor) -> int:
         return self.windows_in(int(batch.shape[1]))
