@@ -8,7 +8,8 @@ The key (:func:`reference_key`, the one place a key is built) is a sha256 over
   proxy would be cheaper but silently reuses stale statistics after a copy that keeps mtimes, so it is not
   used;
 - every field of the protocol (``dataclasses.asdict``), the detector's sha256, the seed (real clips' random
-  offsets) and the cache format.
+  offsets), the evaluation geometry (:mod:`ophora.data.geometry`) where one changes the frames, and the cache
+  format. An equal-N draw of the real set changes its fingerprint (only the drawn videos are hashed).
 
 An entry is one ``.npz`` under ``<cache dir>/stats/`` (``$OPHORA_CACHE``, else the user cache dir; never in
 the package): the arrays of the metric's state of the real set (``to_arrays``; for FID/FVD the
@@ -95,11 +96,14 @@ def _item_line(item) -> str:
     return f"{item.key}\tmissing\n"
 
 
-def reference_key(fingerprint: str, protocol: Any, detector_sha256: str, seed: int) -> str:
+def reference_key(fingerprint: str, protocol: Any, detector_sha256: str, seed: int,
+                  geometry: dict[str, Any] | None = None) -> str:
     """THE cache key of reference statistics: sha256 of (format, set fingerprint, protocol fields, detector
-    sha256, seed) as canonical JSON."""
+    sha256, seed and, where one is applied, the evaluation geometry's fields) as canonical JSON."""
     payload = {"format": CACHE_FORMAT, "real_set": fingerprint, "protocol": dataclasses.asdict(protocol),
                "detector_sha256": detector_sha256, "seed": int(seed)}
+    if geometry is not None:  # the native geometry keeps the keys made before geometries existed
+        payload["geometry"] = geometry
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -1,8 +1,8 @@
 """Score a generated video set against a real one with the registered metrics (FID, FVD, CLIPScore, KID, ...).
 
-    python -m benchmarks.evaluate --real REAL --fake FAKE --metrics fid,fvd,clipscore[,kid] --out FILE.json
-        [--protocol fvd=fvd/tf] [--weights random-init|pretrained|METRIC=PATH] [--detector METRIC=PATH]
-        [--detector-seed S]
+    python -m benchmarks.evaluate --real REAL --fake FAKE [--metrics fid,fvd,clipscore[,kid]] --out FILE.json
+        [--protocol fvd=fvd/tf] [--weights auto|random-init|pretrained|METRIC=PATH] [--detector METRIC=PATH]
+        [--geometry NAME|fps=F,frames=T,size=HxW,mode=M,filter=F] [--n-real N] [--n-fake N] [--detector-seed S]
         [--fid-frames K|all] [--clip-frames K] [--clip-model ophora-tiny-clip|ViT-L-14] [--tiny-i3d]
         [--seed S] [--batch-size B] [--workers W] [--no-cache] [--strict] [--bootstrap N]
 
@@ -24,18 +24,33 @@ METRIC=PATH`` scores with a file of your own for the protocol's declared archite
 TorchScript I3D, a surgical safetensors file), recorded as ``custom:<file name>`` with its sha256 and
 ``comparable_with_literature: false``.
 
+Detectors by default (``--weights auto``): each metric's published detector where its weights are in the
+weights store (``python -m ophora.weights list``), else its surgical protocol with the weights shipped in the
+package (``fid/ophsim-surgical``, ``fvd/ophsim-surgical``, ``clipscore/ophsim-surgical``), else random-init; the
+result's ``detector_choice`` and the summary say what was chosen and why. ``--weights random-init`` keeps the
+random-init stand-ins of the published detectors. Without ``--metrics``, CLIPScore is left out (with a note) when
+the generated videos have no prompts.
+
+Geometry (:mod:`ophora.data.geometry`): ``--geometry NAME`` brings the real and the generated set to one frame
+rate, clip length and size (resampled by time; short-side resize with a named filter and a centre crop) before
+every detector; the result records it under ``geometry``. Without it, two sets whose frame rates or aspect ratios
+differ by more than 5% are refused (``--geometry native`` scores them as they are, recorded). Equal N: ``--n-real``
+and ``--n-fake`` score that many videos of each set, drawn with ``--seed``; a set with fewer is refused.
+
 Nothing here is specific to one metric: a metric registered in :mod:`benchmarks.metrics` is accepted by
 ``--metrics`` and appears in the result file.
 
 Under ``torchrun`` / ``accelerate launch`` each process scores a strided shard of each set; statistics are
 all-reduced, per-video scores and failures gathered, and only rank 0 writes.
 
-Result file (``format: ophora-eval/1``): ``config`` (this run's :class:`EvalConfig`), ``seed``,
-``provenance`` (git commit, date, Python, platform, package versions), ``inputs`` (each set's spec, kind,
-root, number of videos; the real set's content fingerprint), ``protocols`` (every field of each metric's
-protocol), ``detectors`` (identifier, sha256, ``comparable_with_literature``; false for random-init),
-``comparable_with_literature``, ``metrics`` (per metric: its ``result_fields`` such as ``value``, ``n_real``,
-``n_fake``, rows, ``ci`` with the 95% bootstrap interval and its method, warnings; and its ``protocol``,
+Result file (``format: ophora-eval/1``): ``config`` (this run's :class:`EvalConfig`, with the metrics, protocols
+and weights it resolved to), ``seed``, ``provenance`` (git commit, date, Python, platform, package versions),
+``inputs`` (each set's spec, kind, root, number of videos scored and in the set, frame rate and size from the
+headers; the real set's content fingerprint), ``geometry`` (every field), ``n`` (videos scored per set, whether
+drawn), ``detectors`` (identifier, sha256, ``comparable_with_literature``; false for random-init),
+``detector_choice`` (under ``--weights auto``), ``comparable_with_literature``, ``notes``, ``metrics`` (per
+metric: every field of its protocol under ``protocol``, and its ``result_fields`` such as ``value``, ``n_real``,
+``n_fake``, rows, ``ci`` with the 95% bootstrap interval and its method, warnings; and its
 ``detector`` and ``reference_cache``), ``per_video`` (per-video records of the metrics that keep them, e.g.
 CLIPScore: path, prompt, score, tokens, truncated; features are not dumped),
 ``failed`` (set, path, key, position, reason, metrics it was excluded from), ``timings_s`` per stage,
@@ -50,6 +65,7 @@ line without a traceback and exits 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import tempfile
@@ -58,6 +74,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from benchmarks import cache as refcache
@@ -65,16 +82,27 @@ from benchmarks import metrics as registry
 from benchmarks.detectors import CustomWeights
 from benchmarks.features import FailedVideoError, dist_info, extract, gather_objects
 from benchmarks.metrics.base import Metric, describe
+from ophora import weights as weights_store
 from ophora.cli import user_message
 from ophora.data.external import ExternalVideosError
+from ophora.data.geometry import (
+    NATIVE,
+    Geometry,
+    GeometryMismatchError,
+    check_compatible,
+    parse_geometry,
+    set_shape,
+)
 from ophora.data.manifests import ManifestError
 from ophora.data.sets import VideoSet, load_video_set
 from ophora.results import package_versions, write_json
+from ophora.seeding import rng
 from ophora.weights import ChecksumMismatchError, cache_dir
 
 __all__ = ["EvalConfig", "EvaluationInputError", "evaluate", "summary_table", "main"]
 
 FORMAT = "ophora-eval/1"
+DEFAULT_METRICS = ("fid", "fvd", "clipscore")
 _EVAL_PACKAGES = ("torch", "pytorch-fid", "open_clip_torch", "scipy", "numpy", "av", "accelerate")
 log = logging.getLogger(__name__)
 
@@ -88,15 +116,19 @@ class EvalConfig:
     """Everything a run depends on (recorded in the result as ``config``).
 
     ``protocols``: (metric, protocol name) overrides; ``detector_weights``: (metric, weights) overrides of
-    ``weights`` ("random-init", "pretrained" or a file verified against the registry); ``custom_detectors``:
+    ``weights`` ("random-init", "pretrained", "auto" or a file verified against the registry; ``auto``: each
+    metric's published detector where its weights are present, else its surgical protocol with the shipped
+    weights, else random-init, recorded under ``detector_choice``); ``custom_detectors``:
     (metric, file) of a user's own detector, not verified, recorded as custom; ``fid_frames``: frames per
     video for FID (an int or "all"; None: the protocol's default); ``bootstrap``: replicates for the 95%
-    intervals (0: none).
+    intervals (0: none); ``metrics``: None for :data:`DEFAULT_METRICS` (CLIPScore dropped, with a note, when the
+    generated set has no prompts); ``geometry``: the evaluation geometry every set is brought to (None: refuse
+    sets whose frame rates or aspect ratios differ); ``n_real`` / ``n_fake``: equal N, drawn with ``seed``.
     """
 
     real: str
     fake: str
-    metrics: tuple[str, ...] = ("fid", "fvd", "clipscore")
+    metrics: tuple[str, ...] | None = None  # None: DEFAULT_METRICS, those needing prompts only where there are any
     protocols: tuple[tuple[str, str], ...] = ()
     weights: str = "random-init"
     detector_weights: tuple[tuple[str, str], ...] = ()
@@ -115,6 +147,9 @@ class EvalConfig:
     out: str | None = None
     progress: bool = True
     fake_prompts: str | None = None  # video,prompt CSV for a folder of videos from official code
+    geometry: str | None = None  # evaluation geometry (ophora.data.geometry): a name or key=value pairs
+    n_real: int | None = None  # score this many real videos, drawn with ``seed`` (None: all)
+    n_fake: int | None = None  # score this many generated videos, drawn with ``seed`` (None: all)
 
 
 @dataclass
@@ -129,7 +164,10 @@ class _Run:
     references: dict[str, refcache.Reference] = field(default_factory=dict)
     fake: dict[str, Any] = field(default_factory=dict)  # view -> the metric's state of the fake set
     fingerprint: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # records the payload keeps (detector choice, set shapes)
     cache_notes: dict[str, list[str]] = field(default_factory=dict)  # view -> cache faults met (set aside, skipped)
+    geometry: Geometry = NATIVE  # what every set is brought to before the detectors
+    notes: list[str] = field(default_factory=list)  # what the run decided for the user (dropped metrics, ...)
 
     def views(self) -> list[str]:
         """Metrics that extract features of their own (KID uses FID's)."""
@@ -169,6 +207,61 @@ def resolve_metrics(cfg: EvalConfig) -> dict[str, Metric]:
     chosen = dict(cfg.protocols)
     wanted = set(cfg.metrics) | {registry.get(m).features_from for m in cfg.metrics} - {None}
     return {m: registry.build(m, cfg, chosen.get(m)) for m in known if m in wanted}
+
+
+SURGICAL = "ophsim-surgical"
+
+
+def _published_present(metric: Metric, cfg: EvalConfig) -> tuple[bool, str]:
+    """Whether the published detector of ``metric`` (its protocol's weights-registry entry) is on this machine,
+    and the entry's name (or why there is none)."""
+    name = metric.detector_weights(cfg)
+    if name is None:
+        return False, "this protocol has no published weights file (e.g. the tiny I3D)"
+    try:
+        weights_store.resolve(name)
+    except (KeyError, FileNotFoundError, RuntimeError, ValueError):
+        return False, name
+    return True, name
+
+
+def resolve_auto(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, dict[str, str]]]:
+    """``weights="auto"``: for each metric extracting features of its own, the published detector where its
+    weights are present (``pretrained``), else the metric's surgical protocol (``METRIC/ophsim-surgical``, weights
+    shipped in the package) unless a protocol was named for it, else random-init. Returns the config with those
+    choices made explicit (per-metric protocols and weights; ``weights`` stays "auto") and, per metric, what was
+    chosen and why (``detector_choice`` in the result). Other modes return ``cfg`` and no choices."""
+    if cfg.weights != "auto":
+        return cfg, {}
+    named_protocols, named_weights = dict(cfg.protocols), dict(cfg.detector_weights)
+    custom = dict(cfg.custom_detectors)
+    choices: dict[str, dict[str, str]] = {}
+    for name, metric in resolve_metrics(cfg).items():
+        if metric.features_from is not None or name in custom or name in named_weights:
+            continue
+        if getattr(metric.protocol, "shipped_weights", False):
+            choices[name] = {"protocol": metric.protocol.name, "weights": "shipped",
+                             "why": f"{metric.protocol.name} was named; its detector ships in the package"}
+            continue
+        present, entry = _published_present(metric, cfg)
+        surgical = f"{name}/{SURGICAL}"
+        if present:
+            named_weights[name] = "pretrained"
+            choices[name] = {"protocol": metric.protocol.name, "weights": "pretrained",
+                             "why": f"published weights {entry!r} found in the weights store"}
+        elif name not in named_protocols and surgical in registry.protocol_names():
+            named_protocols[name] = surgical
+            choices[name] = {"protocol": surgical, "weights": "shipped",
+                             "why": f"published weights {entry!r} not on this machine (`python -m ophora.weights "
+                                    f"fetch {entry}` gets them); the surgical detector shipped with the suite "
+                                    f"scores instead (not comparable with published numbers)"}
+        else:
+            named_weights[name] = "random-init"
+            choices[name] = {"protocol": metric.protocol.name, "weights": "random-init",
+                             "why": f"published weights {entry!r} not on this machine and no surgical protocol "
+                                    f"for {name}: random-init (ranks nothing)"}
+    return dataclasses.replace(cfg, protocols=tuple(sorted(named_protocols.items())),
+                               detector_weights=tuple(sorted(named_weights.items()))), choices
 
 
 def detector_weights(run: _Run, view: str) -> Any:
@@ -220,7 +313,8 @@ def _cache_lookup(run: _Run, real_set: Any) -> dict[str, str]:
         run.timings["fingerprint_real"] = time.perf_counter() - start
         for view in run.real_views():
             metric, info = run.metrics[view], run.detectors[view][1]
-            keys[view] = refcache.reference_key(run.fingerprint, metric.protocol, info.sha256, run.cfg.seed)
+            keys[view] = refcache.reference_key(run.fingerprint, metric.protocol, info.sha256, run.cfg.seed,
+                                                geometry=None if run.geometry.is_native else run.geometry.to_dict())
             hit = refcache.load_reference(keys[view], metric.protocol, metric.restore_state,
                                           need_rows=run.needs_rows(view), notes=run.cache_notes.setdefault(view, []))
             if hit is not None:
@@ -256,6 +350,7 @@ def _new_reference(run: _Run, view: str, state: Any, failed: list[dict[str, Any]
     if key is not None:
         reference.path = refcache.save_reference(reference, run.metrics[view].protocol, {
             "real_set": run.cfg.real, "fingerprint": run.fingerprint, "seed": run.cfg.seed,
+            "geometry": run.geometry.to_dict(),
             "detector": run.detectors[view][1].to_dict()}, notes=run.cache_notes.setdefault(view, []))
     return reference
 
@@ -273,7 +368,8 @@ def _extract(run: _Run, video_set: Any, role: str, states: dict[str, Any]) -> di
     views = {name: run.metrics[name].protocol for name in states}
     consumers = {name: _Feed(run.metrics[name], run.detectors[name][0], state) for name, state in states.items()}
     done = extract(video_set, role, views, consumers, seed=run.cfg.seed, batch_size=run.cfg.batch_size,
-                   workers=run.cfg.workers, strict=run.cfg.strict, progress=run.cfg.progress)
+                   workers=run.cfg.workers, strict=run.cfg.strict, progress=run.cfg.progress,
+                   geometry=run.geometry)
     run.failed.extend(done["failed"])
     return done
 
@@ -289,7 +385,10 @@ def fake_features(run: _Run, fake_set: Any, workdir: Path) -> None:
 
 
 def _detector_record(info: Any) -> dict[str, Any]:
-    return {**info.to_dict(), "comparable_with_literature": bool(info.comparable)}
+    """The detector as results record it: ``comparable_with_literature`` in place of DetectorInfo's ``comparable``
+    (one field, one name)."""
+    record = {k: v for k, v in info.to_dict().items() if k != "comparable"}
+    return {**record, "comparable_with_literature": bool(info.comparable)}
 
 
 def _score(run: _Run, name: str) -> dict[str, Any]:
@@ -316,8 +415,10 @@ def compute_metrics(run: _Run) -> tuple[dict[str, Any], dict[str, Any]]:
         if records is not None:
             per_video[name] = records
         result["protocol"] = describe(metric.protocol)
-        if metric.features_from is not None:
-            result["features_protocol"] = describe(run.metrics[view].protocol)
+        if metric.features_from is not None:  # written whole once: under its own metric when that one is scored
+            source = describe(run.metrics[view].protocol)
+            result["features_protocol"] = ({"name": source["name"], "recorded_under": f"metrics.{view}.protocol"}
+                                           if view in run.cfg.metrics else source)
         result["detector"] = _detector_record(run.detectors[view][1])
         if view in run.references:
             ref = run.references[view]
@@ -354,6 +455,50 @@ def _init_distributed() -> Any:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
+def _default_metrics(cfg: EvalConfig, fake_set: VideoSet) -> tuple[EvalConfig, list[str]]:
+    """``cfg`` with ``metrics`` filled: :data:`DEFAULT_METRICS` when none were named, without those that need
+    prompts when the generated set has none (with a note); metrics named explicitly are kept (and refused later
+    if their prompts are missing)."""
+    if cfg.metrics is not None:
+        return cfg, []
+    metrics, notes = [], []
+    for name in DEFAULT_METRICS:
+        if registry.get(name).needs_prompts and not fake_set.has_prompts:
+            notes.append(f"{name} left out: the generated set {cfg.fake!r} ({fake_set.kind}) has no prompts (give a "
+                         f"manifest.jsonl, an Ophora-160K CSV or --fake-prompts CSV, or name it in --metrics to "
+                         f"require it)")
+            continue
+        metrics.append(name)
+    return dataclasses.replace(cfg, metrics=tuple(metrics)), notes
+
+
+def draw(video_set: VideoSet, n: int | None, seed: int, role: str) -> VideoSet:
+    """``n`` videos of ``video_set`` drawn without replacement by ``seed`` (kept in the set's order); all of them
+    for None. A set with fewer than ``n`` videos is refused, naming it, its N and the N required."""
+    if n is None:
+        return video_set
+    if n < 1:
+        raise EvaluationInputError(f"--n-{role} must be at least 1, got {n}")
+    if len(video_set) < n:
+        raise EvaluationInputError(f"the {role} set {video_set.spec!r} has N={len(video_set)} videos, fewer than the "
+                                   f"N={n} required (equal N): give it more videos or ask for N <= {len(video_set)}")
+    chosen = np.sort(rng(seed, "equal-n", role).permutation(len(video_set))[:n])
+    return dataclasses.replace(video_set, items=tuple(video_set.items[i] for i in chosen))
+
+
+def _geometry(cfg: EvalConfig, real_set: VideoSet, fake_set: VideoSet) -> tuple[Geometry, dict[str, Any]]:
+    """The evaluation geometry (``cfg.geometry``; none named: the native one, after checking that the two sets
+    agree in frame rate and aspect ratio) and the sets' shapes as their headers give them."""
+    shapes = {"real": set_shape(real_set), "fake": set_shape(fake_set)}
+    if cfg.geometry is None:
+        check_compatible([(f"real set {cfg.real!r}", shapes["real"]), (f"generated set {cfg.fake!r}", shapes["fake"])])
+        geometry = NATIVE
+    else:
+        geometry = parse_geometry(cfg.geometry)
+    return geometry, {role: {"fps": s.fps, "width": s.width, "height": s.height, "probed": s.probed}
+                      for role, s in shapes.items()}
+
+
 def _check_prompts(run: _Run, fake_set: Any) -> None:
     for name in (n for n, m in run.metrics.items() if m.needs_prompts and not fake_set.has_prompts):
         raise EvaluationInputError(
@@ -378,10 +523,16 @@ def evaluate(cfg: EvalConfig, detectors: dict[str, tuple[Any, Any]] | None = Non
     """
     start = time.perf_counter()
     state = _init_distributed()
-    run = _Run(cfg, resolve_metrics(cfg))
     real_set, fake_set = load_video_set(cfg.real), load_video_set(cfg.fake, prompts=cfg.fake_prompts)
     _require_videos(real_set, "real", cfg.real)
     _require_videos(fake_set, "fake", cfg.fake)
+    sizes = {"real": len(real_set), "fake": len(fake_set)}
+    real_set, fake_set = draw(real_set, cfg.n_real, cfg.seed, "real"), draw(fake_set, cfg.n_fake, cfg.seed, "fake")
+    cfg, notes = _default_metrics(cfg, fake_set)
+    cfg, choices = resolve_auto(cfg)
+    geometry, shapes = _geometry(cfg, real_set, fake_set)
+    run = _Run(cfg, resolve_metrics(cfg), geometry=geometry, notes=notes)
+    run.extra = {"detector_choice": choices, "set_shapes": shapes, "set_sizes": sizes}
     _check_prompts(run, fake_set)
     load_detectors(run, detectors, state.device)
     with tempfile.TemporaryDirectory(prefix="ophora-eval-", ignore_cleanup_errors=True) as tmp:
@@ -394,7 +545,7 @@ def evaluate(cfg: EvalConfig, detectors: dict[str, tuple[Any, Any]] | None = Non
     run.timings["total"] = time.perf_counter() - start
     payload = _payload(run, real_set, fake_set, metrics, per_video)
     if cfg.out:
-        write_json(cfg.out, payload, config=cfg, seed=cfg.seed,
+        write_json(cfg.out, payload, config=run.cfg, seed=cfg.seed,
                    roots={"$real": real_set.root, "$fake": fake_set.root, "$cache": cache_dir()})
     return payload
 
@@ -406,12 +557,20 @@ def _payload(run: _Run, real_set: Any, fake_set: Any, metrics: dict[str, Any],
                 "videos": len(video_set), "fingerprint": fingerprint}
 
     detectors = {view: _detector_record(info) for view, (_, info) in run.detectors.items()}
+    inputs = {"real": describe_set(real_set, run.fingerprint), "fake": describe_set(fake_set)}
+    for role in inputs:
+        inputs[role]["videos_in_set"] = run.extra.get("set_sizes", {}).get(role, len(inputs[role]))
+        inputs[role]["header_shape"] = run.extra.get("set_shapes", {}).get(role)
     return {
         "format": FORMAT,
-        "inputs": {"real": describe_set(real_set, run.fingerprint), "fake": describe_set(fake_set)},
-        "protocols": {m: describe(run.metrics[m].protocol) for m in run.cfg.metrics},
+        "inputs": inputs,
+        "geometry": run.geometry.to_dict(),
+        "n": {"real": len(real_set), "fake": len(fake_set), "drawn_with_seed": run.cfg.seed,
+              "real_drawn": run.cfg.n_real is not None, "fake_drawn": run.cfg.n_fake is not None},
         "detectors": detectors,
+        "detector_choice": run.extra.get("detector_choice", {}),
         "comparable_with_literature": all(d["comparable_with_literature"] for d in detectors.values()),
+        "notes": list(run.notes),
         "metrics": metrics,
         "per_video": per_video,
         "failed": _failed_entries(run),
@@ -434,7 +593,15 @@ def summary_table(payload: dict[str, Any]) -> str:
     at 0 (with its unclamped mean), and for random-init detectors a banner with the command that fetches the
     published weights."""
     lines = [f"{'metric':<10} {'value':>12} {'95% CI':>25} {'N real':>7} {'N fake':>7}  protocol"]
-    notes: list[str] = []
+    notes: list[str] = list(payload.get("notes") or [])
+    geometry = payload.get("geometry")
+    if geometry:
+        notes.append(f"geometry {_geometry_line(geometry)}")
+    n = payload.get("n")
+    if n and (n.get("real_drawn") or n.get("fake_drawn")):
+        notes.append(f"equal N: {n['real']} real, {n['fake']} generated videos drawn with seed {n['drawn_with_seed']}")
+    for name, choice in (payload.get("detector_choice") or {}).items():
+        notes.append(f"{name}: --weights auto chose {choice['protocol']} ({choice['weights']}): {choice['why']}")
     for name, m in payload["metrics"].items():
         value = "n/a" if m.get("value") is None else f"{m['value']:.4f}"
         ci = m.get("ci")
@@ -464,6 +631,11 @@ def summary_table(payload: dict[str, Any]) -> str:
     return "\n".join(lines + [f"note: {n}" for n in notes])
 
 
+def _geometry_line(geometry: dict[str, Any]) -> str:
+    """``endora-128: 8 fps, 16 frames, 128x128 (short-side-crop, lanczos)`` from a result's geometry record."""
+    return parse_geometry(dict(geometry)).summary()
+
+
 def _metric_value(text: str, option: str) -> tuple[str, str]:
     metric, sep, value = text.partition("=")
     if not sep or metric not in registry.names():
@@ -479,11 +651,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fake", required=True, help="generated videos (prompts from its manifest)")
     p.add_argument("--fake-prompts", default=None, metavar="CSV",
                    help="video,prompt CSV for a folder of videos from official code (ophora.data.external)")
-    p.add_argument("--metrics", default="fid,fvd,clipscore", help=f"comma list of {', '.join(registry.names())}")
+    p.add_argument("--metrics", default=None,
+                   help=f"comma list of {', '.join(registry.names())} (default {','.join(DEFAULT_METRICS)}; "
+                        "clipscore left out, with a note, when the generated videos have no prompts)")
     p.add_argument("--protocol", action="append", default=[], metavar="METRIC=NAME",
                    help="e.g. fvd=fvd/tf, fid=fid/ophsim-surgical (see benchmarks.metrics.protocol_names())")
     p.add_argument("--weights", action="append", default=[], metavar="MODE|METRIC=MODE",
-                   help="random-init (default), pretrained or a file; METRIC=... for one detector")
+                   help="auto (default: the published detector where its weights are present, else the surgical "
+                        "one shipped with the suite), pretrained, random-init or a file; METRIC=... for one detector")
+    p.add_argument("--geometry", default=None, metavar="NAME|KEY=VALUE,...",
+                   help="bring both sets to one frame rate, clip length and size before the detectors: a name "
+                        "(endora-128, square-256, ophora-480x720, native) or fps=8,frames=16,size=128x128,"
+                        "mode=short-side-crop,filter=lanczos (default: none; sets whose frame rates or aspect "
+                        "ratios differ are refused)")
+    p.add_argument("--n-real", type=int, default=None, help="score N real videos drawn with --seed (equal N)")
+    p.add_argument("--n-fake", type=int, default=None, help="score N generated videos drawn with --seed (equal N)")
     p.add_argument("--detector", action="append", default=[], metavar="METRIC=PATH",
                    help="your own detector file for METRIC's protocol (recorded as custom, not comparable)")
     p.add_argument("--detector-seed", type=int, default=0, help="seed of random-init detectors")
@@ -502,9 +684,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _checked_geometry(spec: str | None) -> str | None:
+    """``spec`` unchanged once it parses (an unknown name or field is a usage error, before any work)."""
+    if spec is not None:
+        parse_geometry(spec)
+    return spec
+
+
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     """An :class:`EvalConfig` from parsed command-line arguments."""
-    weights, per_metric = "random-init", []
+    weights, per_metric = "auto", []
     for text in args.weights:
         if "=" in text:
             per_metric.append(_metric_value(text, "--weights"))
@@ -512,18 +701,21 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
             weights = text
     fid_frames = args.fid_frames if args.fid_frames in (None, "all") else int(args.fid_frames)
     return EvalConfig(
-        real=args.real, fake=args.fake, metrics=tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
+        real=args.real, fake=args.fake,
+        metrics=None if args.metrics is None else tuple(m.strip() for m in args.metrics.split(",") if m.strip()),
         protocols=tuple(_metric_value(t, "--protocol") for t in args.protocol), weights=weights,
         detector_weights=tuple(per_metric), detector_seed=args.detector_seed,
         custom_detectors=tuple(_metric_value(t, "--detector") for t in args.detector), fid_frames=fid_frames,
         clip_frames=args.clip_frames, clip_model=args.clip_model, tiny_i3d=args.tiny_i3d, seed=args.seed,
         batch_size=args.batch_size, workers=args.workers, no_cache=args.no_cache, strict=args.strict,
-        bootstrap=args.bootstrap, out=args.out, progress=not args.quiet, fake_prompts=args.fake_prompts)
+        bootstrap=args.bootstrap, out=args.out, progress=not args.quiet, fake_prompts=args.fake_prompts,
+        geometry=_checked_geometry(args.geometry),
+        n_real=args.n_real, n_fake=args.n_fake)
 
 
 # What the command reports as one line (no traceback): problems of the inputs or the machine, not of the code.
 _USER_ERRORS = (FailedVideoError, EvaluationInputError, ManifestError, ExternalVideosError, ChecksumMismatchError,
-                OSError)
+                GeometryMismatchError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,7 +50,7 @@ def test_cli_scores_ophsim_sets_with_every_metric(tmp_path, capsys):
     code = main(["--real", str(real_csv), "--fake", str(tmp_path / "fake"), "--metrics", "fid,fvd,clipscore,kid",
                  "--fid-frames", "1", "--clip-frames", "2", "--clip-model", "ophora-tiny-clip", "--tiny-i3d",
                  "--bootstrap", "20", "--workers", "2", "--batch-size", "4", "--seed", "3", "--quiet",
-                 "--out", str(out)])
+                 "--weights", "random-init", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
     assert all(name in printed for name in ("fid", "fvd", "clipscore", "kid")) and "not comparable" in printed
@@ -62,20 +62,24 @@ def test_cli_scores_ophsim_sets_with_every_metric(tmp_path, capsys):
     assert "git_commit" in provenance and provenance["packages"]["torch"] and provenance["created_utc"]
     assert result["inputs"]["real"]["kind"] == "instructions" and result["inputs"]["fake"]["kind"] == "generated"
     assert len(result["inputs"]["real"]["fingerprint"]) == 64
-    assert set(result["protocols"]) == {"fid", "fvd", "clipscore", "kid"}
-    assert result["protocols"]["fvd"]["name"] == "fvd/stylegan-v"
-    assert result["protocols"]["fid"]["frames_per_video"] == 1
+    assert "protocols" not in result  # each protocol is written once, under its metric
+    assert result["metrics"]["fvd"]["protocol"]["name"] == "fvd/stylegan-v"
+    assert result["metrics"]["fid"]["protocol"]["frames_per_video"] == 1
+    assert result["geometry"]["name"] == "native" and result["n"]["real"] == result["n"]["fake"] == CLIPS
+    assert result["detector_choice"] == {}  # --weights random-init: nothing chosen for the user
     assert result["comparable_with_literature"] is False
     for view, detector in result["detectors"].items():
         assert len(detector["sha256"]) == 64 and detector["comparable_with_literature"] is False, view
+        assert "comparable" not in detector, view  # one field, one name
     for name, metric in result["metrics"].items():
         assert math.isfinite(metric["value"]) and metric["n_fake"] == CLIPS, name
         assert metric["ci"]["low"] <= metric["ci"]["high"] and metric["ci"]["level"] == 0.95, name
-        assert metric["protocol"] == result["protocols"][name] and metric["detector"]["sha256"], name
+        assert metric["protocol"]["metric"] == name and metric["detector"]["sha256"], name
     for name in ("fid", "fvd", "kid"):
         assert result["metrics"][name]["n_real"] == CLIPS
     assert not result["metrics"]["fid"]["reference_cache"]["hit"]
-    assert result["metrics"]["kid"]["features_protocol"]["name"] == "fid/pytorch-fid"
+    assert result["metrics"]["kid"]["features_protocol"] == {"name": "fid/pytorch-fid",
+                                                             "recorded_under": "metrics.fid.protocol"}
     per_video = result["per_video"]["clipscore"]
     assert len(per_video) == CLIPS
     assert all({"path", "prompt", "score", "tokens", "truncated"} <= set(v) for v in per_video)

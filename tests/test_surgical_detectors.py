@@ -141,8 +141,9 @@ def test_surgical_protocols_and_recall_run_end_to_end_through_evaluate(world, tm
         assert m["value"] is not None and np.isfinite(m["value"]) and m["value"] == same["metrics"][metric]["value"]
         assert m["detector"]["identifier"].startswith("ophsim-surgical:")
         assert m["detector"]["comparable_with_literature"] is False
-    assert result["protocols"]["fid"]["name"] == "fid/ophsim-surgical" and result["protocols"]["fid"]["dim"] == 128
-    assert result["protocols"]["recall"]["name"] == "recall/ophsim-surgical"
+    fid_protocol = result["metrics"]["fid"]["protocol"]
+    assert fid_protocol["name"] == "fid/ophsim-surgical" and fid_protocol["dim"] == 128
+    assert result["metrics"]["recall"]["protocol"]["name"] == "recall/ophsim-surgical"
     recall = result["metrics"]["recall"]
     assert set(recall["recall_at"]) == {"1", "5"} and recall["n_queries"] == 12 and recall["n_fake"] == 12
     assert recall["recall_at"]["1"]["value"] <= recall["recall_at"]["5"]["value"]
@@ -180,7 +181,7 @@ def test_a_users_own_detector_is_recorded_with_its_sha256_and_not_comparable(wor
         assert detector["identifier"] == f"custom:{path.name}"
         assert detector["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert detector["comparable_with_literature"] is False and np.isfinite(result["metrics"][metric]["value"])
-    assert result["protocols"]["fvd"]["name"] == "fvd/stylegan-v"
+    assert result["metrics"]["fvd"]["protocol"]["name"] == "fvd/stylegan-v"
     with pytest.raises(W.ChecksumMismatchError, match="--detector fvd="):  # --weights still verifies
         evaluate(_cfg(a, b, metrics=("fvd",), protocols=(), detector_weights=(("fvd", str(tiny)),), bootstrap=0))
     with pytest.raises(ValueError, match="a 'frame' surgical detector, but this protocol needs a 'video' one"):

@@ -105,17 +105,18 @@ def _failures(video_set: VideoSet, role: str, position: int, errors: Mapping[str
 
 def extract(video_set: VideoSet, role: str, views: Mapping[str, Any], consumers: Mapping[str, Consumer], *,
             seed: int, batch_size: int = 8, workers: int | None = None, strict: bool = False,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, geometry: Any = None) -> dict[str, Any]:
     """Score this process's shard of ``video_set`` for every view, then reduce across processes.
 
-    ``views``: name -> protocol; ``consumers``: name -> consumer (same names). Returns ``{"failed": [...],
-    "seconds": wall time}``, failures of all processes sorted by video position. With ``strict`` the first
-    failure raises :class:`FailedVideoError` naming the file and the reason.
+    ``views``: name -> protocol; ``consumers``: name -> consumer (same names); ``geometry``: the evaluation
+    geometry (:class:`ophora.data.geometry.Geometry`) every video is brought to first (None: none). Returns
+    ``{"failed": [...], "seconds": wall time}``, failures of all processes sorted by video position. With
+    ``strict`` the first failure raises :class:`FailedVideoError` naming the file and the reason.
     """
     start = time.perf_counter()
     rank, world = dist_info()
     positions = shard_positions(len(video_set), rank, world)
-    dataset = VideoViews(video_set.items, views, role, seed, positions)
+    dataset = VideoViews(video_set.items, views, role, seed, positions, geometry=geometry)
     failed: list[dict[str, Any]] = []
     bar = tqdm(total=len(positions), unit="video", desc=f"{role} ({', '.join(views)})",
                disable=not progress or rank != 0, dynamic_ncols=True)

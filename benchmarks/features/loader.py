@@ -2,7 +2,11 @@
 prepares the input of every requested protocol; a collate that stacks equal shapes; deterministic sharding.
 
 A video's frames are decoded with :func:`ophora.data.video.read_video` once, as the union of the frames
-each protocol selects, then split per protocol and prepared (resized, scaled) in the worker. Failures never
+each protocol selects, then split per protocol and prepared (resized, scaled) in the worker. With an evaluation
+geometry (:class:`ophora.data.geometry.Geometry`) the protocols select from the geometry's clip (the video
+resampled by time to its frame rate, its window of frames) instead of the native frames, and every decoded frame
+is brought to the geometry's size (resize filter, centre crop) before any protocol prepares it, so real and
+generated videos reach every detector at one frame rate, length and size. Failures never
 raise inside a worker: an unreadable video comes back as an error for all protocols (``"*"``), a video too
 short for one protocol as an error for that protocol only. The main process decides what is fatal.
 """
@@ -16,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ophora.data.geometry import Geometry
 from ophora.data.sets import VideoItem
 from ophora.data.video import FrameSelection, probe, read_video
 
@@ -41,12 +46,14 @@ def _reason(err: BaseException) -> str:
 class VideoViews(Dataset):
     """Item i: ``{"index": position, "inputs": {view: tensor}, "errors": {view or "*": reason}}`` for the
     video at ``positions[i]`` of ``items``. ``views`` maps a name to a protocol (``frame_indices``,
-    ``prepare``); ``role`` is ``"real"`` or ``"fake"``; ``seed`` drives the real clips' random offsets."""
+    ``prepare``); ``role`` is ``"real"`` or ``"fake"``; ``seed`` drives the real clips' random offsets;
+    ``geometry``: the evaluation geometry applied before the protocols (None: each video as it is)."""
 
     def __init__(self, items: Sequence[VideoItem], views: Mapping[str, Any], role: str, seed: int,
-                 positions: Sequence[int] | None = None):
+                 positions: Sequence[int] | None = None, geometry: Geometry | None = None):
         self.items, self.views, self.role, self.seed = items, dict(views), role, seed
         self.positions = list(range(len(items))) if positions is None else list(positions)
+        self.geometry = None if geometry is None or geometry.is_native else geometry
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -60,18 +67,29 @@ class VideoViews(Dataset):
             out["inputs"], out["errors"] = {}, {ALL: _reason(err)}
         return out
 
-    def _fill(self, item: VideoItem, out: dict[str, Any]) -> None:
+    def timeline(self, item: VideoItem) -> np.ndarray:
+        """Source frame index of each frame the protocols may select (the geometry's clip, else every frame)."""
         info = probe(item.path)
+        if self.geometry is None:
+            return np.arange(info.num_frames, dtype=np.int64)
+        return self.geometry.timeline(info.num_frames, info.fps, self.role, self.seed, item.key)
+
+    def _fill(self, item: VideoItem, out: dict[str, Any]) -> None:
+        timeline = self.timeline(item)
         wanted = {}
         for name, protocol in self.views.items():
             try:
-                wanted[name] = protocol.frame_indices(info.num_frames, self.role, self.seed, item.key)
+                wanted[name] = timeline[protocol.frame_indices(len(timeline), self.role, self.seed, item.key)]
             except ValueError as err:
+                if self.geometry is not None:
+                    err = ValueError(f"{err} (in the {self.geometry.name} geometry's clip of {len(timeline)} frames)")
                 out["errors"][name] = str(err)
         if not wanted:
             return
-        union = np.unique(np.concatenate(list(wanted.values())))
+        union = np.unique(np.concatenate(list(wanted.values())))  # source frame indices
         frames = read_video(item.path, select=_Indices(tuple(int(v) for v in union)))  # uint8 [n, H, W, 3]
+        if self.geometry is not None:
+            frames = self.geometry.resize(frames)
         for name, indices in wanted.items():
             out["inputs"][name] = self.views[name].prepare(frames[np.searchsorted(union, indices)])
 

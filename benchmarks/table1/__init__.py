@@ -20,14 +20,15 @@ from typing import Any
 from benchmarks import metrics as registry
 from benchmarks.table1 import render
 from benchmarks.table1.config import SURGICAL_PREFIX, Table1Config, load_table1_config
-from benchmarks.table1.preflight import format_missing, leakage, preflight
+from benchmarks.table1.preflight import EqualNError, choose_n, format_missing, leakage, preflight
 from benchmarks.table1.stages import Table1Run
 from ophora.data.atomic import remove_stale_temporaries
+from ophora.data.geometry import NATIVE, parse_geometry
 from ophora.data.sets import load_video_set
 from ophora.results import write_json
 from ophora.weights import cache_dir
 
-__all__ = ["run_table1", "load_table1_config", "Table1Config", "PreflightError"]
+__all__ = ["run_table1", "load_table1_config", "Table1Config", "PreflightError", "EqualNError"]
 
 
 class PreflightError(RuntimeError):
@@ -54,12 +55,13 @@ def run_table1(config: Table1Config, cache: str | Path | None = None, output: st
     sets = run.data_sets()
     leaks = leakage(config, sets, cache / "leakage")  # refuses held-out clips that leak from training sets
     prompts, _ = run.prompts(sets["real"])
-    results = []
-    for row in config.rows:
-        result = run.videos(row, sets)
-        run.evaluate(result, sets["real"], None)
-        results.append(result)
+    results = [run.videos(row, sets) for row in config.rows]
+    equal_n = choose_n(config, {r.row.name: len(load_video_set(r.videos)) for r in results},
+                       len(load_video_set(sets["real"])))  # refuses a row with fewer than the N required
+    for result in results:
+        run.evaluate(result, sets["real"], None, n=equal_n["n"] if equal_n else None)
     payload = _payload(config, run, results, sets, prompts, time.perf_counter() - start)
+    payload["equal_n"] = equal_n
     payload["leakage"] = leaks.to_json()
     if not run.is_main:
         return payload
@@ -95,7 +97,7 @@ def _row_record(result) -> dict[str, Any]:
         "training": [s.record for s in result.stages if "stage" in s.record],
         "generation": next((s.record for s in result.stages if "written_now" in s.record), None),
         "published": dict(result.row.published),
-        "metrics": {name: {k: v for k, v in m.items() if k not in ("detector",)}
+        "metrics": {name: {k: v for k, v in m.items() if k not in ("detector", "protocol")}  # once, at the top
                     for name, m in evaluation["metrics"].items()},
         "per_video": evaluation.get("per_video", {}),
         "failed": evaluation.get("failed", []),
@@ -108,7 +110,7 @@ def _payload(config, run, results, sets, prompts, seconds) -> dict[str, Any]:
     protocols: dict[str, Any] = {}
     detectors: dict[str, Any] = {}
     for r in results:
-        protocols.update(r.evaluation["protocols"])
+        protocols.update({name: m["protocol"] for name, m in r.evaluation["metrics"].items() if "protocol" in m})
         detectors.update(r.evaluation["detectors"])
     return {
         "table": config.name,
@@ -116,6 +118,7 @@ def _payload(config, run, results, sets, prompts, seconds) -> dict[str, Any]:
         "protocols": protocols,
         "detectors": detectors,
         "comparable_with_literature": all(r.evaluation["comparable_with_literature"] for r in results),
+        "geometry": first.get("geometry", NATIVE.to_dict()),  # one for every row (the config's metrics.geometry)
         "real": {"spec": str(sets["real"]), **first["inputs"]["real"]},
         "data_sets": {k: str(v) for k, v in sets.items()},
         "data_records": run.data_records,
@@ -132,7 +135,15 @@ def _notes(config: Table1Config, payload: dict[str, Any]) -> list[str]:
              f"config `{config.name}`",
              f"real reference set: {n_real} clips; prompts: {payload['prompts']['n']} x "
              f"{payload['prompts']['videos_per_prompt']} video(s) per row; values with 95% bootstrap intervals "
-             f"over videos; '-': not applicable (unconditional model, no CLIPScore)"]
+             f"over videos; '-': not applicable (unconditional model, no CLIPScore)",
+             f"geometry (every row and the real set, before the detectors): "
+             f"{parse_geometry(dict(payload['geometry'])).summary()}"]
+    equal_n = payload.get("equal_n")
+    if equal_n:
+        how = (f"the largest N every row and the real set have, at most {equal_n['requested']}"
+               if equal_n["n"] < equal_n["requested"] else f"N = {equal_n['requested']} required")
+        notes.append(f"equal N: every row and the real set scored on N = {equal_n['n']} videos drawn with seed "
+                     f"{equal_n['seed']} ({how})")
     surgical = any(k.startswith(SURGICAL_PREFIX) for k in payload["protocols"])
     published = {k: d for k, d in payload["detectors"].items() if not k.startswith(SURGICAL_PREFIX)}
     if not all(d["comparable_with_literature"] for d in published.values()):

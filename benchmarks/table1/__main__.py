@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 
 from benchmarks.table1 import PreflightError, load_table1_config, run_table1
-from benchmarks.table1.preflight import format_missing, leakage, preflight
+from benchmarks.table1.preflight import EqualNError, format_missing, leakage, preflight
 from ophora.cli import run_command
+from ophora.data.geometry import GeometryMismatchError
 from ophora.data.leakage import LeakageError
 
 
@@ -58,4 +59,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run_command(main, errors=(LeakageError,)))
+    sys.exit(run_command(main, errors=(LeakageError, EqualNError, GeometryMismatchError)))

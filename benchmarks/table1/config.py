@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from baselines import names
 from ophora.configs import ConfigError, apply_overrides, build_config, read_config, shipped_names
+from ophora.data.geometry import parse_geometry
 from ophora.data.leakage import LeakageConfig
 from ophora.registry import did_you_mean
 
@@ -88,6 +89,16 @@ class MetricConfig:
     # Metrics also scored with the surgical detectors shipped with the suite (protocol "<metric>/ophsim-surgical"),
     # as columns "surgical_<metric>" beside the published-protocol ones: fid, fvd, clipscore, recall.
     surgical: tuple[str, ...] = ()
+    # The evaluation geometry every row and the real set are brought to (ophora.data.geometry: a name such as
+    # endora-128, or fps=F,frames=T,size=HxW,mode=M,filter=F); None: each set as it is, refused where the real
+    # set and a row differ in frame rate or aspect ratio.
+    geometry: str | None = None
+    # Equal N: every row and the real set scored on N videos drawn with the config's seed. ``n`` an int: that N,
+    # a row with fewer refused (naming it, its N and the N required), unless ``n_fallback``: then the largest N
+    # every row and the real set have, at most ``n`` (the paper config: 2048 where the sets allow). None: each
+    # row on all its videos.
+    n: int | None = None
+    n_fallback: bool = False
 
 
 SURGICAL_METRICS = ("fid", "fvd", "clipscore", "recall")
@@ -173,6 +184,13 @@ def load_table1_config(name_or_path: str | os.PathLike = "demo", overrides: dict
     raw = {**apply_overrides(raw, overrides, source), "source": recorded}
     config = build_config(Table1Config, raw, source)
     _check_rows(config, source)
+    if config.metrics.geometry is not None:
+        try:
+            parse_geometry(config.metrics.geometry)
+        except ValueError as err:
+            raise ConfigError("metrics.geometry", str(err), source) from None
+    if config.metrics.n is not None and config.metrics.n < 1:
+        raise ConfigError("metrics.n", f"N must be at least 1, got {config.metrics.n}", source)
     unknown = sorted(set(config.metrics.surgical) - set(SURGICAL_METRICS))
     if unknown:
         raise ConfigError("metrics.surgical", f"no surgical protocol for {unknown}; choose from "

@@ -1,6 +1,8 @@
 """Before any compute: every asset a Table 1 config needs that is not on this machine, where it must be, and
-how to get it (data sets, prompt file, base weights, checkpoints, official-code videos, detector weights); and,
-once the data sets exist, that no held-out clip leaks from a training set (:func:`leakage`)."""
+how to get it (data sets, prompt file, base weights, checkpoints, official-code videos, detector weights), and
+rows that cannot reach the equal N the config requires (``metrics.n``); once the data sets exist, that no
+held-out clip leaks from a training set (:func:`leakage`); once every row's videos exist, the N every row is
+scored on (:func:`choose_n`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,10 +13,12 @@ from benchmarks import metrics as registry
 from benchmarks.table1.config import Table1Config
 from ophora import weights
 from ophora.configs import load_preset
+from ophora.data.external import ExternalVideos
 from ophora.data.leakage import LeakageReport, check_leakage, refs_of_instruction_set
+from ophora.generation import read_prompts
 from ophora.model import ModelNotFoundError, resolve_model_dir
 
-__all__ = ["Missing", "preflight", "format_missing", "leakage"]
+__all__ = ["Missing", "preflight", "format_missing", "leakage", "choose_n", "EqualNError"]
 
 _DATA_HOW = {
     "ophora_160k": "download the Hugging Face dataset General-Medical-AI/Ophora-160K (instructions CSV + clips/), "
@@ -117,9 +121,65 @@ def _detectors(config: Table1Config) -> list[Missing]:
     return missing
 
 
+class EqualNError(ValueError):
+    """A row (or the real set) has fewer videos than the N every row must be scored on."""
+
+
+def choose_n(config: Table1Config, rows: dict[str, int], real: int) -> dict | None:
+    """The N every row and the real set are scored on (``metrics.n``; None when the config asks for none) from the
+    number of videos each row has (``rows``: name -> N) and the real set has: ``metrics.n`` itself, a set with
+    fewer refused (:class:`EqualNError` naming it, its N and the N required), or with ``metrics.n_fallback`` the
+    largest N every set has, at most ``metrics.n``. The record goes into ``results.json`` as ``equal_n``."""
+    m = config.metrics
+    if m.n is None:
+        return None
+    sizes = {**{f"row {name!r}": count for name, count in rows.items()}, "the real set": real}
+    n = min([m.n, *sizes.values()]) if m.n_fallback else m.n
+    short = [f"{name} has N={count}" for name, count in sizes.items() if count < n]
+    if short or n < 1:
+        raise EqualNError(f"Table 1 config {config.name!r}: every row is scored on N={n} videos (metrics.n), but "
+                          f"{'; '.join(short) or 'a set is empty'}: give those sets more videos, lower metrics.n, or "
+                          f"set metrics.n_fallback: true to use the largest N every set has")
+    return {"n": n, "requested": m.n, "fallback": m.n_fallback, "seed": config.seed, "rows": dict(rows),
+            "real": real, "drawn": "without replacement, by ophora.seeding.rng(seed, 'equal-n', role), in set order"}
+
+
+def _expected_videos(config: Table1Config, row) -> int | None:
+    """How many videos a row will have, where that is known before any compute (an external folder's videos; a
+    generated row's prompts x videos per prompt when its prompt set is a file on disk), else None."""
+    try:
+        if row.external:
+            return len(ExternalVideos(row.external, prompts=row.external_prompts, generator=row.name).videos)
+        cfg = row.prompts or config.prompts
+        path = config.data.real if cfg.source == "heldout" and config.data.source == "files" else cfg.file
+        if cfg.source == "file" or path:
+            prompts = read_prompts(Path(path or ""), cfg.column)
+            return len(prompts[:cfg.limit] if cfg.limit is not None else prompts) * cfg.videos_per_prompt
+    except Exception:  # noqa: BLE001 - a missing or unreadable asset is listed by the checks above
+        return None
+    return None
+
+
+def _equal_n(config: Table1Config) -> list[Missing]:
+    """Rows known to have fewer videos than ``metrics.n`` requires (without ``n_fallback``)."""
+    m = config.metrics
+    if m.n is None or m.n_fallback:
+        return []
+    missing = []
+    for row in config.rows:
+        count = _expected_videos(config, row)
+        if count is not None and count < m.n:
+            where = row.external or f"prompts x videos_per_prompt of row {row.name!r}"
+            missing.append(Missing(f"row {row.name!r}: N={count} videos, fewer than the N={m.n} every row is "
+                                   f"scored on (metrics.n)", where,
+                                   "give the row more videos (more prompts or videos_per_prompt, or a fuller "
+                                   "external folder), lower metrics.n, or set metrics.n_fallback: true"))
+    return missing
+
+
 def preflight(config: Table1Config) -> list[Missing]:
     """Everything missing; an empty list means the run can start."""
-    return _data(config) + _prompts(config) + _rows(config) + _detectors(config)
+    return _data(config) + _prompts(config) + _rows(config) + _detectors(config) + _equal_n(config)
 
 
 def format_missing(missing: list[Missing], config: Table1Config) -> str:

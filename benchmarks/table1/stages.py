@@ -32,6 +32,7 @@ from ophora.curation.run import curate
 from ophora.data import manifests
 from ophora.data.atomic import atomic_write_text
 from ophora.data.external import ExternalVideos
+from ophora.data.geometry import GeometryMismatchError
 from ophora.generation import read_prompts
 from ophora.hashing import cache_key, sha256_file
 from ophora.results import plain, write_json
@@ -284,19 +285,26 @@ class Table1Run:
         return RowResult(row, done.record["videos"], bool(generator.conditional), stages + [done])
 
     # -- evaluation ------------------------------------------------------------------------------------
-    def evaluate(self, result: RowResult, real: Path, detectors: dict | None) -> dict:
+    def evaluate(self, result: RowResult, real: Path, detectors: dict | None, n: int | None = None) -> dict:
+        """Score the row's videos against ``real`` under the config's metrics and geometry; ``n``: equal N (the
+        real set and the row each scored on ``n`` videos drawn with the config's seed; None: all)."""
         m = self.config.metrics
         metrics = tuple(x for x in m.metrics if x != "clipscore" or result.conditional)
         cfg = EvalConfig(real=str(real), fake=str(result.videos), metrics=metrics,
                          protocols=tuple(sorted(m.protocols.items())), weights=m.weights,
                          detector_seed=m.detector_seed, fid_frames=m.fid_frames, clip_frames=m.clip_frames,
                          clip_model=m.clip_model, tiny_i3d=m.tiny_i3d, seed=self.config.seed,
-                         batch_size=m.batch_size, workers=0, bootstrap=m.bootstrap, progress=False)
+                         batch_size=m.batch_size, workers=0, bootstrap=m.bootstrap, progress=False,
+                         geometry=m.geometry, n_real=n, n_fake=n)
         inputs = {"eval": cfg, "videos": [s.key for s in result.stages] or result.videos,
                   "real": self.data_key("real")}
 
         def work(folder: Path) -> dict:
-            payload = evaluate(dataclasses.replace(cfg, out=None), detectors)  # None on ranks other than 0
+            try:
+                payload = evaluate(dataclasses.replace(cfg, out=None), detectors)  # None on ranks other than 0
+            except GeometryMismatchError as err:
+                text = str(err).replace("--geometry", "metrics.geometry")
+                raise GeometryMismatchError(f"row {result.row.name!r}: {text} (in the Table 1 config)") from None
             if payload is not None:
                 write_json(folder / "evaluation.json", payload, config=cfg, seed=cfg.seed)
             return {"evaluation": str(folder / "evaluation.json")}
@@ -334,7 +342,7 @@ def _with_surgical(published: dict, surgical: dict) -> dict:
         return {f"{SURGICAL_PREFIX}{k}": v for k, v in mapping.items()}
 
     merged = dict(published)
-    for key in ("metrics", "per_video", "protocols"):
+    for key in ("metrics", "per_video"):
         merged[key] = {**published.get(key, {}), **prefixed(surgical.get(key, {}))}
     merged["detectors"] = {**published.get("detectors", {}), **prefixed(surgical.get("detectors", {}))}
     merged["failed"] = published.get("failed", []) + [{**f, "surgical": True} for f in surgical.get("failed", [])]
