@@ -68,6 +68,8 @@ def test_a_study_names_the_key_that_is_wrong(tmp_path):
         load_study(str(path), {"sets.0.table1": "x/results.json"})
     with pytest.raises(ConfigError, match="not both"):
         load_study(str(path), {"phases": ["incision"]})
+    with pytest.raises(ConfigError, match=r"shared: expected 0 to per_set_per_phase \(1\), got 2"):
+        load_study(str(path), {"per_set_per_phase": 1, "shared": 2})
     with pytest.raises(ConfigError, match=r"scale: expected \[low, high\]"):
         load_study(str(path), {"scale": [5, 1]})
     assert [c.key for c in load_study("demo").criteria] == [
@@ -96,6 +98,11 @@ def test_the_design_is_balanced_per_set_and_phase_and_repeats_come_later():
             if slot.repeat_of is None:
                 seen[slot.video] = seen.get(slot.video, 0) + 1
     assert sorted(set(seen.values())) == [3, 4] and sum(seen.values()) == 5 * 24  # coverage as even as it can be
+    shared = plan_raters(items, raters=5, per_group=2, repeats=0, seed=1, shared=1)
+    common = set.intersection(*({s.video for s in slots} for slots in shared))
+    assert len(common) == 4 * 3 and all(len(slots) == 24 for slots in shared)  # one per set and phase for all
+    others = [s.video for slots in shared for s in slots if s.video not in common]
+    assert len(others) == 5 * 12 and max(others.count(v) for v in others) - min(others.count(v) for v in others) <= 1
 
 
 def test_the_migrations_build_the_schema_of_the_models(study):

@@ -161,6 +161,7 @@ def _figure_3a(summary: pd.DataFrame, labels: dict[str, str], path: Path) -> Non
 
     sets = list(dict.fromkeys(summary["set"]))
     criteria = list(dict.fromkeys(summary["criterion"]))
+    criteria = [c for c in labels if c in criteria] + [c for c in criteria if c not in labels]
     width = 0.8 / max(1, len(sets))
     fig = Figure(figsize=(max(7, 1.4 * len(criteria)), 4.2))
     ax = fig.subplots()
@@ -171,8 +172,9 @@ def _figure_3a(summary: pd.DataFrame, labels: dict[str, str], path: Path) -> Non
                yerr=[part["mean"] - part["low"], part["high"] - part["mean"]], capsize=2)
     ax.set_xticks(np.arange(len(criteria)), [labels.get(c, c) for c in criteria], rotation=20, ha="right")
     ax.set_ylabel("mean score (95% CI, raters x videos)")
-    ax.set_title("Fig. 3a: expert ratings per criterion")
-    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("Fig. 3a: ratings per criterion")
+    ax.set_ylim(0, float(summary["high"].max()) + 1.0)
+    ax.legend(fontsize=8, ncol=len(sets), loc="upper center")
     fig.tight_layout()
     _save_figure(fig, path)
 
@@ -191,8 +193,9 @@ def _figure_3b(phases: pd.DataFrame, path: Path) -> None:
                     capsize=2, label=set_name)
     ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
     ax.set_ylabel("mean score over criteria (95% CI)")
-    ax.set_title("Fig. 3b: expert ratings per surgical phase")
-    ax.legend(fontsize=8, ncol=2)
+    ax.set_title("Fig. 3b: ratings per surgical phase")
+    ax.set_ylim(max(0.0, float(phases["low"].min()) - 0.5), float(phases["high"].max()) + 1.0)
+    ax.legend(fontsize=8, ncol=len(sets), loc="upper center")
     fig.tight_layout()
     _save_figure(fig, path)
 
@@ -224,11 +227,29 @@ def _table(summary: pd.DataFrame, labels: dict[str, str], agreement_rows: pd.Dat
                           for r in failed.itertuples())))
     notes.append("means over raters and videos (first showings); 95% intervals: two-way bootstrap over raters "
                  "and videos")
-    return markdown(Table(columns, tuple(records), title="Expert rating study (Fig. 3a)", notes=tuple(notes)))
+    return markdown(Table(columns, tuple(records), title="Rating study (Fig. 3a)", notes=tuple(notes)))
 
 
 def _num(value: float) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+def _ordered(table: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """Rows in the study's order: sets as listed, phases as listed in ``phases`` (else by name), criteria as
+    listed (else as found)."""
+    def rank(names: list[str], column: str) -> dict[str, int]:
+        found = list(dict.fromkeys(table[column])) if column in table else []
+        listed = [n for n in names if n in found]
+        return {name: i for i, name in enumerate(listed + [n for n in sorted(found) if n not in listed])}
+
+    keys = {"set": rank([s["name"] for s in config.get("sets", [])], "set"),
+            "phase": rank(list(config.get("phases", [])), "phase"),
+            "criterion": rank([c["key"] for c in config.get("criteria", [])], "criterion")}
+    columns = [c for c in ("set", "phase", "criterion") if c in table]
+    if table.empty or not columns:
+        return table
+    order = table[columns].apply(lambda row: tuple(keys[c].get(row[c], 0) for c in columns), axis=1)
+    return table.loc[order.sort_values(kind="stable").index].reset_index(drop=True)
 
 
 def analyse_frame(frame: pd.DataFrame, out: str | Path, config: dict, n_boot: int = 2000, seed: int = 0) -> Path:
@@ -241,8 +262,8 @@ def analyse_frame(frame: pd.DataFrame, out: str | Path, config: dict, n_boot: in
     low, high = config.get("scale", (1, 5))
     labels = {c["key"]: c["label"] for c in config.get("criteria", [])}
     check_cfg = config.get("checks", {})
-    summary = summarise(frame, n_boot, seed)
-    phases = by_phase(frame, n_boot, seed)
+    summary = _ordered(summarise(frame, n_boot, seed), config)
+    phases = _ordered(by_phase(frame, n_boot, seed), config)
     agree = agreement(frame, tuple(range(int(low), int(high) + 1)))
     check_rows = checks(frame, float(check_cfg.get("repeat_tolerance", 1.0)), float(check_cfg.get("real_floor", 2.5)))
     for name, table in (("summary", summary), ("phases", phases), ("agreement", agree), ("checks", check_rows)):

@@ -117,9 +117,10 @@ class StudyConfig:
     """A rating study. A video's phase comes from its prompt: ``phases`` lists the phase names (the one named
     earliest in the prompt, case-insensitive, wins; the list's order is the figures' order), or
     ``phase_pattern`` is a regular expression with one group, searched in each prompt, whose match is the phase
-    (neither: one phase, ``all``); ``per_set_per_phase``: how many videos of each set
-    and phase each rater sees (None: every video, a fully crossed design); ``database``: a SQLAlchemy URL
-    (None: SQLite, ``study.sqlite`` in the study folder); ``comment_max``: characters allowed in a comment."""
+    (neither: one phase, ``all``); ``per_set_per_phase``: how many videos of each set and phase each rater sees
+    (None: every video, a fully crossed design), ``shared`` of them the same for every rater (the videos
+    inter-rater agreement is measured on; the others rotate among raters); ``database``: a SQLAlchemy URL (None:
+    SQLite, ``study.sqlite`` in the study folder); ``comment_max``: characters allowed in a comment."""
 
     name: str
     sets: tuple[SetSpec, ...]
@@ -130,6 +131,7 @@ class StudyConfig:
     phases: tuple[str, ...] = ()
     phase_pattern: str | None = None
     per_set_per_phase: int | None = None
+    shared: int = 1
     seed: int = 0
     checks: ChecksSpec = field(default_factory=ChecksSpec)
     database: str | None = None
@@ -152,6 +154,9 @@ class StudyConfig:
             raise ConfigError("scale", f"expected [low, high] with 0 <= low < high <= 10, got {list(self.scale)}")
         if self.per_set_per_phase is not None and self.per_set_per_phase < 1:
             raise ConfigError("per_set_per_phase", f"expected 1 or more (or null: all), got {self.per_set_per_phase}")
+        if self.per_set_per_phase is not None and not 0 <= self.shared <= self.per_set_per_phase:
+            raise ConfigError("shared", f"expected 0 to per_set_per_phase ({self.per_set_per_phase}), "
+                                        f"got {self.shared}")
         if not 1 <= self.comment_max <= 20000:
             raise ConfigError("comment_max", f"expected 1 to 20000 characters, got {self.comment_max}")
         if self.phases and self.phase_pattern is not None:

@@ -1,11 +1,12 @@
 """Who sees which video, in which order: a randomised design balanced across raters, with attention checks.
 
-For each set and phase, the videos are shuffled once (study seed). Rater ``i`` takes ``n`` of them starting at
-offset ``i * n`` (cyclically), so every rater sees each set exactly ``n`` times per phase and the raters together
-cover each group's videos evenly (``n = None``: every rater sees every video, a fully crossed design). A rater's
-order is randomised in rounds: each round shows one video of every set, sets in a fresh random order, so no set
-clusters at the start or the end of a session (fatigue and drift hit all sets alike). ``repeats`` of the rater's
-videos are shown a second time, at least a quarter of the session later, as attention checks.
+For each set and phase, the videos are shuffled once (study seed). Every rater sees the first ``shared`` of them
+(the core on which agreement is measured), and ``n - shared`` more taken from the rest starting at offset
+``i * (n - shared)`` for rater ``i`` (cyclically), so every rater sees each set exactly ``n`` times per phase and
+the raters together cover the rest evenly (``n = None``: every rater sees every video, a fully crossed design).
+A rater's order is randomised in rounds: each round shows one video of every set, sets in a fresh random order, so
+no set clusters at the start or the end of a session (fatigue and drift hit all sets alike). ``repeats`` of the
+rater's videos are shown a second time, at least a quarter of the session later, as attention checks.
 """
 from __future__ import annotations
 
@@ -43,13 +44,20 @@ def _groups(items: list[Item], seed: int) -> dict[tuple[int, str], list[Item]]:
     return groups
 
 
-def _chosen(groups: dict[tuple[int, str], list[Item]], rater: int, per_group: int | None) -> list[Item]:
+def _chosen(groups: dict[tuple[int, str], list[Item]], rater: int, per_group: int | None,
+            shared: int) -> list[Item]:
     chosen = []
     for key in sorted(groups):
         pool = groups[key]
-        take = len(pool) if per_group is None else min(per_group, len(pool))
-        start = 0 if per_group is None else (rater * per_group) % len(pool)
-        chosen.extend(pool[(start + j) % len(pool)] for j in range(take))
+        if per_group is None:
+            chosen.extend(pool)
+            continue
+        core = min(shared, per_group, len(pool))
+        rest, take = pool[core:], min(per_group, len(pool)) - core
+        chosen.extend(pool[:core])
+        if take:
+            start = (rater * take) % len(rest)
+            chosen.extend(rest[(start + j) % len(rest)] for j in range(take))
     return chosen
 
 
@@ -93,13 +101,14 @@ def _renumber(slots: list[Slot]) -> list[Slot]:
     return out
 
 
-def plan_raters(items: list[Item], raters: int, per_group: int | None, repeats: int, seed: int) -> list[list[Slot]]:
+def plan_raters(items: list[Item], raters: int, per_group: int | None, repeats: int, seed: int,
+                shared: int = 0) -> list[list[Slot]]:
     """Each rater's ordered slots (see the module docstring); the same inputs give the same plan."""
     groups = _groups(items, seed)
     plans = []
     for rater in range(raters):
         rng = random.Random(f"{seed}:rater:{rater}")
-        order = _rounds(_chosen(groups, rater, per_group), rng)
+        order = _rounds(_chosen(groups, rater, per_group, shared), rng)
         plans.append(_with_repeats(order, repeats, rng))
     return plans
 

@@ -148,7 +148,8 @@ def _write_structure(session, config: StudyConfig, folder: Path, log) -> list[It
 
 
 def _write_assignments(session, config: StudyConfig, items: list[Item]) -> dict[str, str]:
-    plans = plan_raters(items, len(config.raters), config.per_set_per_phase, config.checks.repeats, config.seed)
+    plans = plan_raters(items, len(config.raters), config.per_set_per_phase, config.checks.repeats, config.seed,
+                        config.shared)
     tokens = {}
     for spec, slots in zip(config.raters, plans):
         token = new_token()
