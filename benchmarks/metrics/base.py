@@ -12,6 +12,12 @@ A metric is one class (torchmetrics style) registered under its name in :mod:`be
   as a dict whose keys are ``result_fields``;
 - ``higher_is_better`` and ``display_name``: what tables print and how they pick the best row.
 
+Geometry: every protocol reads its frames from the clip the evaluation geometry made of a video
+(:mod:`ophora.data.geometry`: frame rate, clip length, size), and its default geometry is ``native``: the video's
+own frame rate, length and size, as the reference implementations (pytorch-fid, StyleGAN-V, torchmetrics) read the
+frames they are given. ``python -m benchmarks.evaluate --geometry`` and Table 1's ``metrics.geometry`` choose
+another for a run; the result records it.
+
 A metric whose ``features_from`` names another metric (KID on the FID features) has no state or detector of its
 own: it is computed on that metric's states. ``needs_real``: whether a real set is extracted (and its state
 cached) for it; ``needs_prompts``: whether the generated videos must come with prompts.

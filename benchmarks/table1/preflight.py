@@ -12,6 +12,7 @@ from baselines import get
 from benchmarks import metrics as registry
 from benchmarks.table1.config import Table1Config
 from ophora import weights
+from ophora.cli import UsageError
 from ophora.configs import load_preset
 from ophora.data.external import ExternalVideos
 from ophora.data.leakage import LeakageReport, check_leakage, refs_of_instruction_set
@@ -121,8 +122,9 @@ def _detectors(config: Table1Config) -> list[Missing]:
     return missing
 
 
-class EqualNError(ValueError):
-    """A row (or the real set) has fewer videos than the N every row must be scored on."""
+class EqualNError(UsageError):
+    """A row (or the real set) has fewer videos than the N every row must be scored on (a user error: printed as
+    one ``error:`` line)."""
 
 
 def choose_n(config: Table1Config, rows: dict[str, int], real: int) -> dict | None:

@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 from PIL import Image
 
+from ophora.cli import UsageError
 from ophora.data.sets import VideoSet
 from ophora.data.video import probe
 from ophora.registry import lookup
@@ -244,8 +245,9 @@ def set_shape(video_set: VideoSet, sample: int = 8) -> SetShape:
                     int(statistics.median(i.height for i in infos)), len(infos))
 
 
-class GeometryMismatchError(ValueError):
-    """Two sets differ in frame rate or aspect ratio and no evaluation geometry was given."""
+class GeometryMismatchError(UsageError):
+    """Two sets differ in frame rate or aspect ratio and no evaluation geometry was given (a user error: printed
+    as one ``error:`` line by every command)."""
 
 
 def _differ(a: float, b: float, tolerance: float) -> bool:
