@@ -22,20 +22,23 @@ Short videos: a video with fewer than 16 frames is not padded, looped or dropped
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from benchmarks.detectors.i3d import load_i3d
 from benchmarks.detectors.surgical import load_surgical, to_input, video_features
 from benchmarks.metrics.base import ShortVideoError
-from benchmarks.metrics.fd import FrechetMetric
+from benchmarks.metrics.fd import FrechetMetric, FrechetState
 from ophora.data.video import Consecutive
 from ophora.seeding import rng
 
-__all__ = ["FVDProtocol", "FVD_TF", "SurgicalFVDProtocol", "FVD", "real_clip_offset", "tf1_resize_bilinear"]
+__all__ = ["FVDProtocol", "FVD_TF", "SurgicalFVDProtocol", "VideoMAEFVDProtocol", "FVD", "real_clip_offset",
+           "tf1_resize_bilinear"]
 
 
 def real_clip_offset(seed: int, key: str, num_frames: int, clip_length: int) -> int:
@@ -163,6 +166,65 @@ class SurgicalFVDProtocol(FVDProtocol):
         return load_surgical("video", weights, cfg.detector_seed, self.name)
 
 
+@dataclass(frozen=True)
+class VideoMAEFVDProtocol(FVDProtocol):
+    """Content-debiased FVD (cd-fvd): VideoMAE-v2 ViT-g features of one random 16-frame clip per video."""
+
+    name: str = "fvd/videomae"
+    version: str = "1"
+    definition: str = "cd-fvd 0.1 (Ge et al., CVPR 2024), model 'videomae'"
+    detector: str = "cd-fvd-videomae: VideoMAE-v2 ViT-g/14 fine-tuned on SSv2 (vit_g_hybrid_pt_1200e_ssv2_ft.pth) as " \
+                    "transformers.VideoMAEModel + fc_norm of the mean token (benchmarks.detectors.videomae)"
+    input: str = "float32 [B, 3, 16, 224, 224] in [0, 1]"
+    preprocess: str = "cd-fvd's VideoDataset + preprocess_videomae, in the workers: x / 255; shorter side to " \
+                      "resolution (bilinear, antialias, align_corners=False; the other side ceil), centre crop " \
+                      "resolution x resolution; x 255 truncated to uint8 (.byte()); x / 255; bilinear to 224x224 " \
+                      "(align_corners=False, no antialias); no mean/std normalisation"
+    resolution: int = 256
+    rescale: bool = False
+    resize: bool = False
+    return_features: bool = False
+    features: str = "fc_norm(mean of the last block's tokens): forward_features, 1408-d (tiny: 64-d)"
+    dim: int = 1408
+    fake_clip: str = "one clip per video at a seeded random offset (cd-fvd draws a random clip from every video, " \
+                     "real and generated alike)"
+    real_clip: str = "the same rule (ophora.seeding.rng(seed, 'fvd-real-offset', relative path))"
+    divisor: str = "N"
+    comparable: str = "comparable with cd-fvd's VideoMAE FVD only with its checkpoint given as --detector fvd=FILE"
+
+    def frame_indices(self, num_frames: int, role: str, seed: int, key: str) -> np.ndarray:
+        """16 consecutive frames at a seeded random offset, for real and generated videos alike."""
+        return super().frame_indices(num_frames, "real", seed, key)
+
+    def prepare(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [16, H, W, 3] -> float32 [3, 16, 224, 224] in [0, 1] (cd-fvd's two resizes and its quantisation)."""
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0  # [T, 3, H, W]
+        h, w = x.shape[-2:]
+        scale = self.resolution / min(h, w)
+        size = (self.resolution, math.ceil(w * scale)) if h < w else (math.ceil(h * scale), self.resolution)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+        top, left = (x.shape[-2] - self.resolution) // 2, (x.shape[-1] - self.resolution) // 2
+        x = x[..., top:top + self.resolution, left:left + self.resolution]
+        x = (x * 255).to(torch.uint8).float() / 255.0
+        x = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
+        return x.permute(1, 0, 2, 3).contiguous()
+
+    def detector_features(self, detector: Any, batch: torch.Tensor) -> torch.Tensor:
+        """[B, 3, 16, 224, 224] -> float32 [B, 1408]."""
+        device = next(detector.parameters()).device
+        with torch.inference_mode():
+            return detector(batch.to(device)).float().cpu()
+
+    def weights_entry(self, cfg: Any) -> str | None:
+        return None
+
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        """``--tiny-i3d`` (FVD's tiny-detector switch) selects the tiny VideoMAE (64-d) here."""
+        from benchmarks.detectors.videomae import load_videomae
+
+        return load_videomae(weights, cfg.detector_seed, cfg.tiny_i3d, self.name)
+
+
 FVD_TF = FVDProtocol(
     name="fvd/tf", version="1",
     input="float32 [B, 3, T, 224, 224] in [-1, 1]",
@@ -178,10 +240,15 @@ class FVD(FrechetMetric):
 
     name = "fvd"
     display_name = "FVD"
-    protocols = (FVDProtocol(), FVD_TF, SurgicalFVDProtocol())
+    protocols = (FVDProtocol(), FVD_TF, SurgicalFVDProtocol(), VideoMAEFVDProtocol())
 
     def detector_weights(self, cfg: Any) -> str | None:
         return self.protocol.weights_entry(cfg)
 
     def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
         return self.protocol.load_detector(weights, cfg)
+
+    def new_state(self, *, video_set: Any = None, detector: Any = None, rows_path: Any = None) -> FrechetState:
+        """The protocol's feature size, or the detector's where it declares one (the tiny VideoMAE: 64-d)."""
+        dim = getattr(detector, "dim", None)
+        return FrechetState(dim if isinstance(dim, int) else self.protocol.dim, self.protocol.divisor, rows_path)
