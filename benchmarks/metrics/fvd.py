@@ -1,4 +1,5 @@
-"""FVD: the Fréchet distance between I3D features of one 16-frame clip per real and generated video.
+"""FVD: the Fréchet distance between video features (I3D, or another video network) of one 16-frame clip per real
+and generated video.
 
 ========================  =========================================================================================
 ``fvd/stylegan-v``        StyleGAN-V: the I3D TorchScript called with ``rescale=True, resize=True,
@@ -15,6 +16,12 @@
                           (:mod:`benchmarks.detectors.surgical`: phases, operations and temporal order, trained
                           on OphSim; shipped in the package), input x/255 resized to 64x64; divisor N-1. Not
                           comparable with any published FVD.
+``fvd/videomae``          content-debiased FVD (cd-fvd, Ge et al. CVPR 2024): one 16-frame clip at a seeded random
+                          offset in every video (real and generated), cd-fvd's resizes (shorter side to 256 with
+                          antialiasing, centre crop, uint8 truncation, bilinear to 224) and the [0, 1] input of
+                          VideoMAE-v2 ViT-g/14 (SSv2 fine-tuned; :mod:`benchmarks.detectors.videomae`, as
+                          ``transformers.VideoMAEModel`` + ``fc_norm``); 1408-d; divisor N. Its checkpoint is
+                          not in the weights registry: ``--detector fvd=FILE`` scores with it.
 ========================  =========================================================================================
 
 Short videos: a video with fewer than 16 frames is not padded, looped or dropped silently: it is recorded under
