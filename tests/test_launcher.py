@@ -104,3 +104,12 @@ def test_the_console_script_runs_a_tool(tmp_path):
     clips = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.mp4"))
     assert clips and clips == sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.mp4"))
     assert all((tmp_path / "a" / c).read_bytes() == (tmp_path / "b" / c).read_bytes() for c in clips)
+
+
+def test_curate_takes_set_overrides_like_the_other_commands(capsys):
+    assert launcher.main(["curate", "--print-config", "--set", "dynamics.max_cuts=1", "--workers", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "  max_cuts: 1\n" in printed and "  workers: 3\n" in printed
+    assert launcher.main(["curate", "--print-config", "--set", "dynamcs.max_cuts=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: dynamcs: unknown key") and "did you mean 'dynamics'" in err

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from ophora.cli import add_output, add_progress, add_workers, make_parser
-from ophora.configs import ConfigError, load_config
+from ophora.cli import add_output, add_overrides, add_progress, add_workers, make_parser
+from ophora.configs import ConfigError, load_config, parse_overrides
 from ophora.curation.config import CurationConfig, plain, redact
 from ophora.curation.run import CurationFailed, OutputBusyError, ResumeError, curate
 from ophora.data.manifests import ManifestError
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how clips enter the output sets (default: the config's)")
     parser.add_argument("--strict", action="store_true", default=None,
                         help="exit 1 when any clip failed (default: only when every clip reaching a stage failed)")
+    add_overrides(parser, "override a config key (dotted, e.g. dynamics.max_cuts=1; read as YAML); repeatable")
     parser.add_argument("--print-config", action="store_true", help="print the effective config and exit")
     add_progress(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors (as OPHORA_DEBUG=1)")
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        config = _with_overrides(load_config(CurationConfig, args.config, what="curation config"), args)
+        config = _with_overrides(load_config(CurationConfig, args.config, parse_overrides(args.set),
+                                             what="curation config"), args)
     except (ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
