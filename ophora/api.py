@@ -232,6 +232,11 @@ class VideoMetrics:
                  value_range: tuple[float, float] = (0.0, 1.0), **options: Any) -> None:
         if not value_range[1] > value_range[0]:
             raise ValueError(f"value_range: expected (low, high) with high > low, got {value_range}")
+        folder_only = sorted(k for k in ("geometry", "n_real", "n_fake", "fake_prompts", "out")
+                             if options.get(k) not in (None, "native"))
+        if folder_only:
+            raise TypeError(f"option(s) {folder_only} apply to folders (evaluate_videos), not to tensors: bring the "
+                            "videos to one size and frame count, and pass as many as you mean to score")
         self.config = _options(metrics, "<tensors:real>", "<tensors:fake>", {**options, "progress": False})
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -153,5 +153,7 @@ def test_wrong_inputs_say_what_was_expected(scorer):
         scorer.compute()
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['bootstrp'\]; did you mean 'bootstrap'"):
         ophora.VideoMetrics(["fid"], bootstrp=10)
+    with pytest.raises(TypeError, match=r"option\(s\) \['geometry'\] apply to folders"):
+        ophora.VideoMetrics(["fid"], geometry="square-256")
     with pytest.raises(EvaluationInputError, match=r"unknown metric\(s\) \['fdi'\]"):
         ophora.VideoMetrics(["fdi"])
