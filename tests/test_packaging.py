@@ -204,7 +204,8 @@ def test_the_lock_command_is_there_and_documented():
     assert "pip freeze --all --exclude-editable" in text and "mv -f" in text  # the freeze, written by a rename
     header = [line for line in (ROOT / "constraints.txt").read_text().splitlines() if line.startswith("#")]
     assert any("tools/lock.sh" in line for line in header)
-    assert "tools/lock.sh" in (ROOT / "README.md").read_text(encoding="utf-8")
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]  # the front page or its docs/
+    assert any("tools/lock.sh" in page.read_text(encoding="utf-8") for page in documents)
 
 
 def test_the_lock_reader_refuses_ranges_and_duplicates(tmp_path):
