@@ -66,6 +66,8 @@ def test_a_study_names_the_key_that_is_wrong(tmp_path):
         load_study(str(path), {"rater": []})
     with pytest.raises(ConfigError, match=r"sets\[0\]\.videos: .*exactly one of 'table1'"):
         load_study(str(path), {"sets.0.table1": "x/results.json"})
+    with pytest.raises(ConfigError, match=r"sets\[1\]\.row: set 'Bora': .* has no row 'Nope'"):
+        init_study(load_study("demo", {"sets.1.row": "Nope"}), tmp_path / "bad", log=lambda line: None)
     with pytest.raises(ConfigError, match="not both"):
         load_study(str(path), {"phases": ["incision"]})
     with pytest.raises(ConfigError, match=r"shared: expected 0 to per_set_per_phase \(1\), got 2"):
@@ -245,8 +247,10 @@ def test_export_and_analyse_commands(study, capsys):
     assert (ratings[ratings["check"] == "repeat"]["repeat_of"] >= 0).all()
     assert main(["analyse", str(folder), "--bootstrap", "50"]) == 0
     analysis = folder / "analysis"
-    assert {p.name for p in analysis.iterdir()} >= {"summary.csv", "phases.csv", "agreement.csv", "checks.csv",
-                                                     "table.md", "fig3a.png", "fig3b.png", "analysis.json"}
+    assert {p.name for p in analysis.iterdir()} >= {"summary.csv", "phases.csv", "phase_criteria.csv",
+                                                     "agreement.csv", "checks.csv", "table.md", "fig3a.png",
+                                                     "fig3b.png", "analysis.json"}
+    assert len(pd.read_csv(analysis / "phase_criteria.csv")) == 3 * 2 * 7  # sets x phases x criteria
     phases = pd.read_csv(analysis / "phases.csv")
     assert set(phases["phase"]) == {"incision", "phacoemulsification"}
     assert json.loads((analysis / "analysis.json").read_text())["raters"] >= 1

@@ -4,9 +4,10 @@ raters agree, and who failed the attention checks.
 Input: the long table of :mod:`benchmarks.rating.export` (one row per rater, video and criterion; the latest
 revision). Attention-check repeats are used only for the checks; everything else counts first showings.
 
-- Means with 95% intervals per set and criterion (Fig. 3a), and per set and phase of the per-video mean over
-  criteria (Fig. 3b): a two-way bootstrap that resamples raters and videos (within the set), both with
-  replacement, so the interval covers both sources of variation (percentile interval, ``n_boot`` resamples).
+- Means with 95% intervals per set and criterion (Fig. 3a), per set, phase and criterion, and per set and phase
+  of the per-video mean over criteria (Fig. 3b): a two-way bootstrap that resamples raters and videos (within
+  the set), both with replacement, so the interval covers both sources of variation (percentile interval,
+  ``n_boot`` resamples).
 - Agreement per criterion: Krippendorff's alpha for ordinal data (the ``krippendorff`` package) over every
   video with two or more ratings, and ICC(2,1) and ICC(2,k) (two-way random effects, absolute agreement,
   Shrout & Fleiss 1979) over the videos every rater rated.
@@ -27,7 +28,8 @@ from ophora.data.atomic import atomic_path, atomic_write_text
 from ophora.results import write_json
 from ophora.tables import Column, Table, markdown
 
-__all__ = ["two_way_bootstrap", "icc2", "ordinal_alpha", "summarise", "by_phase", "agreement", "checks",
+__all__ = ["two_way_bootstrap", "icc2", "ordinal_alpha", "summarise", "by_phase", "by_phase_and_criterion",
+           "agreement", "checks",
            "analyse_frame", "analyse_folder"]
 
 
@@ -101,6 +103,20 @@ def summarise(frame: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
         mean, low, high = two_way_bootstrap(matrix, n_boot, seed)
         rows.append({"set": set_name, "criterion": criterion, "mean": mean, "low": low, "high": high,
                      "raters": int(group["rater"].nunique()), "videos": len(videos), "ratings": len(group)})
+    return pd.DataFrame(rows)
+
+
+def by_phase_and_criterion(frame: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+    """Per set, phase and criterion: mean, 95% interval, raters, videos, ratings."""
+    frame = _first_showings(frame)
+    raters = sorted(frame["rater"].unique())
+    rows = []
+    for (set_name, phase, criterion), group in frame.groupby(["set", "phase", "criterion"], sort=False):
+        matrix, videos = _matrix(group, raters)
+        mean, low, high = two_way_bootstrap(matrix, n_boot, seed)
+        rows.append({"set": set_name, "phase": phase, "criterion": criterion, "mean": mean, "low": low,
+                     "high": high, "raters": int(group["rater"].nunique()), "videos": len(videos),
+                     "ratings": len(group)})
     return pd.DataFrame(rows)
 
 
@@ -253,8 +269,8 @@ def _ordered(table: pd.DataFrame, config: dict) -> pd.DataFrame:
 
 
 def analyse_frame(frame: pd.DataFrame, out: str | Path, config: dict, n_boot: int = 2000, seed: int = 0) -> Path:
-    """Write summary.csv, phases.csv, agreement.csv, checks.csv, table.md, fig3a.png, fig3b.png and
-    analysis.json under ``out``; return ``out``."""
+    """Write summary.csv, phases.csv, phase_criteria.csv, agreement.csv, checks.csv, table.md, fig3a.png,
+    fig3b.png and analysis.json under ``out``; return ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if frame.empty:
@@ -264,9 +280,11 @@ def analyse_frame(frame: pd.DataFrame, out: str | Path, config: dict, n_boot: in
     check_cfg = config.get("checks", {})
     summary = _ordered(summarise(frame, n_boot, seed), config)
     phases = _ordered(by_phase(frame, n_boot, seed), config)
+    phase_criteria = _ordered(by_phase_and_criterion(frame, n_boot, seed), config)
     agree = agreement(frame, tuple(range(int(low), int(high) + 1)))
     check_rows = checks(frame, float(check_cfg.get("repeat_tolerance", 1.0)), float(check_cfg.get("real_floor", 2.5)))
-    for name, table in (("summary", summary), ("phases", phases), ("agreement", agree), ("checks", check_rows)):
+    for name, table in (("summary", summary), ("phases", phases), ("phase_criteria", phase_criteria),
+                        ("agreement", agree), ("checks", check_rows)):
         atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
     atomic_write_text(out / "table.md", _table(summary, labels, agree, check_rows))
     _figure_3a(summary, labels, out / "fig3a.png")
@@ -275,6 +293,7 @@ def analyse_frame(frame: pd.DataFrame, out: str | Path, config: dict, n_boot: in
                "ratings": int(len(frame) // max(1, frame["criterion"].nunique())),
                "summary": json.loads(summary.to_json(orient="records")),
                "phases": json.loads(phases.to_json(orient="records")),
+               "phase_criteria": json.loads(phase_criteria.to_json(orient="records")),
                "agreement": json.loads(agree.to_json(orient="records")),
                "checks": json.loads(check_rows.to_json(orient="records"))}
     write_json(out / "analysis.json", payload, config=config, seed=seed)

@@ -131,7 +131,10 @@ def _write_structure(session, config: StudyConfig, folder: Path, log) -> list[It
                                  position=position, low=low, high=high))
     items = []
     for position, spec in enumerate(config.sets):
-        videos = resolve_set(spec, config.phase_pattern, config.phases)
+        try:
+            videos = resolve_set(spec, config.phase_pattern, config.phases)
+        except ConfigError as err:
+            raise ConfigError(f"sets[{position}].{err.key}", err.reason) from None
         row = db.VideoSet(name=spec.name, role=spec.role, source=spec.table1 or spec.videos or "",
                           position=position)
         session.add(row)
