@@ -74,14 +74,15 @@ _SUITE = tuple(str(Path(__file__).resolve().parents[1] / package) + os.sep
 
 
 def raised_by_suite(error: BaseException) -> bool:
-    """Whether ``error`` was raised by the suite's own code (the innermost frame of its traceback lies in one of
-    the four packages), not by a library it calls."""
+    """Whether ``error`` was raised by the suite's own code (the innermost Python frame of its traceback lies in
+    one of the four packages), not by a library it calls. A builtin written in C has no frame of its own, so an
+    error it raises counts as raised by the Python code that called it."""
     tb = error.__traceback__
     if tb is None:
         return False
     while tb.tb_next is not None:
         tb = tb.tb_next
-    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(_SUITE)
+    return os.path.realpath(tb.tb_frame.f_code.co_filename).startswith(_SUITE)
 
 
 def run_command(main: Callable[..., Any], argv: list[str] | None = None,
