@@ -20,12 +20,13 @@ from benchmarks.metrics.clipscore import CLIPScore
 from benchmarks.metrics.fid import FID
 from benchmarks.metrics.fvd import FVD
 from benchmarks.metrics.fvmd import FVMD
+from benchmarks.metrics.jedi import JEDi
 from benchmarks.metrics.kid import KID
 from benchmarks.metrics.kvd import KVD
 from benchmarks.metrics.recall import Recall
 from ophora.registry import lookup
 
-__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "Recall", "FVMD", "KVD",
+__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "Recall", "FVMD", "KVD", "JEDi",
            "register", "get", "names", "get_protocol",
            "protocol_names", "protocol_for", "build"]
 
@@ -93,3 +94,4 @@ register(KID)
 register(Recall)
 register(FVMD)
 register(KVD)
+register(JEDi)
