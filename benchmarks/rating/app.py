@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import func, select
@@ -265,7 +266,7 @@ def create_app(study: OpenStudy, secure_cookies: bool = False) -> FastAPI:
     @app.post("/item/{public_id}")
     async def rate(public_id: str, request: Request):
         form = await request.form(max_files=0, max_fields=len(ctx.criteria) + 8)
-        return _rate(public_id, request, form)
+        return await run_in_threadpool(_rate, public_id, request, form)  # the database work leaves the event loop
 
     def _rate(public_id: str, request: Request, form):
         with ctx.readers() as session:
