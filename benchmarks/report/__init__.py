@@ -110,7 +110,7 @@ def _protocols_section(payload: Mapping[str, Any]) -> str:
     for name, metric in (payload.get("metrics") or {}).items():  # an evaluation keeps them per metric
         if isinstance(metric, Mapping) and isinstance(metric.get("protocol"), Mapping):
             protocols.setdefault(name, metric["protocol"])
-    rows = [(name, p.get("name"), p.get("version"), p.get("detector"), p.get("comparable", ""),
+    rows = [(name, p.get("name"), p.get("version"), p.get("detector") or "-", p.get("comparable") or "",
              ", ".join(f"{k}={v}" for k, v in p.items() if k not in ("name", "version", "detector", "metric",
                                                                         "comparable")))
             for name, p in protocols.items()]
