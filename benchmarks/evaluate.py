@@ -83,7 +83,7 @@ from benchmarks.detectors import CustomWeights
 from benchmarks.features import FailedVideoError, dist_info, extract, gather_objects
 from benchmarks.metrics.base import Metric, describe
 from ophora import weights as weights_store
-from ophora.cli import user_message
+from ophora.cli import add_output, add_progress, add_seed, make_parser, user_message
 from ophora.data.external import ExternalVideosError
 from ophora.data.geometry import (
     NATIVE,
@@ -645,8 +645,7 @@ def _metric_value(text: str, option: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = make_parser("benchmarks.evaluate", __doc__.split("\n\n")[0])
     p.add_argument("--real", required=True, help="real videos: folder, manifest.jsonl folder or Ophora-160K CSV")
     p.add_argument("--fake", required=True, help="generated videos (prompts from its manifest)")
     p.add_argument("--fake-prompts", default=None, metavar="CSV",
@@ -664,8 +663,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(endora-128, square-256, ophora-480x720, native) or fps=8,frames=16,size=128x128,"
                         "mode=short-side-crop,filter=lanczos (default: none; sets whose frame rates or aspect "
                         "ratios differ are refused)")
-    p.add_argument("--n-real", type=int, default=None, help="score N real videos drawn with --seed (equal N)")
-    p.add_argument("--n-fake", type=int, default=None, help="score N generated videos drawn with --seed (equal N)")
+    p.add_argument("--n-real", type=int, default=None, metavar="N",
+                   help="score N real videos drawn with --seed (equal N)")
+    p.add_argument("--n-fake", type=int, default=None, metavar="N",
+                   help="score N generated videos drawn with --seed (equal N)")
     p.add_argument("--detector", action="append", default=[], metavar="METRIC=PATH",
                    help="your own detector file for METRIC's protocol (recorded as custom, not comparable)")
     p.add_argument("--detector-seed", type=int, default=0, help="seed of random-init detectors")
@@ -673,14 +674,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip-frames", type=int, default=None, help="frames per video for CLIPScore (default 8)")
     p.add_argument("--clip-model", default="ViT-L-14", help="open_clip model (ophora-tiny-clip for tests)")
     p.add_argument("--tiny-i3d", action="store_true", help="tiny random-init I3D (tests and demos only)")
-    p.add_argument("--seed", type=int, default=0, help="real clips' offsets, KID subsets, bootstrap")
+    add_seed(p, "real clips' offsets, geometry windows, equal-N draws, KID subsets, bootstrap")
     p.add_argument("--batch-size", type=int, default=8, help="videos per DataLoader batch")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default min(2, CPUs))")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="DataLoader workers (default: min(2, CPUs); 0: decode in the main process)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write cached reference statistics")
     p.add_argument("--strict", action="store_true", help="a failed input is fatal")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates for 95%% intervals (0: none)")
-    p.add_argument("--out", required=True, help="result JSON file")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_output(p, "result JSON file", required=True, type=str, metavar="FILE")
+    add_progress(p)
     return p
 
 
@@ -708,7 +710,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         custom_detectors=tuple(_metric_value(t, "--detector") for t in args.detector), fid_frames=fid_frames,
         clip_frames=args.clip_frames, clip_model=args.clip_model, tiny_i3d=args.tiny_i3d, seed=args.seed,
         batch_size=args.batch_size, workers=args.workers, no_cache=args.no_cache, strict=args.strict,
-        bootstrap=args.bootstrap, out=args.out, progress=not args.quiet, fake_prompts=args.fake_prompts,
+        bootstrap=args.bootstrap, out=args.out, progress=args.progress, fake_prompts=args.fake_prompts,
         geometry=_checked_geometry(args.geometry),
         n_real=args.n_real, n_fake=args.n_fake)
 

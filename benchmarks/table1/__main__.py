@@ -14,21 +14,20 @@ from pathlib import Path
 
 from benchmarks.table1 import PreflightError, load_table1_config, run_table1
 from benchmarks.table1.preflight import EqualNError, format_missing, leakage, preflight
-from ophora.cli import run_command
+from ophora.cli import add_cache, add_output, add_progress, make_parser, run_command
 from ophora.data.geometry import GeometryMismatchError
 from ophora.data.leakage import LeakageError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.table1", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser("benchmarks.table1", __doc__)
     parser.add_argument("--config", default="demo", help="shipped config (demo, quick, paper) or a YAML file")
-    parser.add_argument("--cache", type=Path, help="stage cache folder (default runs/table1/<config>)")
-    parser.add_argument("--output", type=Path, help="table folder (default results/table1/<config>)")
+    add_cache(parser, "stage cache folder (default: runs/table1/<config>)")
+    add_output(parser, "table folder (default: results/table1/<config>)")
     parser.add_argument("--fresh", action="store_true", help="delete this config's stage cache first")
     parser.add_argument("--preflight", action="store_true",
                         help="only list missing assets (and, with data files, check leakage), then exit")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress(parser)
     return parser.parse_args(argv)
 
 
@@ -48,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh and cache.exists():
         shutil.rmtree(cache)
     try:
-        run_table1(config, cache, args.output, progress=not args.no_progress)
+        run_table1(config, cache, args.out, progress=args.progress)
     except PreflightError as err:
         print(err, file=sys.stderr)
         return 2
-    output = args.output or Path(config.output) / config.name
+    output = args.out or Path(config.output) / config.name
     if os.environ.get("RANK", "0") == "0":  # under torchrun / accelerate launch: once
         print((output / "table.md").read_text())
     return 0
