@@ -97,6 +97,7 @@ def test_agreement_is_high_for_consistent_raters_and_near_zero_for_noise(tmp_pat
     assert (agree["alpha_ordinal"].abs() < 0.1).all() and (agree["icc2_1"].abs() < 0.1).all()
 
 
+@pytest.mark.slow
 def test_outputs_name_the_rater_who_fails_the_real_clip_calibration(tmp_path):
     config = {"scale": [1, 5], "checks": {"repeat_tolerance": 1.0, "real_floor": 2.5}}
     frame = synthetic_ratings(noise=0.3, careless=True)

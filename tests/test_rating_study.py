@@ -230,6 +230,7 @@ def rate_all(study, rater: str, value: int = 4) -> None:
         browser.post(f"/item/{public_id}", data={"csrf": csrf, **scores(study[2], value)})
 
 
+@pytest.mark.slow
 def test_export_and_analyse_commands(study, capsys):
     open_, tokens, config = study
     folder = open_.folder
