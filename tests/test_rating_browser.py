@@ -166,3 +166,13 @@ def test_a_rater_rates_resumes_and_finishes_in_chromium(server, browser):
     assert browser.find_elements(By.TAG_NAME, "video") == []
     browser.get(f"{base}/video/{own}")  # Chromium's media viewer wraps a playable video in a <video>
     assert len(browser.find_elements(By.TAG_NAME, "video")) == 1
+
+    # ... and rates their own videos
+    browser.get(f"{base}/rate")
+    rate_with_keyboard(browser, "2")
+    rate_with_keyboard(browser, "3")
+    assert rated(browser) == 2
+    with db.sessions(study.engine)() as session:
+        scores = session.scalars(select(db.Score.value).join(db.Rating).join(db.Assignment).join(db.Rater)
+                                 .where(db.Rater.key == "r2")).all()
+        assert sorted(scores) == [2] * 7 + [3] * 7

@@ -115,6 +115,8 @@ def _serve(study, args) -> int:
         print(f"warning: serving on {args.host}, reachable from other machines; put it behind a TLS proxy "
               "(README: Rating study) and pass --behind-tls", file=sys.stderr)
     app = create_app(study, secure_cookies=args.behind_tls)
+    print(f"serving {args.folder} on http://{args.host}:{args.port} (raters open their links; Ctrl-C stops; "
+          "every acknowledged rating is already in the database)", file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, proxy_headers=args.behind_tls,
                 forwarded_allow_ips="127.0.0.1" if args.behind_tls else None, server_header=False,
                 log_level="warning", access_log=False)
