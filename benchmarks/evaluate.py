@@ -212,17 +212,28 @@ def resolve_metrics(cfg: EvalConfig) -> dict[str, Metric]:
 SURGICAL = "ophsim-surgical"
 
 
-def _published_present(metric: Metric, cfg: EvalConfig) -> tuple[bool, str]:
+def _published_present(metric: Metric, cfg: EvalConfig) -> tuple[bool, str | None]:
     """Whether the published detector of ``metric`` (its protocol's weights-registry entry) is on this machine,
-    and the entry's name (or why there is none)."""
+    and the entry's name (None: the detector has no published file, e.g. the tiny I3D)."""
     name = metric.detector_weights(cfg)
     if name is None:
-        return False, "this protocol has no published weights file (e.g. the tiny I3D)"
+        return False, None
     try:
         weights_store.resolve(name)
     except (KeyError, FileNotFoundError, RuntimeError, ValueError):
         return False, name
     return True, name
+
+
+def _published_asked(metric: str, cfg: EvalConfig) -> str | None:
+    """The option by which ``cfg`` asks for ``metric``'s published-protocol detector itself (``--tiny-i3d``, a
+    ``--clip-model`` other than the default), which ``--weights auto`` keeps (random-init where its weights are
+    absent) instead of switching to the surgical protocol; None when there is none."""
+    if metric == "fvd" and cfg.tiny_i3d:
+        return "--tiny-i3d"
+    if metric == "clipscore" and cfg.clip_model != EvalConfig.clip_model:
+        return f"--clip-model {cfg.clip_model}"
+    return None
 
 
 def resolve_auto(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, dict[str, str]]]:
@@ -241,25 +252,32 @@ def resolve_auto(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, dict[str, str]]
             continue
         if getattr(metric.protocol, "shipped_weights", False):
             choices[name] = {"protocol": metric.protocol.name, "weights": "shipped",
-                             "why": f"{metric.protocol.name} was named; its detector ships in the package"}
+                             "why": f"the detector of {metric.protocol.name} ships in the package"}
             continue
         present, entry = _published_present(metric, cfg)
+        absent = (f"published weights {entry!r} not on this machine (`python -m ophora.weights fetch {entry}` gets "
+                  f"them)" if entry else "this detector has no published weights file")
+        asked = _published_asked(name, cfg)
         surgical = f"{name}/{SURGICAL}"
         if present:
             named_weights[name] = "pretrained"
             choices[name] = {"protocol": metric.protocol.name, "weights": "pretrained",
                              "why": f"published weights {entry!r} found in the weights store"}
-        elif name not in named_protocols and surgical in registry.protocol_names():
+        elif name not in named_protocols and surgical in registry.protocol_names() and not asked:
             named_protocols[name] = surgical
             choices[name] = {"protocol": surgical, "weights": "shipped",
-                             "why": f"published weights {entry!r} not on this machine (`python -m ophora.weights "
-                                    f"fetch {entry}` gets them); the surgical detector shipped with the suite "
-                                    f"scores instead (not comparable with published numbers)"}
+                             "why": f"{absent}; the surgical detector shipped with the suite scores instead (not "
+                                    f"comparable with published numbers)"}
         else:
+            if asked:
+                reason = f"{asked} asks for this protocol's own detector"
+            elif name in named_protocols:
+                reason = f"{metric.protocol.name} was named"
+            else:
+                reason = f"no surgical protocol for {name}"
             named_weights[name] = "random-init"
             choices[name] = {"protocol": metric.protocol.name, "weights": "random-init",
-                             "why": f"published weights {entry!r} not on this machine and no surgical protocol "
-                                    f"for {name}: random-init (ranks nothing)"}
+                             "why": f"{absent}; {reason}: random-init (ranks nothing)"}
     return dataclasses.replace(cfg, protocols=tuple(sorted(named_protocols.items())),
                                detector_weights=tuple(sorted(named_weights.items()))), choices
 
