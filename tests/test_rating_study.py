@@ -259,7 +259,14 @@ def test_export_and_analyse_commands(study, capsys):
     assert "set up already" in capsys.readouterr().err
 
 
-def test_serve_refuses_nothing_but_binds_loopback_by_default():
+def test_analyse_without_ratings_says_so(tmp_path, capsys):
+    config = load_study(str(write_synthetic_study(tmp_path / "source", sets=("only",), real=None, per_phase=1)))
+    init_study(config, tmp_path / "study", log=lambda line: None)
+    assert run_command(main, ["analyse", str(tmp_path / "study")], ERRORS) != 0
+    assert "no ratings to analyse yet" in capsys.readouterr().err
+
+
+def test_serve_binds_loopback_by_default():
     from benchmarks.rating.cli import build_parser
 
     args = build_parser().parse_args(["serve", "somewhere"])

@@ -24,6 +24,7 @@ import krippendorff
 import numpy as np
 import pandas as pd
 
+from benchmarks.rating.study import StudyError
 from ophora.data.atomic import atomic_path, atomic_write_text
 from ophora.results import write_json
 from ophora.tables import Column, Table, markdown
@@ -274,7 +275,7 @@ def analyse_frame(frame: pd.DataFrame, out: str | Path, config: dict, n_boot: in
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if frame.empty:
-        raise ValueError("no ratings to analyse yet (export wrote an empty ratings.csv)")
+        raise StudyError("no ratings to analyse yet: raters have not saved any (or the ratings.csv is empty)")
     low, high = config.get("scale", (1, 5))
     labels = {c["key"]: c["label"] for c in config.get("criteria", [])}
     check_cfg = config.get("checks", {})
