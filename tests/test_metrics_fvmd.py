@@ -209,6 +209,8 @@ def test_protocol_windows_and_worker_input():
     np.testing.assert_array_equal(FVMDProtocol(window_stride=4).frame_indices(21, "real", 0, "a"), np.arange(20))
     with pytest.raises(ValueError, match="needs 16"):
         protocol.frame_indices(15, "real", 0, "a")
+    with pytest.raises(ValueError, match="layout is the package's"):
+        FVMDProtocol(angle_bins=16)
     x = protocol.prepare(clip_frames(16, (64, 48), seed=0))
     assert tuple(x.shape) == (16, 256, 256) and str(x.dtype) == "torch.uint8"
 

@@ -162,8 +162,10 @@ class FVMDProtocol:
     comparable: str = "not comparable with published FVMD (Lucas-Kanade tracker instead of PIPs++)"
 
     def __post_init__(self) -> None:
-        if self.clip_length != 16 or self.points != 400 or self.dim != 1024:
-            raise ValueError(f"{self.name}: the histogram layout is fixed at clip_length 16, 400 points, 1024-d")
+        layout = (self.clip_length, self.points, self.cell_size, self.cube_frames, self.angle_bins, self.dim)
+        if layout != (16, 400, 5, 4, 8, 1024):
+            raise ValueError(f"{self.name}: the histogram layout is the package's: clip_length 16, 400 points, cells "
+                             f"of 5 x 5 points, cubes of 4 frames, 8 angle bins, 1024-d; got {layout}")
         if self.window_stride < 1:
             raise ValueError(f"{self.name}: window_stride must be at least 1, got {self.window_stride}")
 
