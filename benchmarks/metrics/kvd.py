@@ -2,9 +2,11 @@
 
 KVD has no detector or state of its own: it is computed on the FVD metric's states (``features_from = "fvd"``),
 so it follows whichever FVD protocol the run uses (``--protocol fvd=...``): the I3D logits of ``fvd/stylegan-v``
-or ``fvd/tf``, or the surgical video classifier's features of ``fvd/ophsim-surgical``; the result names that
-protocol under ``features_protocol``. An MMD needs no Gaussian assumption and no covariance of d x d from N
-videos, so it settles at smaller N than a Fréchet distance (Luo et al., "Beyond FVD", the JEDi metric).
+or ``fvd/tf``, the surgical video classifier's features of ``fvd/ophsim-surgical``, or VideoMAE's of
+``fvd/videomae``; the result names that protocol under ``features_protocol``. (JEDi on its own V-JEPA features
+is the metric ``jedi``, :mod:`benchmarks.metrics.jedi`.) An MMD needs no Gaussian assumption and no d x d
+covariance from N videos; JEDi's authors report that it settles at smaller N than a Fréchet distance (Luo et al.,
+"Beyond FVD").
 
 ==============  ================================================================================================
 ``kvd``         KID's estimator on clips (:mod:`benchmarks.metrics.mmd`): unbiased MMD^2 (diagonals excluded),
