@@ -21,7 +21,10 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.rating", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.rating",
+                                     description="Set up, serve, export and analyse a blinded expert rating study "
+                                                 "(the paper's Fig. 3).",
+                                     epilog="\n".join(__doc__.splitlines()[2:]),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     init = commands.add_parser("init", help="set a study up from its YAML")
