@@ -2,7 +2,8 @@
 
     python -m benchmarks.evaluate --real REAL --fake FAKE [--metrics fid,fvd,clipscore[,kid]] --out FILE.json
         [--protocol fvd=fvd/tf] [--weights auto|random-init|pretrained|METRIC=PATH] [--detector METRIC=PATH]
-        [--geometry NAME|fps=F,frames=T,size=HxW,mode=M,filter=F] [--n-real N] [--n-fake N] [--detector-seed S]
+        [--geometry NAME|fps=F,frames=T,size=HxW,mode=M,filter=F] [--n-real N] [--n-fake N] [--fd-infinity K]
+        [--detector-seed S]
         [--fid-frames K|all] [--clip-frames K] [--clip-model ophora-tiny-clip|ViT-L-14] [--tiny-i3d]
         [--seed S] [--batch-size B] [--workers W] [--no-cache] [--strict] [--bootstrap N]
 
@@ -35,7 +36,9 @@ Geometry (:mod:`ophora.data.geometry`): ``--geometry NAME`` brings the real and 
 rate, clip length and size (resampled by time; short-side resize with a named filter and a centre crop) before
 every detector; the result records it under ``geometry``. Without it, two sets whose frame rates or aspect ratios
 differ by more than 5% are refused (``--geometry native`` scores them as they are, recorded). Equal N: ``--n-real``
-and ``--n-fake`` score that many videos of each set, drawn with ``--seed``; a set with fewer is refused.
+and ``--n-fake`` score that many videos of each set, drawn with ``--seed``; a set with fewer is refused. Where
+sets cannot be equal, ``--fd-infinity K`` adds to FID and FVD their extrapolation to infinitely many generated
+videos (:func:`fd_infinity`, Chong and Forsyth 2020) under ``fd_infinity``.
 
 Nothing here is specific to one metric: a metric registered in :mod:`benchmarks.metrics` is accepted by
 ``--metrics`` and appears in the result file.
@@ -82,6 +85,8 @@ from benchmarks import metrics as registry
 from benchmarks.detectors import CustomWeights
 from benchmarks.features import FailedVideoError, dist_info, extract, gather_objects
 from benchmarks.metrics.base import Metric, describe
+from benchmarks.metrics.fd import FrechetMetric, frechet_point
+from benchmarks.metrics.stats import FeatureStats
 from ophora import weights as weights_store
 from ophora.cli import add_output, add_progress, add_seed, make_parser, user_message
 from ophora.data.external import ExternalVideosError
@@ -150,6 +155,7 @@ class EvalConfig:
     geometry: str | None = None  # evaluation geometry (ophora.data.geometry): a name or key=value pairs
     n_real: int | None = None  # score this many real videos, drawn with ``seed`` (None: all)
     n_fake: int | None = None  # score this many generated videos, drawn with ``seed`` (None: all)
+    fd_infinity: int = 0  # FID/FVD extrapolated to N = infinity from this many subset sizes (0: not computed)
 
 
 @dataclass
@@ -177,6 +183,8 @@ class _Run:
         return [view for view in self.views() if self.metrics[view].needs_real]
 
     def needs_rows(self, view: str) -> bool:
+        if self.cfg.fd_infinity and isinstance(self.metrics[view], FrechetMetric):
+            return True  # the extrapolation draws subsets of the generated videos' rows
         return any(self.metrics[m].needs_rows(self.cfg.bootstrap) for m in self.cfg.metrics
                    if self.metrics[m].source == view)
 
@@ -422,6 +430,34 @@ def _score(run: _Run, name: str) -> dict[str, Any]:
     return result
 
 
+def fd_infinity(real: Any, fake: Any, divisor: str, points: int, seed: int, repeats: int = 5) -> dict[str, Any]:
+    """Fréchet distance extrapolated to infinitely many generated videos (Chong and Forsyth, "Effectively
+    Unbiased FID and Inception Score and where to find them", CVPR 2020): FD of ``points`` subset sizes n from
+    N/4 to N videos of the generated set (each the mean over ``repeats`` seeded draws without replacement, all
+    rows of a drawn video kept), the real statistics fixed; a least-squares line FD(n) = FD_inf + k / n; ``value``
+    is its intercept. Comparable across sets of unequal N, where FD itself is biased by N."""
+    rows, positions = fake.row_arrays()
+    videos = np.unique(positions)
+    sizes = np.unique(np.round(np.linspace(max(2, len(videos) / 4), len(videos), points)).astype(int))
+    if len(sizes) < 2:
+        return {"value": None, "error": f"needs at least 2 subset sizes; {len(videos)} generated videos give "
+                                        f"{len(sizes)}"}
+    generator = rng(seed, "fd-infinity")
+    values = []
+    for n in sizes:
+        draws = []
+        for _ in range(repeats if n < len(videos) else 1):
+            chosen = np.isin(positions, generator.choice(videos, size=n, replace=False))
+            stats = FeatureStats(rows.shape[1]).update(np.asarray(rows[chosen], dtype=np.float64))
+            draws.append(frechet_point(real.stats, stats, divisor, real.root())[0])
+        values.append(float(np.mean(draws)))
+    slope, intercept = np.polyfit(1.0 / sizes, values, 1)
+    return {"value": float(intercept), "slope": float(slope), "sizes": sizes.tolist(), "values": values,
+            "repeats": repeats, "seed": seed,
+            "method": "FD(n) = FD_inf + k/n fitted by least squares over subsets of the generated videos (Chong and "
+                      "Forsyth 2020); real statistics fixed"}
+
+
 def compute_metrics(run: _Run) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every requested metric with its protocol, detector and cache record; per-video records."""
     start = time.perf_counter()
@@ -429,6 +465,9 @@ def compute_metrics(run: _Run) -> tuple[dict[str, Any], dict[str, Any]]:
     for name in run.cfg.metrics:
         metric, view = run.metrics[name], run.metrics[name].source
         result = _score(run, name)
+        if run.cfg.fd_infinity and isinstance(metric, FrechetMetric) and result.get("value") is not None:
+            result["fd_infinity"] = fd_infinity(run.references[view].state, run.fake[view], metric.protocol.divisor,
+                                                run.cfg.fd_infinity, run.cfg.seed)
         records = metric.per_video(run.fake[view])
         if records is not None:
             per_video[name] = records
@@ -635,6 +674,11 @@ def summary_table(payload: dict[str, Any]) -> str:
         lines.append(f"{name:<10} {value:>12} {ci_text:>25} {m.get('n_real', '-')!s:>7} {m.get('n_fake', '-')!s:>7}"
                      f"  {m['protocol']['name']}{flag}")
         notes += [f"{name}: {w}" for w in m.get("warnings") or []]
+        extrapolated = m.get("fd_infinity") or {}
+        if extrapolated.get("value") is not None:
+            notes.append(f"{name}: extrapolated to N = infinity (Chong and Forsyth): {extrapolated['value']:.4f} "
+                         f"(from subsets of {extrapolated['sizes'][0]} to {extrapolated['sizes'][-1]} generated "
+                         f"videos; FD at this N carries a bias of about {extrapolated['slope'] / m['n_fake']:.4f})")
         unclamped = m.get("mean_unclamped")
         if unclamped is not None and m.get("value") is not None and unclamped < m["value"]:
             notes.append(f"{name}: the mean over videos is {unclamped:.4f}, clamped at 0 as torchmetrics does")
@@ -685,6 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score N real videos drawn with --seed (equal N)")
     p.add_argument("--n-fake", type=int, default=None, metavar="N",
                    help="score N generated videos drawn with --seed (equal N)")
+    p.add_argument("--fd-infinity", type=int, default=0, metavar="K",
+                   help="also extrapolate FID/FVD to N = infinity from K subset sizes of the generated set "
+                        "(Chong and Forsyth 2020; 0: off)")
     p.add_argument("--detector", action="append", default=[], metavar="METRIC=PATH",
                    help="your own detector file for METRIC's protocol (recorded as custom, not comparable)")
     p.add_argument("--detector-seed", type=int, default=0, help="seed of random-init detectors")
@@ -730,7 +777,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         batch_size=args.batch_size, workers=args.workers, no_cache=args.no_cache, strict=args.strict,
         bootstrap=args.bootstrap, out=args.out, progress=args.progress, fake_prompts=args.fake_prompts,
         geometry=_checked_geometry(args.geometry),
-        n_real=args.n_real, n_fake=args.n_fake)
+        n_real=args.n_real, n_fake=args.n_fake, fd_infinity=args.fd_infinity)
 
 
 # What the command reports as one line (no traceback): problems of the inputs or the machine, not of the code.

@@ -76,3 +76,33 @@ def test_two_plain_folders_score_with_the_defaults(tmp_path, capsys):
     for detector in result["detectors"].values():
         assert "comparable" not in detector and detector["comparable_with_literature"] is False
     assert result["geometry"]["name"] == "native" and result["n"]["fake"] == 3
+
+
+def _state(features, tmp_path, name):
+    from benchmarks.metrics.fd import FrechetState
+
+    state = FrechetState(features.shape[1], "N-1", tmp_path / f"{name}.f16")
+    return state.update(features)
+
+
+def test_fd_infinity_removes_the_bias_in_n(tmp_path):
+    """Generated sets of N = 400 from the real Gaussian (d = 8): FD at N is biased upward (of order d / N), and
+    averaged over 10 sets the extrapolation to N = infinity is near 0; with the mean shifted by 1 in every
+    dimension it is near d * 1^2 = 8."""
+    import numpy as np
+
+    from benchmarks.evaluate import fd_infinity
+
+    rng = np.random.default_rng(0)
+    real = _state(rng.normal(size=(20000, 8)), tmp_path, "real")
+    for shift, expected in ((0.0, 0.0), (1.0, 8.0)):
+        at_n, extrapolated = [], []
+        for i in range(10):
+            fake = _state(rng.normal(size=(400, 8)) + shift, tmp_path, f"fake-{shift}-{i}")
+            out = fd_infinity(real, fake, "N-1", points=8, seed=i)
+            assert out["sizes"][0] == 100 and out["sizes"][-1] == 400 and len(out["values"]) == 8
+            at_n.append(out["values"][-1])
+            extrapolated.append(out["value"])
+        bias = np.mean(at_n) - expected
+        assert bias > 0.03, bias  # FD at N = 400 is biased upward
+        assert abs(np.mean(extrapolated) - expected) < 0.3 * bias, (np.mean(extrapolated), bias)

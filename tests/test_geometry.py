@@ -174,7 +174,7 @@ def test_evaluate_with_a_geometry_scores_both_sets_and_records_it(tmp_path, caps
     out = tmp_path / "r.json"
     code = main(["--real", str(real), "--fake", str(fake), "--geometry", GEOMETRY, "--metrics", "fid,fvd",
                  "--protocol", "fvd=fvd/ophsim-surgical", "--bootstrap", "0", "--workers", "0", "--quiet",
-                 "--fid-frames", "4", "--n-real", "2", "--out", str(out)])
+                 "--fid-frames", "4", "--n-real", "2", "--fd-infinity", "3", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     result = json.loads(out.read_text())
@@ -186,5 +186,9 @@ def test_evaluate_with_a_geometry_scores_both_sets_and_records_it(tmp_path, caps
     assert result["metrics"]["fvd"]["value"] is None and len(result["failed"]) == 5
     assert "12 frames" in result["failed"][0]["reason"]
     assert result["metrics"]["fid"]["n_real"] == 2 and result["metrics"]["fid"]["n_fake"] == 3
+    extrapolated = result["metrics"]["fid"]["fd_infinity"]  # subsets of 2 and 3 of the 3 generated videos
+    assert extrapolated["sizes"] == [2, 3]  # at n = N: the FID itself (from float16 rows: to 1%)
+    assert extrapolated["values"][-1] == pytest.approx(result["metrics"]["fid"]["value"], rel=1e-2)
+    assert "fid: extrapolated to N = infinity (Chong and Forsyth)" in printed
     assert "note: geometry custom: 8 fps, 12 frames, 32x32 (short-side-crop, lanczos)" in printed
     assert "equal N: 2 real, 3 generated videos drawn with seed 0" in printed

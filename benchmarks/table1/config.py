@@ -99,6 +99,9 @@ class MetricConfig:
     # row on all its videos.
     n: int | None = None
     n_fallback: bool = False
+    # FID and FVD also extrapolated to N = infinity from this many subset sizes of each row's videos (Chong and
+    # Forsyth 2020; recorded under metrics.<m>.fd_infinity of each row); 0: not computed.
+    fd_infinity: int = 0
 
 
 SURGICAL_METRICS = ("fid", "fvd", "clipscore", "recall")

@@ -295,7 +295,7 @@ class Table1Run:
                          detector_seed=m.detector_seed, fid_frames=m.fid_frames, clip_frames=m.clip_frames,
                          clip_model=m.clip_model, tiny_i3d=m.tiny_i3d, seed=self.config.seed,
                          batch_size=m.batch_size, workers=0, bootstrap=m.bootstrap, progress=False,
-                         geometry=m.geometry, n_real=n, n_fake=n)
+                         geometry=m.geometry, n_real=n, n_fake=n, fd_infinity=m.fd_infinity)
         inputs = {"eval": cfg, "videos": [s.key for s in result.stages] or result.videos,
                   "real": self.data_key("real")}
 
