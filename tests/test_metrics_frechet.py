@@ -10,7 +10,16 @@ import scipy.linalg
 import torch
 
 from benchmarks.metrics import FID, FVD, protocol_for
-from benchmarks.metrics.frechet import MatrixRoot, RankDeficientWarning, frechet_distance, matrix_root, matrix_sqrt_psd
+from benchmarks.metrics.frechet import (
+    MatrixRoot,
+    RankDeficientWarning,
+    frechet_distance,
+    frechet_distance_from_factors,
+    frechet_distances_from_factors,
+    matrix_root,
+    matrix_sqrt_psd,
+    one_thread,
+)
 
 
 def sqrtm_formula(mu1, sigma1, mu2, sigma2, eps=1e-6):
@@ -248,3 +257,58 @@ def test_merged_states_equal_the_whole_set(tmp_path):
     assert (two["ci"]["low"], two["ci"]["high"]) == pytest.approx((one["ci"]["low"], one["ci"]["high"]), rel=1e-9)
     with pytest.raises(ValueError, match="without rows"):
         merged.merge(fid.new_state().update(y))
+
+
+# -- the bootstrap's batched distance from row factors -----------------------------------------------------
+
+
+def _mp_factor_distance(mu1, a1, mu2, a2):
+    """FD from factors in 50-digit arithmetic: the nuclear norm of A1 A2^T by mpmath's SVD (the reference)."""
+    import mpmath
+
+    with mpmath.workdps(50):
+        m1, m2 = mpmath.matrix(a1.tolist()), mpmath.matrix(a2.tolist())
+        singular = mpmath.svd_r(m1 * m2.T, compute_uv=False)
+        diff = mpmath.matrix((mu1 - mu2).tolist())
+        value = (sum(x * x for x in diff) + sum(x * x for x in m1) + sum(x * x for x in m2)
+                 - 2 * sum(singular[i] for i in range(singular.rows)))
+        return float(value)
+
+
+@pytest.mark.parametrize("m1,m2,d", [(7, 9, 12), (30, 18, 12), (30, 40, 12)], ids=["m<d", "mixed", "m>d"])
+def test_factor_distance_is_exact_on_rank_deficient_covariances(m1, m2, d):
+    """Rows with 3 dead units (rank < d whatever m is): the batched distance agrees with a 50-digit reference
+    to 1e-13 relative, and with the d x d eigenvalue route (frechet_distance of A^T A) to its round-off."""
+    rng = np.random.default_rng(m1 + m2)
+    a1, a2 = rng.standard_normal((m1, d)), 1.3 * rng.standard_normal((m2, d)) @ rng.standard_normal((d, d)) / 3
+    a1[:, :3] = a2[:, :3] = 0.0
+    mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
+    exact = _mp_factor_distance(mu1, a1, mu2, a2)
+    assert frechet_distance_from_factors(mu1, a1, mu2, a2) == pytest.approx(exact, rel=1e-13)
+    assert fd_quiet(mu1, a1.T @ a1, mu2, a2.T @ a2) == pytest.approx(exact, rel=1e-7)
+    batch = frechet_distances_from_factors(np.stack([mu1, mu2]), np.stack([a1, a1]), np.stack([mu2, mu1]),
+                                           np.stack([a2, a2]))
+    assert batch == pytest.approx([exact, exact], rel=1e-13)  # |mu1 - mu2| is symmetric
+
+
+def test_factor_distance_zero_rows_add_nothing_and_torch_inputs():
+    x, y = feature_sets(40, 16, 7)
+    a1, a2 = (x - x.mean(0)) / np.sqrt(39), (y - y.mean(0)) / np.sqrt(39)
+    expected = svd_formula(x, y)
+    padded = np.concatenate([a1, np.zeros((5, 16))])
+    assert frechet_distance_from_factors(x.mean(0), padded, y.mean(0), a2) == pytest.approx(expected, rel=1e-12)
+    as_torch = [torch.from_numpy(v) for v in (x.mean(0)[None], a1[None], y.mean(0)[None], a2[None])]
+    assert frechet_distances_from_factors(*as_torch)[0] == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match=r"a1 must have 3 dimensions \(\[B, m, d\]\); got shape \(40, 16\)"):
+        frechet_distances_from_factors(x.mean(0)[None], a1, y.mean(0)[None], a2[None])
+    with pytest.raises(ValueError, match=r"a2 has shape \(1, 40, 15\) but mu1 is \[B = 1, d = 16\]"):
+        frechet_distances_from_factors(x.mean(0)[None], a1[None], y.mean(0)[None], a2[None, :, :15])
+
+
+def test_one_thread_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with one_thread():
+            assert torch.get_num_threads() == 1
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before

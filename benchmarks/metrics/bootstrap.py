@@ -86,6 +86,29 @@ class GroupedRows:
         scale = np.sqrt(w[keep] / (total if divisor == "N" else total - 1))
         return self.mean + offset, (self.xc[keep] - offset) * scale[:, None]
 
+    def weighted_batch(self, weights: np.ndarray, divisor: str) -> tuple[Any, Any]:
+        """:meth:`weighted` for a batch of row weights [B, n]: (means [B, d], A [B, m, d]) as torch float64.
+
+        Each A[b] holds the rows of non-zero weight, padded with rows of zeros to the batch's largest count m
+        (zero rows add nothing to A^T A, so cov[b] = A[b]^T A[b] exactly as :meth:`weighted`).
+        """
+        import torch
+
+        w = torch.from_numpy(np.require(weights, np.float64, ["C", "W"]))
+        if w.ndim != 2 or w.shape[1] != len(self.xc):
+            raise ValueError(f"weights must be [B, n = {len(self.xc)}]; got shape {tuple(w.shape)}")
+        xc = torch.from_numpy(np.require(self.xc, requirements=["C", "W"]))
+        total = w.sum(1, keepdim=True)
+        offset = (w @ xc) / total  # [B, d]
+        keep = w > 0
+        m = int(keep.sum(1).max())
+        # indices of the kept rows first (stable), then rows of zero weight, which the scale below zeroes
+        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :m]
+        kept_w = torch.gather(w, 1, order)
+        scale = torch.sqrt(kept_w / (total if divisor == "N" else total - 1))
+        factors = (xc[order] - offset[:, None, :]) * scale[:, :, None]
+        return torch.from_numpy(self.mean)[None] + offset, factors
+
 
 def bootstrap_mean(values: Any, *, n_boot: int = 10000, seed: int = 0, level: float = 0.95,
                    chunk: int = 1000) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from scipy.linalg import lapack
 from benchmarks.features.extract import RowStore, dist_info, gather_objects
 from benchmarks.metrics.base import Metric
 from benchmarks.metrics.bootstrap import GroupedRows, interval
-from benchmarks.metrics.frechet import MatrixRoot, frechet_distance, frechet_distance_from_factors, matrix_root
+from benchmarks.metrics.frechet import MatrixRoot, frechet_distance, frechet_distances_from_factors, matrix_root
 from benchmarks.metrics.stats import FeatureStats
 from ophora.seeding import derive_seed
 
@@ -182,14 +182,23 @@ def frechet_point(real: FeatureStats, fake: FeatureStats, divisor: str,
     return value, messages + [str(w.message) for w in caught]
 
 
-def frechet_replicates(real: GroupedRows, fake: GroupedRows, *, divisor: str, n_boot: int, seed: int) -> np.ndarray:
-    """FD of ``n_boot`` resamples of both sets over videos, float64 [n_boot] (real drawn before fake each time)."""
+def frechet_replicates(real: GroupedRows, fake: GroupedRows, *, divisor: str, n_boot: int, seed: int,
+                       batch_bytes: int = 32 << 20) -> np.ndarray:
+    """FD of ``n_boot`` resamples of both sets over videos, float64 [n_boot] (real drawn before fake each time).
+
+    The replicates are computed in batches (:func:`frechet_distances_from_factors`, one thread) of as many as
+    fit ``batch_bytes`` of weighted rows per set; the draws, and so the replicates, do not depend on it.
+    """
     rng = np.random.default_rng(seed)
+    weights = [(real.resample(rng), fake.resample(rng)) for _ in range(n_boot)]
+    row_bytes = 8 * real.xc.shape[1] * max(len(real.xc), len(fake.xc), 1)
+    step = max(1, min(n_boot, batch_bytes // row_bytes))
     replicates = np.empty(n_boot)
-    for b in range(n_boot):
-        mu_r, a_r = real.weighted(real.resample(rng), divisor)
-        mu_f, a_f = fake.weighted(fake.resample(rng), divisor)
-        replicates[b] = frechet_distance_from_factors(mu_r, a_r, mu_f, a_f)
+    for start in range(0, n_boot, step):
+        part = weights[start:start + step]
+        mu_r, a_r = real.weighted_batch(np.stack([w for w, _ in part]), divisor)
+        mu_f, a_f = fake.weighted_batch(np.stack([w for _, w in part]), divisor)
+        replicates[start:start + len(part)] = frechet_distances_from_factors(mu_r, a_r, mu_f, a_f)
     return replicates
 
 

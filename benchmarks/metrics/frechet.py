@@ -24,6 +24,8 @@ finite and well defined, but strongly biased; a :class:`RankDeficientWarning` sa
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +33,8 @@ import numpy as np
 import scipy.linalg
 from scipy.linalg import blas, lapack
 
-__all__ = ["MatrixRoot", "RankDeficientWarning", "frechet_distance", "frechet_distance_from_factors", "matrix_root",
-           "matrix_sqrt_psd", "trace_sqrt_product"]
+__all__ = ["MatrixRoot", "RankDeficientWarning", "frechet_distance", "frechet_distance_from_factors",
+           "frechet_distances_from_factors", "matrix_root", "matrix_sqrt_psd", "one_thread", "trace_sqrt_product"]
 
 _EPS = np.finfo(np.float64).eps
 
@@ -220,20 +222,74 @@ def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *, root1: Mat
     return float(diff @ diff + trace1 + trace2 - 2.0 * tr_sqrt)
 
 
-def frechet_distance_from_factors(mu1: np.ndarray, a1: np.ndarray, mu2: np.ndarray, a2: np.ndarray) -> float:
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch's CPU kernels (MKL/OpenMP) on one thread inside the block; the previous count is restored.
+
+    For many small decompositions (bootstrap replicates at d ~ 100) a second BLAS thread adds
+    synchronisation, not speed, and on a loaded machine a spinning thread that loses its core turns each
+    call into a time slice: 200 replicates at d = 128 took 48 s on 2 threads against 1.9 s on one
+    (2 cores, load average 12).
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def frechet_distances_from_factors(mu1: Any, a1: Any, mu2: Any, a2: Any) -> np.ndarray:
+    """FD between N(mu1[b], A1[b]^T A1[b]) and N(mu2[b], A2[b]^T A2[b]) for a batch b; float64 [B].
+
+    mu1, mu2: [B, d]; a1: [B, m1, d], a2: [B, m2, d] (numpy or torch; rows of zeros are allowed and add
+    nothing, so a batch of weighted row sets can be padded to one m). Exact for any ranks and any m, d:
+
+        tr((S1 S2)^(1/2)) = sum of the singular values of A1 A2^T  (the nuclear norm),
+
+    since the eigenvalues of S1 S2 = A1^T (A1 A2^T A2) are, besides zeros, those of (A1 A2^T)(A1 A2^T)^T.
+    With more rows than dimensions, A_i is first replaced by the R of its QR factorisation (d x d, R^T R =
+    A^T A; singular values are unchanged), so the product is at most min(m1, d) x min(m2, d). No
+    eigenvalue of a squared matrix is square-rooted, so rank-deficient covariances lose nothing to round-off
+    (the d x d eigenvalue route loses up to ~sqrt(eps) on each null direction). Computed in torch float64 on
+    the CPU, one thread (:func:`one_thread`).
+    """
+    import torch
+
+    def tensor(x: Any, name: str, ndim: int) -> Any:
+        t = x.detach().to("cpu", torch.float64) if isinstance(x, torch.Tensor) else \
+            torch.from_numpy(np.require(_to_float64(x, name), requirements=["C", "W"]))
+        if t.ndim != ndim:
+            raise ValueError(f"{name} must have {ndim} dimensions ({'[B, d]' if ndim == 2 else '[B, m, d]'}); "
+                             f"got shape {tuple(t.shape)}")
+        return t
+
+    m1, f1, m2, f2 = tensor(mu1, "mu1", 2), tensor(a1, "a1", 3), tensor(mu2, "mu2", 2), tensor(a2, "a2", 3)
+    batch, d = m1.shape
+    for name, t in (("mu2", m2), ("a1", f1), ("a2", f2)):
+        if t.shape[0] != batch or t.shape[-1] != d:
+            raise ValueError(f"{name} has shape {tuple(t.shape)} but mu1 is [B = {batch}, d = {d}]")
+    with one_thread():
+        c1 = torch.linalg.qr(f1, mode="r")[1] if f1.shape[1] > d else f1
+        c2 = torch.linalg.qr(f2, mode="r")[1] if f2.shape[1] > d else f2
+        nuclear = torch.linalg.svdvals(c1 @ c2.transpose(1, 2)).sum(1)
+        diff = m1 - m2
+        value = (diff * diff).sum(1) + (f1 * f1).sum((1, 2)) + (f2 * f2).sum((1, 2)) - 2.0 * nuclear
+    return value.numpy()
+
+
+def frechet_distance_from_factors(mu1: Any, a1: Any, mu2: Any, a2: Any) -> float:
     """FD between N(mu1, A1^T A1) and N(mu2, A2^T A2); mu: [d], A: [m, d] (e.g. weighted centred rows).
 
-    With fewer rows than dimensions it is computed in sample space: tr((S1 S2)^(1/2)) is the nuclear norm of
-    A1 A2^T, an [m1, m2] SVD instead of a d x d eigenvalue problem; otherwise through :func:`frechet_distance`
-    (no rank warnings: bootstrap loops).
+    One item of :func:`frechet_distances_from_factors` (the nuclear norm of A1 A2^T, exact at any rank; no
+    rank warnings: bootstrap loops).
     """
-    diff = mu1 - mu2
-    d = a1.shape[1]
-    if max(len(a1), len(a2)) < d:
-        nuclear = np.linalg.svd(a1 @ a2.T, compute_uv=False).sum()
-        return float(diff @ diff + np.einsum("ij,ij->", a1, a1) + np.einsum("ij,ij->", a2, a2) - 2 * nuclear)
-    s1, s2 = a1.T @ a1, a2.T @ a2
-    return frechet_distance(mu1, (s1 + s1.T) / 2, mu2, (s2 + s2.T) / 2, warn_rank=False)
+    mu1, a1, mu2, a2 = (_to_float64(x, name) for x, name in ((mu1, "mu1"), (a1, "a1"), (mu2, "mu2"), (a2, "a2")))
+    if mu1.ndim != 1 or a1.ndim != 2 or a2.ndim != 2:
+        raise ValueError(f"expected mu1, mu2 [d] and a1, a2 [m, d]; got {mu1.shape}, {a1.shape}, {a2.shape}")
+    return float(frechet_distances_from_factors(mu1[None], a1[None], mu2[None], a2[None])[0])
 
 
 def _rank_sigma2(root: MatrixRoot, sigma2: np.ndarray, evals: np.ndarray) -> int:
