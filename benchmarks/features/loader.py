@@ -69,7 +69,7 @@ class VideoViews(Dataset):
 
     def timeline(self, item: VideoItem) -> np.ndarray:
         """Source frame index of each frame the protocols may select (the geometry's clip, else every frame)."""
-        info = probe(item.path)
+        info = probe(item.path, fps=getattr(item, "fps", None))  # a frame folder's rate is the set's
         if self.geometry is None:
             return np.arange(info.num_frames, dtype=np.int64)
         return self.geometry.timeline(info.num_frames, info.fps, self.role, self.seed, item.key)

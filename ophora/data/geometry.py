@@ -236,7 +236,7 @@ def set_shape(video_set: VideoSet, sample: int = 8) -> SetShape:
     infos = []
     for i in picks:
         try:
-            infos.append(probe(items[i].path))
+            infos.append(probe(items[i].path, fps=getattr(items[i], "fps", None)))
         except Exception:  # noqa: BLE001 - an unreadable video is the extraction's to report
             continue
     if not infos:
