@@ -235,8 +235,8 @@ def test_evaluate_scores_fvmd_and_frame_shuffling_raises_it(tmp_path):
     scores = {}
     for name, fake in (("other", other), ("shuffled", damaged)):
         out = tmp_path / f"{name}.json"
-        cfg = EvalConfig(real=str(real), fake=str(fake), metrics=("fvmd",), bootstrap=10, workers=0, out=str(out),
-                         progress=False)
+        cfg = EvalConfig(real=str(real), fake=str(fake), metrics=("fvmd", "kvmd"), bootstrap=10, workers=0,
+                         out=str(out), progress=False)
         evaluate(cfg)
         scores[name] = json.loads(out.read_text())
     clean, bad = scores["other"]["metrics"]["fvmd"], scores["shuffled"]["metrics"]["fvmd"]
@@ -245,6 +245,8 @@ def test_evaluate_scores_fvmd_and_frame_shuffling_raises_it(tmp_path):
     assert bad["velocity"] > clean["velocity"] and bad["acceleration"] > clean["acceleration"]
     assert scores["shuffled"]["metrics"]["fvmd"]["reference_cache"]["hit"] is True  # motion features cached
     assert scores["other"]["detectors"]["fvmd"]["detector"] == "opencv-lk"
+    kernel_clean, kernel_bad = scores["other"]["metrics"]["kvmd"], scores["shuffled"]["metrics"]["kvmd"]
+    assert kernel_bad["value"] > kernel_clean["ci"]["high"] and kernel_clean["n_real_rows"] == 18  # on FVMD's rows
 
 
 def test_state_merges_and_restores_from_cached_arrays():

@@ -120,3 +120,21 @@ def test_evaluate_scores_kvd_on_the_fvd_protocols_features(tmp_path, fvd_protoco
     assert kvd["protocol"]["name"] == "kvd/jedi" and kvd["features_protocol"]["name"] == fvd_protocol
     assert math.isfinite(kvd["value"]) and kvd["value"] > 0 and kvd["n_real"] == kvd["n_fake"] == 5
     assert kvd["ci"]["n_boot"] == 10 and "fvd" not in result["metrics"]
+
+
+def test_kvmd_is_kids_estimator_on_the_fvmd_rows_resampled_by_video(state, tmp_path):
+    from benchmarks.metrics.kvd import KVMD
+
+    metric = build("kvmd", EvalConfig(real="", fake=""))
+    assert isinstance(metric, KVMD) and metric.source == "fvmd" and metric.protocol.name == "kvmd"
+    real, fake = clip_features(20, 48, seed=6), clip_features(16, 48, seed=7, offset=0.4)
+    states = []
+    for name, rows in (("real", real), ("fake", fake)):
+        s = FrechetState(48, "N-1", rows_path=tmp_path / f"{name}.f16")
+        s.update(rows, np.repeat(np.arange(len(rows) // 2), 2))  # two windows per video
+        states.append(s)
+    result = metric.compute(*states, n_boot=20, seed=2)
+    expected, _ = kid(real, fake, subsets=100, subset_size=1000, seed=derive_seed(2, "kid"))
+    assert result["value"] == pytest.approx(expected, rel=1e-9)
+    assert (result["n_real"], result["n_fake"], result["n_real_rows"]) == (10, 8, 20)
+    assert result["ci"]["resampled"] == "videos (both sets)" and result["ci"]["low"] < result["value"]

@@ -21,11 +21,12 @@ from eval_sets import make_folder, make_generated
 
 
 def test_names_directions_and_display_names():
-    assert metrics.names() == ("fid", "fvd", "clipscore", "kid", "recall", "fvmd", "kvd", "jedi")
+    assert metrics.names() == ("fid", "fvd", "clipscore", "kid", "recall", "fvmd", "kvd", "jedi", "kvmd")
     shown = {name: (metrics.get(name).display_name, metrics.get(name).higher_is_better) for name in metrics.names()}
     assert shown == {"fid": ("FID", False), "fvd": ("FVD", False), "clipscore": ("CLIPScore", True),
                      "kid": ("KID", False), "recall": ("R@1", True), "fvmd": ("FVMD", False),
-                     "kvd": ("KVD", False), "jedi": ("JEDi", False)}
+                     "kvd": ("KVD", False), "jedi": ("JEDi", False),
+                     "kvmd": ("KVMD", False)}
     assert metrics.get("kid").features_from == "fid" and not metrics.get("clipscore").needs_real
     with pytest.raises(KeyError, match="unknown metric 'fvdd'. Did you mean 'fvd'"):
         metrics.get("fvdd")

@@ -19,7 +19,7 @@ def test_registry_names_and_did_you_mean():
                                      "fid/ophsim-surgical", "fvd/ophsim-surgical", "clipscore/ophsim-surgical",
                                      "fid/stylegan-v",
                                      "recall/ophsim-surgical", "fvmd/opencv-lk", "kvd", "kvd/jedi", "fvd/videomae",
-                                     "jedi/v-jepa2"}
+                                     "jedi/v-jepa2", "kvmd"}
     with pytest.raises(KeyError, match="Did you mean 'fvd/stylegan-v'"):
         get_protocol("fvd/stylegan")
     with pytest.raises(KeyError, match="Did you mean 'clipscore'"):

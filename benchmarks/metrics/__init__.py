@@ -22,11 +22,11 @@ from benchmarks.metrics.fvd import FVD
 from benchmarks.metrics.fvmd import FVMD
 from benchmarks.metrics.jedi import JEDi
 from benchmarks.metrics.kid import KID
-from benchmarks.metrics.kvd import KVD
+from benchmarks.metrics.kvd import KVD, KVMD
 from benchmarks.metrics.recall import Recall
 from ophora.registry import lookup
 
-__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "Recall", "FVMD", "KVD", "JEDi",
+__all__ = ["Metric", "FID", "FVD", "CLIPScore", "KID", "Recall", "FVMD", "KVD", "KVMD", "JEDi",
            "register", "get", "names", "get_protocol",
            "protocol_names", "protocol_for", "build"]
 
@@ -95,3 +95,4 @@ register(Recall)
 register(FVMD)
 register(KVD)
 register(JEDi)
+register(KVMD)
