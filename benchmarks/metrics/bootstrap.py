@@ -32,8 +32,8 @@ so both intervals are then conservative rather than exact.
 Resampling is over videos (:class:`GroupedRows`): every row (frame) of a drawn video is drawn with it, so
 correlated frames of one video never count as independent samples. A replicate weights the rows by their
 videos' resampling counts, so its mean and covariance come from one weighted product, never a Python loop over
-videos. The Fréchet and KID replicates themselves are computed in :mod:`benchmarks.metrics.fd` and
-:mod:`benchmarks.metrics.kid`.
+videos (:meth:`GroupedRows.weighted_batch` does so for a batch of replicates at once). The Fréchet and KID
+replicates themselves are computed in :mod:`benchmarks.metrics.fd` and :mod:`benchmarks.metrics.kid`.
 """
 from __future__ import annotations
 

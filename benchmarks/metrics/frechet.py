@@ -228,8 +228,8 @@ def one_thread() -> Iterator[None]:
 
     For many small decompositions (bootstrap replicates at d ~ 100) a second BLAS thread adds
     synchronisation, not speed, and on a loaded machine a spinning thread that loses its core turns each
-    call into a time slice: 200 replicates at d = 128 took 48 s on 2 threads against 1.9 s on one
-    (2 cores, load average 12).
+    call into a time slice: 200 bootstrap replicates at d = 128 took 48 s on 2 threads against 1.9 s on
+    one (2 cores, load average 10).
     """
     import torch
 
