@@ -656,7 +656,11 @@ def summary_table(payload: dict[str, Any]) -> str:
         notes.append(f"geometry {_geometry_line(geometry)}")
     n = payload.get("n")
     if n and (n.get("real_drawn") or n.get("fake_drawn")):
-        notes.append(f"equal N: {n['real']} real, {n['fake']} generated videos drawn with seed {n['drawn_with_seed']}")
+        inputs = payload.get("inputs", {})
+        parts = [f"{n[role]} of the {inputs.get(role, {}).get('videos_in_set', '?')} {word} videos"
+                 if n.get(f"{role}_drawn") else f"all {n[role]} {word} videos"
+                 for role, word in (("real", "real"), ("fake", "generated"))]
+        notes.append(f"equal N: {' and '.join(parts)}, drawn with seed {n['drawn_with_seed']}")
     for name, choice in (payload.get("detector_choice") or {}).items():
         notes.append(f"{name}: --weights auto chose {choice['protocol']} ({choice['weights']}): {choice['why']}")
     for name, m in payload["metrics"].items():

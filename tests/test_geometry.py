@@ -191,4 +191,4 @@ def test_evaluate_with_a_geometry_scores_both_sets_and_records_it(tmp_path, caps
     assert extrapolated["values"][-1] == pytest.approx(result["metrics"]["fid"]["value"], rel=1e-2)
     assert "fid: extrapolated to N = infinity (Chong and Forsyth)" in printed
     assert "note: geometry custom: 8 fps, 12 frames, 32x32 (short-side-crop, lanczos)" in printed
-    assert "equal N: 2 real, 3 generated videos drawn with seed 0" in printed
+    assert "equal N: 2 of the 3 real videos and all 3 generated videos, drawn with seed 0" in printed
