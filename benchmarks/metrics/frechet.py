@@ -18,6 +18,10 @@ covariance can be computed once (:func:`matrix_root`) and reused for every model
 sqrtm formula to ~1e-11 relative at full rank and ~5e-8 when rank-deficient, where they are closer than
 sqrtm to an exact SVD-based reference (tests assert 1e-6).
 
+Bootstrap replicates come as row factors (S = A^T A, A the weighted centred rows of a resample):
+:func:`frechet_distances_from_factors` computes a batch of them from the nuclear norm of A1 A2^T, exactly at
+any rank, in torch float64 on one thread (:func:`one_thread`).
+
 Rank-deficient covariances (fewer samples than dimensions, N <= d) are legal: the distance is still
 finite and well defined, but strongly biased; a :class:`RankDeficientWarning` says so.
 """
