@@ -41,7 +41,11 @@ SURGICAL = tuple((m, f"{m}/ophsim-surgical") for m in METRICS)
 
 def write_set(folder: Path, n: int, frames: int, size: tuple[int, int], seed: int, prompts: bool) -> float:
     """``n`` videos from 12 rendered clips (one per phase), video i = clip i % 12 rolled by 5 * (i // 12) pixels
-    along the width; returns the seconds spent."""
+    along the width; returns the seconds spent (0.0 when ``folder`` already holds them: a set written by an
+    earlier run with ``--work`` is reused)."""
+    done = folder / "manifest.jsonl" if prompts else folder / f"video_{n - 1:03d}.mp4"
+    if done.is_file() and len(list(folder.glob("video_*.mp4"))) == n:
+        return 0.0
     start = time.perf_counter()
     pool = [render_phase(sample_patient(seed, "manual-speed"), phase.phase_id, frames, size, seed + k, clip_key=k)[0]
             for k, phase in enumerate(phases())]
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--videos", type=int, default=100, help="videos per set (default 100)")
     parser.add_argument("--size", default="480x720", help="HxW (default 480x720, Ophora's output)")
     parser.add_argument("--frames", type=int, default=49, help="frames per video (default 49, Ophora's output)")
-    parser.add_argument("--work", type=Path, default=None, help="folder for the videos (default: a temporary one)")
+    parser.add_argument("--work", type=Path, default=None,
+                        help="folder for the videos, kept and reused by a later run (default: a temporary one)")
     parser.add_argument("--out", type=Path, default=Path("results/perf/surgical_user_100.json"))
     args = parser.parse_args(argv)
     size = tuple(int(v) for v in args.size.lower().split("x"))
