@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmarks.report import write_report
 from downstream.table2.config import METRICS, SPLITS, Table2Config, column_key
 from ophora.tables import Column, Table, write_tables
 
@@ -260,4 +261,5 @@ def render(frame: pd.DataFrame, config: Table2Config, out: Path, notes: tuple[st
                for suffix in CSV_SUFFIXES]
     written = write_tables(table(frame, config, notes), out, fields + ["note"], csv_decimals=4)
     written["png"] = figure(frame, config, Path(out) / FIGURE_NAME, len(config.seeds) if seeds is None else seeds)
-    return written
+    # report.html (benchmarks.report): the table, out's figures, provenance; the payload's file is not written yet
+    return {**written, "html": write_report(out, table=table(frame, config, notes), payload={}, config=config)}
