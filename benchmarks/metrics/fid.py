@@ -158,6 +158,7 @@ class StyleGANVFIDProtocol(FIDProtocol):
                              f"leave fid_frames unset, or choose fid/pytorch-fid")
         if self.max_fake_frames is not None and self.max_fake_frames < 1:
             raise ValueError(f"{self.name}: max_fake_frames must be at least 1 or None, got {self.max_fake_frames}")
+        super().__post_init__()
 
     def prepare(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 [k, H, W, 3] -> uint8 [k, 3, H, W] (the detector resizes; nothing is done in the workers)."""
