@@ -244,9 +244,9 @@ register(WeightsEntry(
 # The surgical-domain detectors (benchmarks/detectors/surgical.py), trained on the OphSim worlds of the reserved
 # seeds 7001-7004 and shipped inside the package: resolved from the package, their sha256 verified like any file.
 SURGICAL_SHA256 = {
-    "frame": "e3cd667a20b959cae14d4deab41b4eaad12423ba29e21db72fff377589693d16",
+    "frame": "8703e9fb62319dd607bbc97ca4e1886083c9752fe8e5a80b22e9b82eb2d6ca2e",
     "video": "c4d3ee61cf7b439272cab3cf678ba38760384bc7cf07a11f7c733527e3600da7",
-    "dual": "e994189e6103a71f897670cf3b296ea935b108545c48fa3d125d91295fead8e5",
+    "dual": "8e15b42f1687afa4b323cc10260cc8238282d931d6314da214c37132b5a3915b",
 }
 for _kind, _digest in SURGICAL_SHA256.items():
     register(WeightsEntry(

@@ -147,11 +147,11 @@ def test_spearman_is_undefined_for_a_constant_curve_and_one_for_a_monotone_one()
 
 
 def test_a_missing_or_empty_real_folder_is_one_error_line_naming_it(tmp_path, capsys):
-    assert run_command(main, ["--real", str(tmp_path / "nowhere"), "--no-progress"]) == 1
+    assert run_command(main, ["--real", str(tmp_path / "nowhere"), "--no-progress"]) == 2  # a user's error
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nowhere" in err[0] and err[0].startswith("error:")
     (tmp_path / "empty").mkdir()
-    assert run_command(main, ["--real", str(tmp_path / "empty"), "--no-progress"]) == 1
+    assert run_command(main, ["--real", str(tmp_path / "empty"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "empty" in err[0]
 
@@ -227,3 +227,29 @@ def test_a_tiny_run_writes_table_json_and_plot_and_a_rerun_recomputes_nothing(tm
     for skipped in ("mode_collapse", "wrong_instrument", "wrong_phase_prompt", "clipscore/open_clip [random-init]"):
         assert any(note.startswith(f"{skipped}: skipped") for note in notes), (skipped, notes)
     assert os.path.isfile(tmp_path / "out" / "plain" / "curves.png")
+
+
+def test_new_shipped_surgical_weights_change_the_score_cache_key_and_published_ones_keep_it(monkeypatch):
+    import dataclasses
+
+    from benchmarks.sanity.score import ScoreGroup, group_scorers, resolve_scorers
+    from ophora import weights as W
+
+    cfg = load_sanity_config("demo")
+    scorers, _ = resolve_scorers(cfg, True)
+    before = {tuple(s.label for s in g): ScoreGroup(g, cfg, "scores").folder for g in group_scorers(scorers)}
+    surgical = next(k for k in before if "FID surgical" in k)
+    published = next(k for k in before if "FID pytorch-fid (random-init)" in k)
+    entry = W.REGISTRY["ophsim-surgical:frame"]
+    monkeypatch.setitem(W.REGISTRY, entry.name, dataclasses.replace(entry, sha256="0" * 64))
+    after = {tuple(s.label for s in g): ScoreGroup(g, cfg, "scores").folder for g in group_scorers(scorers)}
+    assert after[surgical] != before[surgical]  # scores of the old detector are not reused
+    assert after[published] == before[published]
+
+
+def test_one_swap_at_the_weakest_strength_is_spearman_0_9_and_still_responds():
+    # scipy gives 0.8999999999999998 for this exact 0.9; the threshold is inclusive
+    curve = Curve([0, 4, 8, 16, 32], [11.6, 11.5, 17.6, 30.0, 74.0], (8.0, 14.0), False)
+    result = judge(curve)
+    assert result["spearman"] == pytest.approx(0.9) and result["verdict"] == "responds"
+    assert judge(Curve([0, 4, 8, 16, 32], [11.6, 11.5, 13.0, 30.0, 74.0], (8.0, 14.0), False))["verdict"] == "weak"

@@ -5,11 +5,14 @@ entry: kind, constructor arguments, head sizes, vocabulary), so the file's sha25
 architecture together:
 
 - ``frame`` (:class:`FrameNet`): a 4-layer CNN on single frames with heads for phase, operation and, where the
-  training data has them, instrument, iris colour and eye side; its 128-d pooled features (the input of every
-  head) are the surgical FID's features;
+  training data has them, instrument, iris colour and eye side, plus self-supervised capture-quality heads
+  (``capture``: which capture degradation a frame went through, ``severity``: how strong; see
+  :mod:`benchmarks.detectors.train_surgical`); its 128-d pooled features (the input of every head) are the
+  surgical FID's features;
 - ``video`` (:class:`VideoNet`): a (2+1)D CNN on 16 consecutive frames with heads for phase, operation and the
-  clip's temporal order (natural, reversed, shuffled, frozen: a self-supervised head that makes the features
-  see frame order); its 128-d pooled features are the surgical FVD's features;
+  clip's temporal order (natural, reversed, shuffled, frozen: a self-supervised arrow-of-time head that makes the
+  features see frame order and direction); its 128-d features (a linear map of the mean over time and the later
+  half minus the earlier half, ``time_difference``) are the surgical FVD's features;
 - ``dual`` (:class:`DualEncoder`): a video tower (a :class:`VideoNet` body) and a bag-of-words text tower over a
   vocabulary built from the training instructions, trained contrastively on instruction-clip pairs; the
   surgical CLIPScore (100 * cos) and text-to-video recall@k use its L2-normalised 64-d embeddings.
@@ -112,10 +115,12 @@ class VideoNet(nn.Module):
     """Clips float32 [B, T, 3, 64, 64] in [0, 1] (T = 16) -> features [B, 4 * width] and head logits.
 
     (2+1)D: each stage a spatial 1x3x3 convolution then a temporal 3x1x1 one; time is halved in the last
-    three stages (16 -> 2), space by every stage (64 -> 4); features are the mean over what remains.
+    three stages (16 -> 2), space by every stage (64 -> 4); features are the mean over what remains, or, with
+    ``time_difference`` (the shipped v2 detectors), a linear map of [that mean, the later half's mean minus the
+    earlier half's]: a direction-aware feature (its second part changes sign when the clip plays backwards).
     """
 
-    def __init__(self, heads: dict[str, int], width: int = 32):
+    def __init__(self, heads: dict[str, int], width: int = 32, time_difference: bool = False):
         super().__init__()
         w = width
         stages, cin = [], 3
@@ -126,10 +131,20 @@ class VideoNet(nn.Module):
             cin = cout
         self.body = nn.Sequential(*stages)
         self.dim = 4 * w
+        self.time_difference = bool(time_difference)
+        # [mean over time, later half - earlier half] -> dim: the difference changes sign when the clip is reversed
+        self.fuse = nn.Linear(8 * w, 4 * w) if self.time_difference else None
         self.classify = _Heads(self.dim, heads)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(((x - _MEAN) / _STD).transpose(1, 2)).mean((2, 3, 4))
+        y = self.body(((x - _MEAN) / _STD).transpose(1, 2))  # [B, C, T', H', W']
+        if self.fuse is None:
+            return y.mean((2, 3, 4))
+        s = y.mean((3, 4))  # [B, C, T']
+        half = s.shape[2] // 2
+        late = s[:, :, half:].mean(2)
+        early = s[:, :, :half].mean(2) if half else late
+        return self.fuse(torch.cat([s.mean(2), late - early], 1))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.classify(self.features(x))
@@ -171,10 +186,11 @@ class DualEncoder(nn.Module):
     """A video tower (:class:`VideoNet` body + projection) and a text tower (mean of word embeddings + MLP),
     both to L2-normalised embeddings [B, dim]; ``logit_scale`` is the contrastive temperature's log inverse."""
 
-    def __init__(self, vocab: Sequence[str], width: int = 32, dim: int = 64, text_width: int = 96):
+    def __init__(self, vocab: Sequence[str], width: int = 32, dim: int = 64, text_width: int = 96,
+                 time_difference: bool = False):
         super().__init__()
         self.tokenizer = Tokenizer(vocab)
-        self.video = VideoNet({}, width)
+        self.video = VideoNet({}, width, time_difference)
         self.video_proj = nn.Linear(self.video.dim, dim)
         self.embed = nn.EmbeddingBag(len(self.tokenizer.vocab) + 1, text_width, mode="mean")
         self.text_proj = nn.Sequential(nn.Linear(text_width, 2 * text_width), nn.ReLU(), nn.Linear(2 * text_width, dim))

@@ -27,7 +27,8 @@ from ophora.data.video import Consecutive, probe, read_video
 from ophora.sim.patient import IRIS_COLORS
 from ophora.sim.phases import operations
 
-__all__ = ["Run", "Pair", "ANATOMY", "INSTRUMENTS", "load_runs", "load_pairs", "middle_frames"]
+__all__ = ["Run", "Pair", "ANATOMY", "INSTRUMENTS", "CAPTURE_CLASSES", "SEVERITY_BINS", "CAPTURE_RANGES", "load_runs",
+           "load_pairs", "middle_frames", "capture_degrade"]
 
 EYE_SIDES = ("left", "right")
 ANATOMY = {"iris": IRIS_COLORS, "side": EYE_SIDES}
@@ -148,3 +149,62 @@ def load_pairs(csv: str | Path, max_frames: int = 32, prefix: str = "") -> list[
         pixels, _ = middle_frames(clip.path, max_frames)
         pairs.append(Pair(f"{prefix}{clip.clip_id}", to_input(pixels).half(), clip.instruction))
     return pairs
+
+
+# ---------------------------------------------------------------------------------------------------------
+# capture quality: the frame detector's self-supervised auxiliary objective
+
+CAPTURE_CLASSES = ("clean", "noise", "compression", "blur", "resolution", "colour")
+SEVERITY_BINS = 4  # severity classes: 0 clean, 1..4 the quarters of each kind's range
+# Parameter range of each kind, drawn uniformly per frame (deliberately not the sanity suite's strengths): noise
+# std (grey levels; Gaussian, independent per pixel and channel), JPEG quality (the range runs from mild to
+# strong), Gaussian blur sigma (px), downscale factor (bilinear with antialiasing down, bicubic up), colour cast
+# magnitude (grey levels along a random RGB direction).
+CAPTURE_RANGES = {"noise": (3.0, 30.0), "compression": (85.0, 10.0), "blur": (0.5, 2.5), "resolution": (1.5, 4.0),
+                  "colour": (6.0, 50.0)}
+
+
+def _capture_one(frame: np.ndarray, kind: str, value: float, g: np.random.Generator) -> np.ndarray:
+    """One uint8 [H, W, 3] frame through one capture degradation with parameter ``value``."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    if kind == "noise":
+        out = frame.astype(np.float32) + g.normal(0.0, value, frame.shape).astype(np.float32)
+    elif kind == "compression":
+        ok, data = cv2.imencode(".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(round(value))])
+        out = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32)
+    elif kind == "blur":
+        out = cv2.GaussianBlur(frame, (0, 0), sigmaX=value, borderType=cv2.BORDER_REFLECT).astype(np.float32)
+    elif kind == "resolution":
+        x = torch.from_numpy(frame).permute(2, 0, 1)[None].float()
+        small = (max(1, round(h / value)), max(1, round(w / value)))
+        x = torch.nn.functional.interpolate(x, size=small, mode="bilinear", antialias=True, align_corners=False)
+        out = torch.nn.functional.interpolate(x, size=(h, w), mode="bicubic", align_corners=False)[0]
+        out = out.permute(1, 2, 0).numpy()
+    else:
+        direction = g.normal(size=3)
+        out = frame.astype(np.float32) + (value * direction / np.linalg.norm(direction)).astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def capture_degrade(frames: torch.Tensor, g: np.random.Generator,
+                    fraction: float = 0.5) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """A ``fraction`` of ``frames`` (float [N, 3, H, W] in [0, 1]) through a random capture degradation.
+
+    Returns (frames float32 [N, 3, H, W], kind int64 [N] (index into :data:`CAPTURE_CLASSES`, 0 clean),
+    severity int64 [N] (0 clean, 1..:data:`SEVERITY_BINS` the quarter of the kind's range)). Every frame is
+    quantised to 8 bits as a decoded video frame is."""
+    x = frames.float().clamp(0, 1)
+    pixels = (x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+    kind = np.zeros(len(x), np.int64)
+    severity = np.zeros(len(x), np.int64)
+    out = pixels.copy()
+    for i in np.flatnonzero(g.random(len(x)) < fraction):
+        k = int(g.integers(1, len(CAPTURE_CLASSES)))
+        name = CAPTURE_CLASSES[k]
+        u = float(g.random())
+        lo, hi = CAPTURE_RANGES[name]
+        out[i] = _capture_one(pixels[i], name, lo + u * (hi - lo), g)
+        kind[i], severity[i] = k, 1 + min(int(u * SEVERITY_BINS), SEVERITY_BINS - 1)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0), kind, severity

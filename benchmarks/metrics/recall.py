@@ -1,12 +1,14 @@
 """Text-to-video retrieval recall@k of a generated set: does each prompt find its own videos among the set's?
 
-``recall/ophsim-surgical``: every video's clip (16 frames from its middle) and every prompt are embedded by the
-surgical dual encoder (:mod:`benchmarks.detectors.surgical`); the queries are the set's distinct prompts, the
-gallery is every generated video, and a query's relevant videos are those generated from it. A query's rank is
-1 + the number of irrelevant videos whose cosine similarity to it is at least that of its best relevant video
-(ties count against the query). recall@k is the fraction of queries of rank <= k, for k = 1 and 5; ``value``
-is recall@1. It does not depend on the score's scale (unlike CLIPScore) but does on the gallery's size N:
-compare sets of equal N. Interval: percentile bootstrap over queries, the gallery fixed.
+``recall/ophsim-surgical`` (version 2): every video's clip (16 frames from its middle) and every prompt are
+embedded by the surgical dual encoder (:mod:`benchmarks.detectors.surgical`). Each generated video is one query:
+its own prompt searches the set's videos, and the video's rank is 1 + the number of videos generated from *other*
+prompts whose cosine similarity to the prompt is at least the video's own (ties count against it; the other
+videos of the same prompt are equally relevant and left out). recall@k is the fraction of videos of rank <= k,
+for k = 1 and 5; ``value`` is recall@1. So a video that shows something other than its prompt is a miss even
+when another video of the same prompt is right (version 1 ranked the distinct prompts by their best video, which
+such a video could not lower). It does not depend on the score's scale (unlike CLIPScore) but does on the number
+of videos N and of distinct prompts: compare sets of equal N. Interval: percentile bootstrap over videos.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from benchmarks.metrics.bootstrap import bootstrap_mean
 from benchmarks.metrics.clipscore import DualEncoderClips
 from ophora.seeding import derive_seed
 
-__all__ = ["RecallProtocol", "EmbeddingState", "Recall", "query_ranks", "recall_at"]
+__all__ = ["RecallProtocol", "EmbeddingState", "Recall", "query_ranks", "video_ranks", "recall_at"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class RecallProtocol(DualEncoderClips):
     shipped_weights: ClassVar[bool] = True
 
     name: str = "recall/ophsim-surgical"
-    version: str = "1"
+    version: str = "2"
     metric: str = "recall"
     detector: str = "ophsim-surgical:dual (as clipscore/ophsim-surgical)"
     preprocess: str = "x / 255, bilinear with antialiasing to 64x64 (benchmarks.detectors.surgical.to_input)"
@@ -41,12 +43,12 @@ class RecallProtocol(DualEncoderClips):
                   "has its last frame repeated)"
     clip_length: int = 16
     ks: str = "1,5"  # the k of recall@k, comma-separated; the first is ``value``
-    queries: str = "the distinct prompts of the generated set; relevant: every video generated from the prompt"
-    gallery: str = "every generated video of the set (N)"
-    rank: str = "1 + number of irrelevant videos with cosine similarity >= the best relevant video's (ties count " \
-                "against the query)"
-    value: str = "recall@1 (fraction of queries of rank 1); recall_at holds every k"
-    interval: str = "percentile bootstrap over queries, gallery fixed"
+    queries: str = "one per generated video: its own prompt"
+    gallery: str = "every generated video of the set (N), less the others generated from the same prompt"
+    rank: str = "1 + number of videos of other prompts with cosine similarity to the prompt >= the video's own " \
+                "(ties count against it)"
+    value: str = "recall@1 (fraction of videos of rank 1); recall_at holds every k"
+    interval: str = "percentile bootstrap over videos (queries), gallery fixed"
     comparable: str = "depends on the gallery size N and the detector: compare sets of equal N"
 
     def __post_init__(self) -> None:
@@ -66,6 +68,18 @@ def query_ranks(similarity: np.ndarray, relevant: np.ndarray) -> np.ndarray:
         raise ValueError("every query needs at least one relevant item")
     best = np.where(relevant, similarity, -np.inf).max(1, keepdims=True)
     return 1 + ((similarity >= best) & ~relevant).sum(1)
+
+
+def video_ranks(similarity: np.ndarray, same_prompt: np.ndarray) -> np.ndarray:
+    """Rank (1 = first) of each video for its own prompt: similarity float [N, N] (row i: video i's prompt
+    against every video), same_prompt bool [N, N] (videos i and j share a prompt; True on the diagonal) -> int64
+    [N]: 1 + the videos of other prompts scoring at least video i's own similarity."""
+    similarity, same_prompt = np.asarray(similarity, np.float64), np.asarray(same_prompt, bool)
+    if similarity.ndim != 2 or similarity.shape[0] != similarity.shape[1] or same_prompt.shape != similarity.shape:
+        raise ValueError(f"similarity and same_prompt must be [N, N] alike; got {similarity.shape} and "
+                         f"{same_prompt.shape}")
+    own = np.diag(similarity)[:, None]
+    return 1 + ((similarity >= own) & ~same_prompt).sum(1)
 
 
 def recall_at(ranks: np.ndarray, k: int) -> float:
@@ -98,14 +112,14 @@ class EmbeddingState:
         if dist_info()[1] > 1:
             self.records = {k: v for part in gather_objects(self.records) for k, v in part.items()}
 
-    def retrieval(self) -> tuple[list[int], list[str], np.ndarray, np.ndarray]:
-        """(video positions, distinct prompts, similarity [Q, N], relevant [Q, N]) of the scored videos."""
+    def pairs(self) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """(video positions, similarity [N, N] of video i's prompt to video j, same prompt [N, N])."""
         positions = sorted(self.records)
-        prompts = list(dict.fromkeys(self.prompts[p] for p in positions))
         videos = np.stack([self.records[p][0] for p in positions])
-        texts = np.stack([next(self.records[p][1] for p in positions if self.prompts[p] == q) for q in prompts])
-        relevant = np.array([[self.prompts[p] == q for p in positions] for q in prompts])
-        return positions, prompts, texts @ videos.T, relevant
+        texts = np.stack([self.records[p][1] for p in positions])
+        prompts = [self.prompts[p] for p in positions]
+        same = np.array([[a == b for b in prompts] for a in prompts])
+        return positions, texts @ videos.T, same
 
 
 class Recall(Metric):
@@ -115,7 +129,7 @@ class Recall(Metric):
     display_name = "R@1"
     higher_is_better = True
     protocols = (RecallProtocol(),)
-    result_fields = ("value", "recall_at", "n_fake", "n_queries", "ci", "error")
+    result_fields = ("value", "recall_at", "n_fake", "n_queries", "n_prompts", "ci", "error")
     needs_real = False
     needs_prompts = True
 
@@ -135,8 +149,8 @@ class Recall(Metric):
         """recall@k for every k of the protocol (``value``: the first) with intervals over queries."""
         if fake.videos < 2:
             return {"value": None, "n_fake": fake.videos, "error": "needs at least 2 videos to retrieve among"}
-        _, prompts, similarity, relevant = fake.retrieval()
-        ranks = query_ranks(similarity, relevant)
+        positions, similarity, same = fake.pairs()
+        ranks = video_ranks(similarity, same)
         at = {}
         for k in self.protocol.k_values:
             hits = (ranks <= k).astype(np.float64)
@@ -146,20 +160,17 @@ class Recall(Metric):
                 at[str(k)]["ci"] = {"low": boot["low"], "high": boot["high"], "level": boot["level"],
                                     "method": "percentile bootstrap over queries (gallery fixed)", "n_boot": n_boot}
         first = at[str(self.protocol.k_values[0])]
-        result = {"value": first["value"], "recall_at": at, "n_fake": fake.videos, "n_queries": len(prompts)}
+        result = {"value": first["value"], "recall_at": at, "n_fake": fake.videos, "n_queries": len(positions),
+                  "n_prompts": len({fake.prompts[p] for p in positions})}
         if "ci" in first:
             result["ci"] = first["ci"]
         return result
 
     def per_video(self, fake: EmbeddingState) -> list[dict[str, Any]]:
-        """path, prompt and the rank of the video for its own prompt (1 + irrelevant videos scoring >= it)."""
+        """path, prompt and the rank of the video for its own prompt (:func:`video_ranks`)."""
         if fake.videos < 1:
             return []
-        positions, prompts, similarity, relevant = fake.retrieval()
-        out = []
-        for j, p in enumerate(positions):
-            q = prompts.index(fake.prompts[p])
-            rank = 1 + int(((similarity[q] >= similarity[q, j]) & ~relevant[q]).sum())
-            out.append({"path": fake.keys[p], "prompt": fake.prompts[p], "rank": rank,
-                        "similarity": float(similarity[q, j])})
-        return out
+        positions, similarity, same = fake.pairs()
+        ranks = video_ranks(similarity, same)
+        return [{"path": fake.keys[p], "prompt": fake.prompts[p], "rank": int(ranks[j]),
+                 "similarity": float(similarity[j, j])} for j, p in enumerate(positions)]

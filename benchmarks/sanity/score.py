@@ -19,7 +19,7 @@ from benchmarks.evaluate import EvalConfig, evaluate, resolve_metrics
 from benchmarks.sanity.config import SCORER_OPTIONS, SanityConfig, SanityError, ScorerSpec
 from ophora.data.atomic import atomic_write_text
 from ophora.hashing import cache_key
-from ophora.weights import WeightsNotFoundError, resolve
+from ophora.weights import REGISTRY, WeightsNotFoundError, resolve
 
 __all__ = ["Scorer", "ScoreGroup", "resolve_scorers", "group_scorers", "default_scorers"]
 
@@ -130,7 +130,23 @@ class ScoreGroup:
             seed=self.cfg.seed, batch_size=self.cfg.batch_size, workers=self.cfg.workers,
             bootstrap=self.cfg.bootstrap, progress=False, **_eval_options(first.options))
         self.set_bootstrap = self.cfg.bootstrap if self.cfg.set_bootstrap is None else self.cfg.set_bootstrap
-        self.folder = Path(self.folder) / f"group-{cache_key((self.template, self.set_bootstrap))}"
+        shipped = self.shipped_digests()
+        key = cache_key((self.template, self.set_bootstrap, *([shipped] if shipped else [])))
+        self.folder = Path(self.folder) / f"group-{key}"
+
+    def shipped_digests(self) -> tuple[tuple[str, str | None], ...]:
+        """(scorer label, registered sha256) of every scorer whose detector ships inside the package (the
+        surgical ones, random-init included: it takes the shipped architecture): new shipped weights change the
+        cache key, so scores of the old detectors are never reused. Published files keep one sha256 for good."""
+        out = []
+        for scorer in self.scorers:
+            probe = replace(self.template, metrics=(scorer.metric,), protocols=((scorer.metric, scorer.protocol),))
+            built = registry.build(scorer.metric, probe, scorer.protocol)
+            name = built.detector_weights(probe) if built.features_from is None else None
+            entry = REGISTRY.get(name) if name else None
+            if entry is not None and entry.url.startswith("package:"):
+                out.append((scorer.label, entry.sha256))
+        return tuple(out)
 
     def load_detectors(self) -> dict[str, Any]:
         """``{view: (module, DetectorInfo)}`` for every metric that extracts features, loaded once."""

@@ -23,6 +23,7 @@ from scipy.stats import spearmanr
 __all__ = ["Curve", "spearman", "judge", "middle_index", "VERDICTS"]
 
 VERDICTS = ("responds", "weak", "blind", "wrong direction", "n/a")
+_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,9 @@ def judge(curve: Curve, threshold: float = 0.9) -> dict:
     n_worse = sum(worse(v) for v in values[1:])
     n_better = sum(better(v) for v in values[1:])
     middle = middle_index(len(values) - 1)
-    if rho_worse is not None and rho_worse >= threshold and worse(values[middle]):
+    # Spearman of a few points takes few values (5 points, one adjacent swap: exactly 0.9), which scipy returns
+    # up to rounding (0.8999999999999998): compare with a tolerance far below the step between its values
+    if rho_worse is not None and rho_worse >= threshold - _TOLERANCE and worse(values[middle]):
         verdict = "responds"
     elif n_worse == 0 and n_better == 0:
         verdict = "blind"
