@@ -288,18 +288,17 @@ def frechet_distances_from_factors(mu1: Any, a1: Any, mu2: Any, a2: Any) -> np.n
 def _row_reduce(a: Any) -> Any:
     """C [B, min(m, d), d] with C^T C = A^T A for A [B, m, d] (torch float64): A itself when m <= d; else the
     transposed Cholesky factor of A^T A when m > 2d and that is clearly positive definite (one Gram product, about
-    half the flops of a QR), and the R of A's QR factorisation otherwise (any rank)."""
+    half the flops of a QR), and the R of A's QR factorisation otherwise (any rank). The Cholesky route is tried
+    only when the first item's A^T A passes, so a rank-deficient set does not pay for failed factorisations."""
     import torch
 
     m, d = a.shape[1], a.shape[2]
     if m <= d:
         return a
-    if m > 2 * d:
+    # resamples of a rank-deficient set are all rank-deficient: then QR at once (one item: the attempt is the probe)
+    if m > 2 * d and (a.shape[0] == 1 or _clearly_pd(a[:1])):
         gram = a.transpose(1, 2) @ a
-        lower, info = torch.linalg.cholesky_ex(gram)
-        pivots = torch.diagonal(lower, dim1=1, dim2=2) ** 2
-        tol = torch.diagonal(gram, dim1=1, dim2=2).amax(1) * d * _EPS  # _rank_tol's rule, as _cholesky_or_none
-        ok = (info == 0) & (pivots.amin(1) > tol)
+        lower, ok = _cholesky_pd(gram)
         upper = lower.transpose(1, 2)
         if bool(ok.all()):
             return upper
@@ -307,6 +306,22 @@ def _row_reduce(a: Any) -> Any:
         upper[failed] = torch.linalg.qr(a[failed], mode="r")[1]
         return upper
     return torch.linalg.qr(a, mode="r")[1]
+
+
+def _cholesky_pd(gram: Any) -> tuple[Any, Any]:
+    """(lower Cholesky factors [B, d, d], bool [B]: factorised with every pivot above d * eps * max diag, the rule
+    of :func:`_cholesky_or_none`)."""
+    import torch
+
+    lower, info = torch.linalg.cholesky_ex(gram)
+    pivots = torch.diagonal(lower, dim1=1, dim2=2) ** 2
+    tol = torch.diagonal(gram, dim1=1, dim2=2).amax(1) * gram.shape[-1] * _EPS
+    return lower, (info == 0) & (pivots.amin(1) > tol)
+
+
+def _clearly_pd(a: Any) -> bool:
+    """Is A^T A of the first item [1, m, d] clearly positive definite?"""
+    return bool(_cholesky_pd(a.transpose(1, 2) @ a)[1].all())
 
 
 def frechet_distance_from_factors(mu1: Any, a1: Any, mu2: Any, a2: Any) -> float:
