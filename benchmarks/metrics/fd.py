@@ -22,9 +22,9 @@ d x d QR factor R when there are more rows than dimensions), exact at any rank, 
 Cost: the bootstrap holds both sets' rows in float64 (rows x d x 8 bytes: 268 MB for 2048 videos x 8 frames
 at d = 2048) and, per batch, up to 32 MB of weighted rows per set. A replicate costs two QR factorisations of
 [rows, d] (when rows > d) and one SVD of at most d x d. Measured (``tests/perf/test_perf_frechet.py``, figures in
-``results/perf/frechet_bootstrap.md``, 2 cores at load average 12): 200 replicates for 24 against 24 videos of 8
-frames at d = 128 take 2.3 s (100 videos: 2.5 s), where the previous per-replicate route on numpy's default two
-BLAS threads took 126 s (176 s); almost all of that gain is the single thread.
+``results/perf/frechet_bootstrap.md``, 2 cores at load average 7-9): 200 replicates for 24 against 24 videos of 8
+frames at d = 128 take 1.4 s (100 videos: 1.8 s), where the previous per-replicate route on numpy's default two
+BLAS threads took 109 s (117 s); almost all of that gain is the single thread.
 """
 from __future__ import annotations
 
