@@ -802,7 +802,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = evaluate(cfg)
     except _USER_ERRORS as err:
         print(f"error: {user_message(err)}", file=sys.stderr)
-        return 1
+        return 2
     if payload is None:
         return 0
     print(summary_table(payload))

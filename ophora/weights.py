@@ -473,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args)
     except _USER_ERRORS as error:
         print(f"error: {_user_message(error)}", file=sys.stderr)
-        return 1
+        return 2
 
 
 # What a command reports as one message, without a traceback: unknown names (KeyError), missing files and network

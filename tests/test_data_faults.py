@@ -398,7 +398,7 @@ def test_weights_command_reports_a_checksum_mismatch_in_one_line(fake_weights, m
     _swap_keeping_size_and_mtime(path)
     monkeypatch.setattr(W, "_HASHED", {})
     monkeypatch.setenv("OPHORA_WEIGHTS_DIR", str(path.parent))
-    assert W.main(["where", entry.name]) == 1
+    assert W.main(["where", entry.name]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("error: checksum mismatch") and err.count("\n") == 1
     assert entry.sha256 in err and str(path) in err
@@ -406,7 +406,7 @@ def test_weights_command_reports_a_checksum_mismatch_in_one_line(fake_weights, m
 
 def test_weights_command_reports_a_malformed_url_in_one_line(fake_weights, capsys, tmp_path):
     entry, _ = fake_weights
-    assert W.main(["fetch", entry.name, "--dest", str(tmp_path / "dest"), "--url", "not a url"]) == 1
+    assert W.main(["fetch", entry.name, "--dest", str(tmp_path / "dest"), "--url", "not a url"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not a url" in err and err.count("\n") == 1
 
@@ -419,7 +419,7 @@ def test_weights_commands_print_one_line_and_no_traceback(tmp_path, command):
     env = {**os.environ, "OPHORA_WEIGHTS_DIR": str(tmp_path), "OPHORA_CACHE": str(tmp_path / "cache")}
     done = subprocess.run([sys.executable, "-m", command, "where", entry.name], capture_output=True, text=True,
                           timeout=120, env=env, cwd=ROOT)
-    assert done.returncode == 1 and done.stdout == ""
+    assert done.returncode == 2 and done.stdout == ""
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: checksum mismatch") and entry.sha256 in done.stderr
 

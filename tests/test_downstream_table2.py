@@ -156,7 +156,7 @@ def test_paper_preflight_lists_every_missing_asset_before_computing(tmp_path, mo
     with pytest.raises(SystemExit, match="nothing was computed"):
         main(argv)
     assert not (tmp_path / "w").exists() and not (tmp_path / "out").exists()
-    assert main(argv[:4] + ["--preflight"]) == 1
+    assert main(argv[:4] + ["--preflight"]) == 2
     assert "missing:" in capsys.readouterr().out
 
 

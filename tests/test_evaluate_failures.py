@@ -65,6 +65,6 @@ def test_strict_fails_naming_the_file(broken_sets, capsys):
     make_folder(root / "real2", 3, 20, seed=5)
     args = ["--real", str(root / "real2"), "--fake", str(root / "fake"), "--metrics", "fvd", "--tiny-i3d",
             "--bootstrap", "0", "--workers", "0", "--quiet", "--strict", "--out", str(root / "strict.json")]
-    assert main(args) == 1
+    assert main(args) == 2
     err = capsys.readouterr().err
     assert "truncated.mp4" in err and "--strict" in err and not (root / "strict.json").exists()

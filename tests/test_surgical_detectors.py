@@ -160,7 +160,7 @@ def test_a_tampered_surgical_file_is_refused_and_the_cli_names_the_way_to_use_it
     code = evaluate_main(["--real", str(a), "--fake", str(b), "--metrics", "fid", "--protocol",
                           "fid=fid/ophsim-surgical", "--weights", f"fid={tampered}", "--out", str(tmp_path / "r.json"),
                           "--quiet", "--no-cache", "--workers", "0", "--bootstrap", "0"])
-    assert code == 1
+    assert code == 2
 
 
 def test_features_are_deterministic_and_follow_frame_order(world):

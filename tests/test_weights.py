@@ -128,7 +128,7 @@ def test_nothing_downloads_implicitly(tmp_path, capsys, no_network):
         W.load(NAME)
     assert W.main(["list"]) == 0
     assert re.search(rf"{NAME}\s+fake.bin\s+missing", capsys.readouterr().out)
-    assert W.main(["where", NAME]) == 1
+    assert W.main(["where", NAME]) == 2
     assert "fetch fake-detector" in capsys.readouterr().err
 
 
@@ -201,10 +201,10 @@ def test_default_cache_dir_is_a_user_dir(monkeypatch):
 
 
 def _names_the_project_tells_users_to_fetch() -> set[str]:
-    """Weights names in ``weights fetch NAME`` / ``weights where NAME`` commands of the README, the code and the
+    """Weights names in ``weights fetch NAME`` / ``weights where NAME`` commands of the README and docs/, the code and the
     shipped configs, and the registry names that shipped YAML configs point at."""
     root = Path(__file__).resolve().parents[1]
-    texts = [root / "README.md", *[p for d in ("ophora", "benchmarks", "baselines", "downstream")
+    texts = [root / "README.md", *sorted((root / "docs").glob("*.md")), *[p for d in ("ophora", "benchmarks", "baselines", "downstream")
                                    for p in (root / d).rglob("*") if p.suffix in (".py", ".yaml")]]
     names = set()
     for path in texts:

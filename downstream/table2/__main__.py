@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             print(report.message() if report.leaks else f"preflight: no val or test clip leaks "
                   f"({len(report.checked)} pairs of sets checked{'; ' if report.skipped else ''}"
                   f"{'; '.join(report.skipped)})")
-        return 1 if missing else 0
+        return 2 if missing else 0
     work = args.cache or Path("runs") / "table2" / config.name
     out = args.out or Path("results") / "table2" / config.name
     payload = table2.run_table2(config, work, allow_missing=args.allow_missing, progress=args.progress)
