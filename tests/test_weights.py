@@ -201,11 +201,12 @@ def test_default_cache_dir_is_a_user_dir(monkeypatch):
 
 
 def _names_the_project_tells_users_to_fetch() -> set[str]:
-    """Weights names in ``weights fetch NAME`` / ``weights where NAME`` commands of the README and docs/, the code and the
-    shipped configs, and the registry names that shipped YAML configs point at."""
+    """Weights names in ``weights fetch NAME`` / ``weights where NAME`` commands of the README and docs/, the
+    code and the shipped configs, and the registry names that shipped YAML configs point at."""
     root = Path(__file__).resolve().parents[1]
-    texts = [root / "README.md", *sorted((root / "docs").glob("*.md")), *[p for d in ("ophora", "benchmarks", "baselines", "downstream")
-                                   for p in (root / d).rglob("*") if p.suffix in (".py", ".yaml")]]
+    code = [p for d in ("ophora", "benchmarks", "baselines", "downstream") for p in (root / d).rglob("*")
+            if p.suffix in (".py", ".yaml")]
+    texts = [root / "README.md", *sorted((root / "docs").glob("*.md")), *code]
     names = set()
     for path in texts:
         text = path.read_text()
