@@ -79,3 +79,14 @@ def test_the_paper_config_brings_every_row_to_one_named_geometry():
            "(short-side-crop, lanczos)" in notes
     assert "equal N: every row and the real set scored on N = 100 videos drawn with seed 0 (the largest N every " \
            "row and the real set have, at most 2048)" in notes
+
+
+def test_the_paper_config_scores_with_stylegan_v_protocols_and_preflight_asks_for_their_weights(tmp_path,
+                                                                                                 monkeypatch):
+    monkeypatch.setenv("OPHORA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPHORA_WEIGHTS_DIR", raising=False)
+    paper = load_table1_config("paper")
+    assert paper.metrics.protocols == {"fid": "fid/stylegan-v", "fvd": "fvd/stylegan-v"}
+    detectors = {m.asset for m in preflight(paper) if "detector weights" in m.asset}
+    assert detectors == {"fid detector weights (stylegan-v-inception)", "fvd detector weights (stylegan-v-i3d)",
+                         "clipscore detector weights (open_clip:ViT-L-14/openai)"}

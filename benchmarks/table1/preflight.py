@@ -106,7 +106,7 @@ def _detectors(config: Table1Config) -> list[Missing]:
         return []
     missing = []
     for metric in dict.fromkeys(registry.get(name).features_from or name for name in m.metrics):
-        name = registry.build(metric, m).detector_weights(m)
+        name = registry.build(metric, m, m.protocols.get(metric)).detector_weights(m)
         if name is None:
             continue
         try:
