@@ -9,13 +9,13 @@ it::
 
     python -m ophora.weights list
     python -m ophora.weights where pytorch-fid-inception
-    python -m ophora.weights fetch pytorch-fid-inception [--dest DIR] [--url URL]
+    python -m ophora.weights fetch pytorch-fid-inception [--out DIR] [--url URL]
 
 Checksums are verified on each process's first use of a file; within a process the digest is remembered while
 the file's (device, inode, size, mtime, ctime) are unchanged. Nothing is trusted across processes (an earlier
 release kept an on-disk cache keyed by path, size and mtime, which a swapped file with its mtime restored passed).
 :func:`main` reports user errors (unknown name, missing file, checksum mismatch, failed download) as one
-``error:`` message on stderr and exit status 1, without a traceback.
+``error:`` message on stderr and exit status 2, without a traceback.
 
 Checksum provenance. Where the publisher states no sha256, the value recorded here was found in several
 independent public projects that pin the same file (with the same byte size) and is consistent with the
@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from ophora.data.atomic import atomic_path
 from ophora.data.bundled import PACKAGE_PREFIX, package_file
+from ophora.flags import HelpFormatter, add_output, add_progress, make_parser
 from ophora.hashing import sha256_file
 from ophora.registry import lookup
 
@@ -458,16 +459,25 @@ def _status(name: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``list`` | ``where NAME`` | ``fetch NAME [--dest DIR] [--url URL]``."""
-    parser = argparse.ArgumentParser(prog="python -m ophora.weights", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="every registered file and whether it is found locally")
-    where = sub.add_parser("where", help="verified local path of NAME")
-    where.add_argument("name")
-    get = sub.add_parser("fetch", help="download NAME, verify its sha256, rename into place")
-    get.add_argument("name")
-    get.add_argument("--dest", default=None, help="target folder (default: <cache dir>/weights)")
-    get.add_argument("--url", default=None, help="override the registered source URL")
+    """``list`` | ``where NAME`` | ``fetch NAME [--out DIR] [--url URL]``."""
+    parser = make_parser("ophora.weights", __doc__.splitlines()[0], command="weights",
+                         epilog="examples:\n\n    python -m ophora.weights list\n"
+                                "    python -m ophora.weights where pytorch-fid-inception\n"
+                                "    python -m ophora.weights fetch pytorch-fid-inception --out DIR")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,where,fetch}")
+    sub.add_parser("list", formatter_class=HelpFormatter, help="every registered file and whether it is found locally",
+                   description="Every registered file, its file name and whether it is found locally.")
+    where = sub.add_parser("where", formatter_class=HelpFormatter, help="verified local path of NAME",
+                           description="The verified local path of NAME (exit 2 with every path tried if missing).")
+    where.add_argument("name", metavar="NAME", help="a registered name (see list)")
+    get = sub.add_parser("fetch", formatter_class=HelpFormatter,
+                         help="download NAME, verify its sha256, rename into place",
+                         description="Download NAME, verify its sha256, then rename it into place (a failed "
+                                     "download or checksum leaves nothing behind).")
+    get.add_argument("name", metavar="NAME", help="a registered name (see list)")
+    add_output(get, "target folder (default: <cache dir>/weights)", type=str, aliases=("--dest", "--output", "-o"))
+    get.add_argument("--url", default=None, help="override the registered source URL (a mirror, or a file:// URL)")
+    add_progress(get)
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -493,7 +503,7 @@ def _run(args: argparse.Namespace) -> int:
     elif args.command == "where":
         print(resolve(args.name))
     else:
-        print(fetch(args.name, dest=args.dest, url=args.url))
+        print(fetch(args.name, dest=args.out, url=args.url, progress=args.progress))
     return 0
 
 

@@ -15,7 +15,7 @@ from ophora.sim.world import WorldConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 # the commands whose help this helper converted to the shared conventions (ophora.flags); the others keep theirs
-CONVERTED = ("sim", "curate", "prepare", "train", "generate", "results")
+CONVERTED = ("sim", "curate", "prepare", "train", "generate", "results", "sanity", "weights", "rate")
 
 
 def test_python_m_ophora_lists_every_command():
@@ -113,3 +113,44 @@ def test_curate_takes_set_overrides_like_the_other_commands(capsys):
     assert launcher.main(["curate", "--print-config", "--set", "dynamcs.max_cuts=1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: dynamcs: unknown key") and "did you mean 'dynamics'" in err
+
+
+@pytest.mark.parametrize("argv", [["weights", "fetch"], ["weights", "where"], ["rate", "init"], ["rate", "serve"],
+                                  ["rate", "analyse"], ["rate", "export"]])
+def test_subcommand_help_is_plain_text_with_defaults(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        launcher.main([*argv, "--help"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: ophora {' '.join(argv)} ")
+    assert "``" not in out and "(default: None)" not in out and "(default: False)" not in out
+    flat = " ".join(out.split())
+    if argv == ["rate", "analyse"]:
+        assert "--bootstrap N bootstrap resamples (default: 2000)" in flat and "--seed N" in flat
+        assert "--out DIR, --output DIR, -o DIR" in flat
+    if argv == ["weights", "fetch"]:
+        assert "--out DIR, --dest DIR, --output DIR, -o DIR" in flat and "--no-progress, --quiet, -q" in flat
+
+
+def test_sanity_weights_and_rate_keep_their_old_flag_names():
+    from benchmarks.rating.cli import build_parser
+    from benchmarks.sanity.__main__ import overrides_of, parse_args
+
+    old = parse_args(["--output", "o", "--no-progress", "--work", "w", "--set", "bootstrap=5", "--seed", "3"])
+    new = parse_args(["-o", "o", "--quiet", "--cache", "w", "--set", "bootstrap=5", "--seed", "3"])
+    assert old == new and str(old.out) == "o" and old.progress is False
+    assert overrides_of(old) == {"bootstrap": 5, "work": "w", "seed": 3}
+    assert overrides_of(parse_args(["--workers", "0"])) == {"workers": 0}
+    rating = build_parser()
+    assert str(rating.parse_args(["init", "demo", "--out", "s"]).out) == "s"
+    assert str(rating.parse_args(["export", "f", "--output", "e"]).out) == "e"
+    assert rating.parse_args(["analyse", "f"]).bootstrap == 2000
+
+
+def test_sanity_refuses_a_flag_and_a_set_that_disagree(capsys):
+    assert launcher.main(["sanity", "--seed", "3", "--set", "seed=4", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: --seed 3 and --set seed=4 disagree (give one of them)\n"
+    assert launcher.main(["sanity", "--set", "bootstrapp=5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "bootstrapp: unknown key" in err and "did you mean 'bootstrap'?" in err

@@ -16,47 +16,58 @@ import sys
 from pathlib import Path
 
 from benchmarks.rating.study import StudyError
+from ophora.cli import HelpFormatter, add_output, add_overrides, add_seed, make_parser
 
 __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.rating",
-                                     description="Set up, serve, export and analyse a blinded expert rating study "
-                                                 "(the paper's Fig. 3).",
-                                     epilog="\n".join(__doc__.splitlines()[2:]),
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser("benchmarks.rating",
+                         "Set up, serve, export and analyse a blinded expert rating study (the paper's Fig. 3).",
+                         command="rate", epilog="commands:\n\n" + "\n".join(__doc__.splitlines()[2:]))
     commands = parser.add_subparsers(dest="command", required=True)
-    init = commands.add_parser("init", help="set a study up from its YAML")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=text, description=text[:1].upper() + text[1:] + ".",
+                                   formatter_class=HelpFormatter)
+
+    def database(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--database", metavar="URL",
+                         help="a SQLAlchemy URL instead of the study folder's study.sqlite")
+
+    init = command("init", "set a study up from its YAML")
     init.add_argument("study", help="a study YAML file, or a shipped study's name (demo)")
-    init.add_argument("--out", required=True, help="the study folder to create (holds study.sqlite and media/)")
-    init.add_argument("--database", help="a SQLAlchemy URL instead of SQLite in the study folder")
+    add_output(init, "the study folder to create (holds study.sqlite and media/)", required=True)
+    database(init)
     init.add_argument("--base-url", default="http://127.0.0.1:8000", help="where raters will reach the server")
-    init.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a study key (repeatable)")
-    serve = commands.add_parser("serve", help="run the web application")
-    serve.add_argument("folder")
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--database")
+    add_overrides(init, "override a study key (dotted; the value is read as YAML); repeatable")
+    serve = command("serve", "run the web application")
+    serve.add_argument("folder", help="the study folder")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (any other than loopback is reachable from other machines: put a TLS "
+                            "proxy in front and pass --behind-tls)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    database(serve)
     serve.add_argument("--behind-tls", action="store_true",
                        help="mark the session cookie Secure and trust X-Forwarded-* from 127.0.0.1 (a TLS proxy)")
-    for name, text in (("link", "issue a rater a new link"), ("revoke", "close a rater's link")):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("folder")
-        sub.add_argument("rater")
-        sub.add_argument("--database")
+    for name, text in (("link", "issue a rater a new link (the old one stops working)"),
+                       ("revoke", "close a rater's link")):
+        sub = command(name, text)
+        sub.add_argument("folder", help="the study folder")
+        sub.add_argument("rater", help="the rater's id")
+        database(sub)
         if name == "link":
-            sub.add_argument("--base-url", default="http://127.0.0.1:8000")
-    export = commands.add_parser("export", help="write the ratings as CSV")
-    export.add_argument("folder")
-    export.add_argument("--out", help="output folder (default FOLDER/export)")
-    export.add_argument("--database")
-    analyse = commands.add_parser("analyse", help="analyse the ratings (Fig. 3a/3b, tables, agreement, checks)")
+            sub.add_argument("--base-url", default="http://127.0.0.1:8000", help="where raters will reach the server")
+    export = command("export", "write the ratings as CSV")
+    export.add_argument("folder", help="the study folder")
+    add_output(export, "output folder (default: FOLDER/export)")
+    database(export)
+    analyse = command("analyse", "analyse the ratings (Fig. 3a/3b, tables, agreement, checks)")
     analyse.add_argument("folder", help="a study folder, or a ratings.csv written by export")
-    analyse.add_argument("--out", help="output folder (default FOLDER/analysis)")
-    analyse.add_argument("--database")
-    analyse.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    analyse.add_argument("--seed", type=int, default=0)
+    add_output(analyse, "output folder (default: FOLDER/analysis)")
+    database(analyse)
+    analyse.add_argument("--bootstrap", type=int, default=2000, metavar="N", help="bootstrap resamples")
+    add_seed(analyse, "seed of the bootstrap resamples")
     return parser
 
 
