@@ -11,6 +11,7 @@ option's default, named "ophora <command>" when the ophora launcher runs it and 
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import textwrap
 from pathlib import Path
@@ -109,9 +110,11 @@ def add_seed(parser: argparse.ArgumentParser, help: str = "root seed (the same s
 
 
 def add_workers(parser: argparse.ArgumentParser, help: str = "worker processes", *,
-                default: int | None = 1) -> argparse.Action:
-    """``--workers N``; ``args.workers``."""
-    return parser.add_argument("--workers", type=_positive_int, default=default, metavar="N", help=help)
+                default: int | None = 1, minimum: int = 1) -> argparse.Action:
+    """``--workers N`` (a whole number, at least ``minimum``: 0 where it means "in the main process");
+    ``args.workers``."""
+    return parser.add_argument("--workers", type=functools.partial(_whole_number, minimum=minimum), default=default,
+                               metavar="N", help=help)
 
 
 def add_progress(parser: argparse.ArgumentParser, *, default: bool = True) -> None:
@@ -141,11 +144,11 @@ def add_overrides(parser: argparse.ArgumentParser,
                                metavar="KEY=VALUE", help=help)
 
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {minimum} or more, got {value}")
     return value

@@ -24,22 +24,13 @@ from ophora.cli import (
     add_overrides,
     add_progress,
     add_seed,
+    add_workers,
     make_parser,
     run_command,
 )
 from ophora.configs import parse_overrides
 
 ERRORS = (EvaluationInputError, FailedVideoError, SanityError)
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,9 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "work, runs/sanity); the same as --set work=DIR")
     add_seed(parser, "root seed of the halves, the degradations and the bootstrap (default: the config's seed, 0); "
                      "the same as --set seed=N", default=None)
-    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
-                        help="DataLoader worker processes, 0: in the main process (default: the config's "
-                             "workers, 0); the same as --set workers=N")
+    add_workers(parser, "DataLoader worker processes, 0: in the main process (default: the config's workers, 0); "
+                        "the same as --set workers=N", default=None, minimum=0)
     add_progress(parser)
     return parser
 
