@@ -214,7 +214,7 @@ def test_an_empty_manifest_is_refused_naming_it(tmp_path, capsys, content):
     manifest.write_text(content)
     torn = pytest.warns(UserWarning, match="torn last line") if "pro" in content else contextlib.nullcontext()
     with torn:
-        assert main(_cli(tmp_path, tmp_path / "fake", tmp_path / "out.json")) == 1
+        assert main(_cli(tmp_path, tmp_path / "fake", tmp_path / "out.json")) == 2
     err = capsys.readouterr().err
     assert f"error: {manifest}: the fake set" in err and "lists no videos" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out.json").exists()
@@ -226,7 +226,7 @@ def test_a_malformed_manifest_is_one_line_naming_file_and_line(tmp_path, capsys)
     make_folder(tmp_path / "real", 2, 20)
     (tmp_path / "fake").mkdir()
     (tmp_path / "fake" / "manifest.jsonl").write_text('{"path": "a.mp4"}\n{not json}\n')
-    assert main(_cli(tmp_path, tmp_path / "fake", tmp_path / "out.json")) == 1
+    assert main(_cli(tmp_path, tmp_path / "fake", tmp_path / "out.json")) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path / 'fake' / 'manifest.jsonl'}, row 1 (line 1)") and "Traceback" not in err
 
@@ -240,7 +240,7 @@ def test_a_full_disk_when_writing_the_result_is_one_line(tmp_path, monkeypatch, 
         raise _enospc(cfg.out)
 
     monkeypatch.setattr("benchmarks.evaluate.evaluate", full_disk)
-    assert main(_cli(tmp_path, tmp_path / "fake", out)) == 1
+    assert main(_cli(tmp_path, tmp_path / "fake", out)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: [Errno 28]") and str(out) in err[0]
     assert "the disk is full" in err[0] and not out.exists()

@@ -165,7 +165,7 @@ def test_evaluate_refuses_without_a_geometry_and_says_so_in_one_line(tmp_path, c
         evaluate(EvalConfig(str(real), str(fake), metrics=("fid",), bootstrap=0, progress=False, workers=0))
     code = main(["--real", str(real), "--fake", str(fake), "--out", str(tmp_path / "r.json"), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 1 and err.startswith("error: the real set") and "Traceback" not in err
+    assert code == 2 and err.startswith("error: the real set") and "Traceback" not in err
     assert not (tmp_path / "r.json").exists()
 
 

@@ -122,6 +122,18 @@ def resolve_set(spec: SetSpec, phase_pattern: str | None, phases: tuple[str, ...
     return out
 
 
+def _check_table1_rows(config: StudyConfig) -> None:
+    """Every Table 1 row the study names exists in its results.json, checked before any video is read, so that a
+    mistake in the study file is named before the work starts."""
+    for position, spec in enumerate(config.sets):
+        if spec.table1 is None:
+            continue
+        try:
+            _table1_spec(spec)
+        except ConfigError as err:
+            raise ConfigError(f"sets[{position}].{err.key}", err.reason) from None
+
+
 def _write_structure(session, config: StudyConfig, folder: Path, log) -> list[Item]:
     session.add(db.Study(name=config.name, config=json.dumps(plain(config)), secret=secrets.token_hex(32),
                          seed=config.seed, created_at=db.now()))
@@ -129,6 +141,7 @@ def _write_structure(session, config: StudyConfig, folder: Path, log) -> list[It
     for position, criterion in enumerate(config.criteria):
         session.add(db.Criterion(key=criterion.key, label=criterion.label, anchor=criterion.anchor,
                                  position=position, low=low, high=high))
+    _check_table1_rows(config)
     items = []
     for position, spec in enumerate(config.sets):
         try:
