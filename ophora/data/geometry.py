@@ -23,7 +23,6 @@ container headers (a few videos, no decoding) and say whether two sets can be co
 from __future__ import annotations
 
 import dataclasses
-import math
 import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -32,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from ophora.cli import UsageError
+from ophora.data.frames import Resample
 from ophora.data.sets import VideoSet
 from ophora.data.video import probe
 from ophora.registry import lookup
@@ -109,12 +109,9 @@ class Geometry:
         if self.fps is None:
             source = np.arange(num_frames, dtype=np.int64)
         else:
-            if not source_fps > 0:
-                raise ValueError(f"the video's frame rate {source_fps} is not positive; cannot resample to "
-                                 f"{self.fps:g} fps")
-            count = max(1, int(math.floor(num_frames * self.fps / source_fps + 1e-9)))
-            times = np.arange(count) / self.fps
-            source = np.minimum(np.floor(times * source_fps + 1e-6).astype(np.int64), num_frames - 1)
+            source = Resample(self.fps).indices(num_frames, source_fps)
+            if len(source) == 0:  # shorter than one frame at fps: its first frame
+                source = np.zeros(1, np.int64)
         if self.frames is None or len(source) <= self.frames:
             return source
         offset = 0
