@@ -118,15 +118,8 @@ class EvaluationResult:
         return harness.summary_table(dict(self.payload))
 
 
-# The command's default detectors: "auto" (published where present, else the shipped surgical ones) where the
-# harness has it, else random-init.
-_DEFAULT_WEIGHTS = "auto" if hasattr(harness, "resolve_auto") else "random-init"
-
-
-def _resolve_auto(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, Any]]:
-    """The harness's choice of detectors under ``weights="auto"`` (the config unchanged where it has none)."""
-    resolve = getattr(harness, "resolve_auto", None)
-    return resolve(cfg) if resolve is not None else (cfg, {})
+# The command's default detectors: published where their weights are present, else the shipped surgical ones.
+_DEFAULT_WEIGHTS = "auto"
 
 
 def _options(metrics: Sequence[str] | str, real: str, fake: str, options: Mapping[str, Any]) -> EvalConfig:
@@ -240,7 +233,7 @@ class VideoMetrics:
         self.config = _options(metrics, "<tensors:real>", "<tensors:fake>", {**options, "progress": False})
         self.value_range = (float(value_range[0]), float(value_range[1]))
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        resolved, choices = _resolve_auto(self.config)
+        resolved, choices = harness.resolve_auto(self.config)
         self._run = harness._Run(resolved, harness.resolve_metrics(resolved))
         if choices and hasattr(self._run, "extra"):
             self._run.extra["detector_choice"] = choices
