@@ -235,8 +235,7 @@ class VideoMetrics:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         resolved, choices = harness.resolve_auto(self.config)
         self._run = harness._Run(resolved, harness.resolve_metrics(resolved))
-        if choices and hasattr(self._run, "extra"):
-            self._run.extra["detector_choice"] = choices
+        self._run.extra["detector_choice"] = choices
         harness.load_detectors(self._run, None, self.device)
         self._tmp = tempfile.TemporaryDirectory(prefix="ophora-videometrics-", ignore_cleanup_errors=True)
         self._items: dict[str, list[VideoItem]] = {}
