@@ -127,6 +127,9 @@ class SanityConfig:
     batch_size: int = 8
     workers: int = 0
     crf: int = 0
+    # the sample-efficiency study (value against N over random subsets): validated and run by
+    # benchmarks.sanity.efficiency; empty: its defaults
+    efficiency: dict = field(default_factory=dict)
     source: str = ""
 
     def __post_init__(self):
