@@ -242,6 +242,34 @@ register(WeightsEntry(
 ))
 
 
+# torchvision's RAFT optical flow (benchmarks/detectors/raft_tracker.py: the learned point tracker of fvmd/raft).
+# File names and URLs as torchvision 0.29's Raft_Large_Weights.C_T_SKHT_V2 (its DEFAULT) and
+# Raft_Small_Weights.C_T_V2 (its DEFAULT) declare them.
+register(WeightsEntry(
+    name="raft_large:C_T_SKHT_V2",
+    file="raft_large_C_T_SKHT_V2-ff5fadd5.pth",
+    url="https://download.pytorch.org/models/raft_large_C_T_SKHT_V2-ff5fadd5.pth",
+    loader="state_dict",
+    license="BSD-3-Clause (torchvision); trained on FlyingChairs + FlyingThings3D, fine-tuned on Sintel, KITTI, "
+            "HD1K and Things",
+    sha256="ff5fadd56d26b40647388883af1547351ea17868b765c05b27231e72dd16a322",
+    sha256_prefix="ff5fadd5",
+    checksum_source="torchvision file name carries the publisher's 8-hex sha256 prefix; the full digest is pinned "
+                    "identically by several independent public projects and starts with that prefix",
+))
+register(WeightsEntry(
+    name="raft_small:C_T_V2",
+    file="raft_small_C_T_V2-01064c6d.pth",
+    url="https://download.pytorch.org/models/raft_small_C_T_V2-01064c6d.pth",
+    loader="state_dict",
+    license="BSD-3-Clause (torchvision); trained on FlyingChairs + FlyingThings3D",
+    sha256="01064c6dba73b0fc9fc8edf772248560a00a3acfd62ac6677e9eeebad9680e27",
+    sha256_prefix="01064c6d",
+    checksum_source="torchvision file name carries the publisher's 8-hex sha256 prefix; the full digest is pinned "
+                    "identically by several independent public projects and starts with that prefix",
+))
+
+
 # The surgical-domain detectors (benchmarks/detectors/surgical.py), trained on the OphSim worlds of the reserved
 # seeds 7001-7004 and shipped inside the package: resolved from the package, their sha256 verified like any file.
 SURGICAL_SHA256 = {
