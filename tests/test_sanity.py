@@ -253,3 +253,121 @@ def test_one_swap_at_the_weakest_strength_is_spearman_0_9_and_still_responds():
     result = judge(curve)
     assert result["spearman"] == pytest.approx(0.9) and result["verdict"] == "responds"
     assert judge(Curve([0, 4, 8, 16, 32], [11.6, 11.5, 13.0, 30.0, 74.0], (8.0, 14.0), False))["verdict"] == "weak"
+
+
+def _demo_groups():
+    from benchmarks.sanity.score import ScoreGroup, group_scorers, resolve_scorers
+
+    cfg = load_sanity_config("demo")
+    scorers, notes = resolve_scorers(cfg, True)
+    return {tuple(s.label for s in g): ScoreGroup(g, cfg, "scores") for g in group_scorers(scorers)}, notes
+
+
+def _group_of(groups, label):
+    return next(g for labels, g in groups.items() if label in labels)
+
+
+def test_kernel_scorers_join_the_pass_whose_detector_they_name_under_features():
+    groups, notes = _demo_groups()
+    surgical, tiny = _group_of(groups, "KVD surgical"), _group_of(groups, "KVD (random-init tiny I3D)")
+    assert "FVD surgical" in [s.label for s in surgical.scorers]  # the very features FVD surgical reads
+    assert dict(surgical.template.protocols)["fvd"] == "fvd/ophsim-surgical"
+    assert dict(surgical.template.detector_weights)["fvd"] == "pretrained"
+    assert dict(tiny.template.protocols)["fvd"] == "fvd/stylegan-v" and tiny.template.tiny_i3d
+    assert dict(tiny.template.detector_weights)["fvd"] == "random-init"
+    formula = _group_of(groups, "JEDi formula surgical")  # kvd/jedi is a kvd protocol: never KVD surgical's pass
+    assert formula is not surgical and dict(formula.template.protocols) == {"kvd": "kvd/jedi",
+                                                                            "fvd": "fvd/ophsim-surgical"}
+    assert dict(formula.template.detector_weights) == {"fvd": "pretrained"}
+    assert dict(_group_of(groups, "KVMD (LK tracker)").template.protocols)["fvmd"] == "fvmd/opencv-lk"
+    assert _group_of(groups, "KID surgical") is surgical  # KID on the surgical FID's frames, beside it
+    for group in groups.values():  # one protocol per metric in a pass; FVD stylegan-v and videomae apart
+        metrics = [m for m, _ in group.template.protocols]
+        assert len(metrics) == len(set(metrics))
+    assert any("KVD stylegan-v (published): skipped, published weights 'stylegan-v-i3d'" in n for n in notes)
+
+
+def test_features_is_refused_where_it_cannot_apply_and_an_unknown_protocol_is_skipped(tmp_path):
+    from benchmarks.sanity.config import SanityError
+    from benchmarks.sanity.score import resolve_scorers
+
+    def scorers(line):
+        path = tmp_path / "s.yaml"
+        path.write_text(f"scorers: [{line}]\ndegradations: [{{name: blur, strengths: [1]}}]\n")
+        return resolve_scorers(load_sanity_config(path), True)
+
+    with pytest.raises(SanityError, match="'features'.*fvd extracts its own"):
+        scorers("{protocol: fvd/stylegan-v, features: fvd/tf}")
+    with pytest.raises(SanityError, match="fvmd protocol; kvd is computed on fvd"):
+        scorers("{protocol: kvd, features: fvmd/opencv-lk}")
+    found, notes = scorers("{protocol: kvd, features: fvd/nowhere}")
+    assert not found and notes[0].startswith("kvd on fvd/nowhere: skipped, features protocol not registered")
+    (kvmd,), _ = scorers("{protocol: kvmd}")
+    assert (kvmd.source, kvmd.features) == ("fvmd", "fvmd/opencv-lk")  # the default: the source's first protocol
+
+
+def test_the_score_cache_key_follows_the_detector_that_kernel_scorers_read(monkeypatch):
+    import dataclasses
+
+    from benchmarks.metrics.fvmd import FVMD
+    from ophora import weights as W
+
+    before, _ = _demo_groups()
+    entry = W.REGISTRY["ophsim-surgical:video"]
+    monkeypatch.setitem(W.REGISTRY, entry.name, dataclasses.replace(entry, sha256="0" * 64))
+    after, _ = _demo_groups()
+    for label in ("KVD surgical", "JEDi formula surgical", "FVD surgical arch (random-init)"):
+        assert _group_of(after, label).folder != _group_of(before, label).folder, label
+    for label in ("KVD (random-init tiny I3D)", "JEDi formula (random-init tiny I3D)",
+                  "FVD videomae (random-init tiny)"):
+        assert _group_of(after, label).folder == _group_of(before, label).folder, label
+    monkeypatch.undo()
+    # a changed protocol field (here FVMD's eps) changes its pass's key and no other
+    monkeypatch.setattr(FVMD, "protocols", (dataclasses.replace(FVMD.protocols[0], eps=1e-4),))
+    changed, _ = _demo_groups()
+    assert _group_of(changed, "FVMD (LK tracker)").folder != _group_of(before, "FVMD (LK tracker)").folder
+    assert _group_of(changed, "KVD surgical").folder == _group_of(before, "KVD surgical").folder
+
+
+_MOTION = """
+name: motion
+world: {videos: 1, seed: 9001, frames: 16, size: [64, 64]}
+work: WORK
+output: OUT
+options: {tiny_i3d: true}
+bootstrap: 20
+set_bootstrap: 0
+efficiency: {enabled: false}
+scorers:
+  - {protocol: fvmd/opencv-lk, label: FVMD}
+  - {protocol: kvmd, label: KVMD}
+  - {protocol: kvd, features: fvd/stylegan-v, weights: random-init, label: KVD tiny}
+degradations:
+  - {name: freeze, strengths: [1.0]}
+"""
+
+
+@pytest.mark.slow
+def test_a_tiny_run_scores_fvmd_kvmd_and_kvd_on_the_tiny_i3d_in_one_pass(tmp_path, monkeypatch):
+    from benchmarks.evaluate import EvalConfig, evaluate
+
+    monkeypatch.setenv("OPHORA_CACHE", str(tmp_path / "cache"))
+    config = tmp_path / "motion.yaml"
+    config.write_text(_MOTION.replace("WORK", str(tmp_path / "work")).replace("OUT", str(tmp_path / "out")))
+    assert main(["--config", str(config), "--no-progress"]) == 0
+    result = json.loads((tmp_path / "out" / "motion" / "results.json").read_text())
+    curves = {c["scorer"]: c for c in result["curves"]}
+    assert set(curves) == {"FVMD", "KVMD", "KVD tiny"} and result["sets_scored_in_this_run"] == 2
+    assert len(list((tmp_path / "work").rglob("group-*"))) == 1  # one pass: FVMD, KVMD and the FVD view of KVD
+    # clips frozen whole have no motion: KVMD beyond its real-vs-real interval; FVMD (6 windows against 6 in
+    # 1024-d: an interval as wide as the value) above its real-vs-real value
+    assert curves["KVMD"]["values"][1] > curves["KVMD"]["high"][0] > curves["KVMD"]["values"][0]
+    assert curves["FVMD"]["values"][1] > 1.1 * curves["FVMD"]["values"][0]
+    assert curves["FVMD"]["detector"].startswith("opencv-lk") and curves["KVD tiny"]["detector"].startswith(
+        "random-init:i3d-tiny")
+    floor = json.loads(next((tmp_path / "work").rglob("floor.json")).read_text())["scores"]
+    assert floor["KVD tiny"]["features"] == "fvd/stylegan-v" and floor["FVMD"]["n_fake"] == 6
+    halves = next((tmp_path / "work").rglob("real"))
+    direct = evaluate(EvalConfig(real=str(halves / "A"), fake=str(halves / "B"), metrics=("kvd",), tiny_i3d=True,
+                                 bootstrap=0, progress=False, workers=0))
+    assert floor["KVD tiny"]["value"] == pytest.approx(direct["metrics"]["kvd"]["value"], rel=1e-9)

@@ -73,14 +73,18 @@ class ScorerSpec:
     ``metric`` alone for that metric's default protocol. ``weights``: random-init, pretrained (skipped with a
     note when the published file is absent) or a file; None: what ``benchmarks.evaluate`` uses by default.
     ``options``: :data:`SCORER_OPTIONS` overriding the config's ``options``. ``label``: the name in tables
-    and plots (default: the protocol, and the weights when given). A protocol or metric that is not
-    registered is skipped with a note."""
+    and plots (default: the protocol, and the weights when given). ``features``: for a metric computed on
+    another metric's features (KVD on FVD's, KVMD on FVMD's: ``features_from``), the protocol of that metric
+    whose features it reads, e.g. ``fvd/ophsim-surgical`` (None: that metric's default protocol); ``weights``
+    then applies to that protocol's detector. A protocol or metric that is not registered is skipped with a
+    note."""
 
     protocol: str | None = None
     metric: str | None = None
     weights: str | None = None
     options: dict = field(default_factory=dict)
     label: str | None = None
+    features: str | None = None
 
     def __post_init__(self):
         if self.protocol is None and self.metric is None:
@@ -90,6 +94,8 @@ class ScorerSpec:
     @property
     def name(self) -> str:
         base = self.protocol or self.metric or ""
+        if self.features is not None:
+            base = f"{base} on {self.features}"
         return self.label or (base if self.weights is None else f"{base} [{self.weights}]")
 
 

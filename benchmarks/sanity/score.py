@@ -4,8 +4,13 @@
 into the scorers that can run here, with a note for each one skipped (a protocol or metric not registered,
 published weights absent, prompts missing). Scorers with the same options are grouped into one
 :class:`~benchmarks.evaluate.EvalConfig` per pass (one decode of a set feeds all of them; a metric appears once
-per pass). :class:`ScoreGroup` loads its detectors once, on the first set it has to score, and caches each
-set's result as JSON under the work folder (written atomically), so a rerun scores only what is missing.
+per pass, and every detector of a pass has one protocol and one weights). A metric computed on another metric's
+features (KVD on FVD's, KVMD on FVMD's: ``features_from``) reads them from the protocol its scorer names under
+``features`` (default: that metric's default protocol), so it only shares a pass whose detector for that metric
+is the same protocol with the same weights. :class:`ScoreGroup` loads its detectors once, on the first set it
+has to score, and caches each set's result as JSON under the work folder (written atomically), so a rerun scores
+only what is missing; the folder's key covers the pass's options, protocols (every field), weights, intervals
+and the sha256 of every detector shipped in the package.
 """
 from __future__ import annotations
 
@@ -16,17 +21,20 @@ from typing import Any
 
 from benchmarks import metrics as registry
 from benchmarks.evaluate import EvalConfig, evaluate, resolve_metrics
+from benchmarks.metrics.base import describe
 from benchmarks.sanity.config import SCORER_OPTIONS, SanityConfig, SanityError, ScorerSpec
 from ophora.data.atomic import atomic_write_text
 from ophora.hashing import cache_key
 from ophora.weights import REGISTRY, WeightsNotFoundError, resolve
 
-__all__ = ["Scorer", "ScoreGroup", "resolve_scorers", "group_scorers", "default_scorers"]
+__all__ = ["Scorer", "ScoreGroup", "resolve_scorers", "group_scorers", "group_views", "default_scorers"]
 
 
 @dataclass(frozen=True)
 class Scorer:
-    """One runnable scorer: ``label`` (tables and plots), its metric, protocol, weights and options."""
+    """One runnable scorer: ``label`` (tables and plots), its metric, protocol, weights and options; for a metric
+    computed on another metric's features, ``source`` (that metric, e.g. fvd for kvd) and ``features`` (the
+    protocol of ``source`` whose features it reads); ``weights`` are then those of that protocol's detector."""
 
     label: str
     metric: str
@@ -36,6 +44,15 @@ class Scorer:
     higher_is_better: bool
     display_name: str
     needs_prompts: bool
+    features: str | None = None
+    source: str | None = None
+
+    def views(self) -> dict[str, tuple[str, str | None]]:
+        """``{metric extracting features: (protocol, weights)}`` of the detector this scorer's numbers come from
+        (weights None: the evaluation's default for that protocol)."""
+        if self.source is None:
+            return {self.metric: (self.protocol, self.weights)}
+        return {self.source: (self.features, self.weights)}
 
 
 def default_scorers() -> tuple[ScorerSpec, ...]:
@@ -52,13 +69,22 @@ def _eval_options(options: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
     return {k: (v if k != "fid_frames" or v == "all" else int(v)) for k, v in options}
 
 
+def _effective_weights(protocol: str, weights: str | None) -> str:
+    """What the detector of ``protocol`` loads for scorer weights ``weights`` (None: the evaluation's default,
+    random-init, except a protocol whose detector ships in the package: its shipped file)."""
+    if weights is not None:
+        return weights
+    return "pretrained" if getattr(registry.get_protocol(protocol), "shipped_weights", False) else "random-init"
+
+
 def _published_missing(metric: str, protocol: str, options: tuple, weights: str) -> str | None:
-    """For ``weights: pretrained``, why the published file cannot be used here (None when it is present)."""
+    """For ``weights: pretrained``, why the published file of ``metric``'s detector under ``protocol`` cannot be
+    used here (None when it is present or the protocol needs none)."""
     if weights != "pretrained":
         return None
     probe = EvalConfig(real="", fake="", metrics=(metric,), **_eval_options(options))
     built = registry.build(metric, probe, protocol)
-    name = built.detector_weights(probe) if built.features_from is None else None
+    name = built.detector_weights(probe)
     if name is None:
         return None
     try:
@@ -83,27 +109,67 @@ def resolve_scorers(cfg: SanityConfig, has_prompts: bool) -> tuple[list[Scorer],
             notes.append(f"{spec.name}: skipped, not registered (yet): {err.args[0] if err.args else err}")
             continue
         cls = registry.get(metric)
+        source, features = cls.features_from, None
+        if spec.features is not None and source is None:
+            raise SanityError(f"scorer {spec.name!r}: 'features' names the protocol whose features a metric "
+                              f"computed on another metric's features reads (kvd, kvmd); {metric} extracts its own")
+        if source is not None:
+            try:
+                chosen = (registry.get_protocol(spec.features) if spec.features is not None
+                          else registry.get(source).protocols[0])
+            except KeyError as err:
+                notes.append(f"{spec.name}: skipped, features protocol not registered (yet): "
+                             f"{err.args[0] if err.args else err}")
+                continue
+            if chosen.metric != source:
+                raise SanityError(f"scorer {spec.name!r}: features {spec.features!r} is a {chosen.metric} protocol; "
+                                  f"{metric} is computed on {source}'s features (e.g. {source}/...)")
+            features = chosen.name
         options = _options(cfg, spec)
-        reason = _published_missing(metric, protocol.name, options, spec.weights)
+        view, view_protocol = (metric, protocol.name) if source is None else (source, features)
+        reason = _published_missing(view, view_protocol, options, spec.weights)
         if reason is None and cls.needs_prompts and not has_prompts:
             reason = "the real set has no prompts"
         if reason is not None:
             notes.append(f"{spec.name}: skipped, {reason}")
             continue
         scorers.append(Scorer(spec.name, metric, protocol.name, spec.weights, options, cls.higher_is_better,
-                              cls.display_name, cls.needs_prompts))
+                              cls.display_name, cls.needs_prompts, features, source))
     labels = [s.label for s in scorers]
     if len(set(labels)) != len(labels):
         raise SanityError(f"two scorers share a label: {labels}; give them distinct 'label's")
     return scorers, notes
 
 
+def group_views(scorers: list[Scorer]) -> dict[str, tuple[str, str | None]]:
+    """``{metric extracting features: (protocol, weights)}`` of one pass, in scorer order (weights None: the
+    evaluation's default; an explicit weights named by another scorer for the same detector takes its place)."""
+    views: dict[str, tuple[str, str | None]] = {}
+    for scorer in scorers:
+        for view, (protocol, weights) in scorer.views().items():
+            if view not in views or views[view][1] is None:
+                views[view] = (protocol, weights)
+    return views
+
+
+def _fits(group: list[Scorer], scorer: Scorer) -> bool:
+    if group[0].options != scorer.options or scorer.metric in {s.metric for s in group}:
+        return False
+    have = group_views(group)
+    for view, (protocol, weights) in scorer.views().items():
+        if view in have and (have[view][0] != protocol or _effective_weights(*have[view])
+                             != _effective_weights(protocol, weights)):
+            return False
+    return True
+
+
 def group_scorers(scorers: list[Scorer]) -> list[list[Scorer]]:
-    """Scorers with equal options in as few groups as possible, each metric at most once per group."""
+    """Scorers in as few passes as possible, in order (first fit): a pass has one set of options, each metric at
+    most once, and one (protocol, weights) per detector, so KVD joins the pass whose FVD detector is the one it
+    names under ``features`` (and then reads the very features that pass's FVD reads)."""
     groups: list[list[Scorer]] = []
     for scorer in scorers:
-        home = next((g for g in groups if g[0].options == scorer.options
-                     and scorer.metric not in {s.metric for s in g}), None)
+        home = next((g for g in groups if _fits(g, scorer)), None)
         if home is None:
             groups.append([scorer])
         else:
@@ -123,29 +189,36 @@ class ScoreGroup:
 
     def __post_init__(self) -> None:
         first = self.scorers[0]
+        metrics = tuple(s.metric for s in self.scorers)
+        views = group_views(self.scorers)
         self.template = EvalConfig(
-            real="", fake="", metrics=tuple(s.metric for s in self.scorers),
-            protocols=tuple((s.metric, s.protocol) for s in self.scorers),
-            detector_weights=tuple((s.metric, s.weights) for s in self.scorers if s.weights is not None),
+            real="", fake="", metrics=metrics,
+            protocols=tuple((s.metric, s.protocol) for s in self.scorers)
+            + tuple((view, protocol) for view, (protocol, _) in views.items() if view not in metrics),
+            detector_weights=tuple((view, weights) for view, (_, weights) in views.items() if weights is not None),
             seed=self.cfg.seed, batch_size=self.cfg.batch_size, workers=self.cfg.workers,
             bootstrap=self.cfg.bootstrap, progress=False, **_eval_options(first.options))
         self.set_bootstrap = self.cfg.bootstrap if self.cfg.set_bootstrap is None else self.cfg.set_bootstrap
-        shipped = self.shipped_digests()
-        key = cache_key((self.template, self.set_bootstrap, *([shipped] if shipped else [])))
+        key = cache_key((self.template, self.set_bootstrap, self.protocol_records(), self.shipped_digests()))
         self.folder = Path(self.folder) / f"group-{key}"
 
-    def shipped_digests(self) -> tuple[tuple[str, str | None], ...]:
-        """(scorer label, registered sha256) of every scorer whose detector ships inside the package (the
-        surgical ones, random-init included: it takes the shipped architecture): new shipped weights change the
-        cache key, so scores of the old detectors are never reused. Published files keep one sha256 for good."""
+    def protocol_records(self) -> tuple[dict[str, Any], ...]:
+        """Every field of every protocol of the pass (the scorers' and those of the detectors they read, with
+        the options applied, e.g. the tiny V-JEPA 2): a changed protocol (a new version, another eps) changes
+        the cache key."""
+        return tuple(describe(metric.protocol) for metric in resolve_metrics(self.template).values())
+
+    def shipped_digests(self) -> tuple[tuple[str, str, str | None], ...]:
+        """(metric, protocol, registered sha256) of every detector of the pass whose weights ship inside the
+        package (the surgical ones, random-init included: it takes the shipped architecture), including the
+        detectors that KVD and KVMD read: new shipped weights change the cache key, so scores of the old
+        detectors are never reused. Published files keep one sha256 for good."""
         out = []
-        for scorer in self.scorers:
-            probe = replace(self.template, metrics=(scorer.metric,), protocols=((scorer.metric, scorer.protocol),))
-            built = registry.build(scorer.metric, probe, scorer.protocol)
-            name = built.detector_weights(probe) if built.features_from is None else None
+        for view, metric in resolve_metrics(self.template).items():
+            name = metric.detector_weights(self.template) if metric.features_from is None else None
             entry = REGISTRY.get(name) if name else None
             if entry is not None and entry.url.startswith("package:"):
-                out.append((scorer.label, entry.sha256))
+                out.append((view, metric.protocol.name, entry.sha256))
         return tuple(out)
 
     def load_detectors(self) -> dict[str, Any]:
@@ -155,7 +228,8 @@ class ScoreGroup:
             self.detectors = {}
             for view, metric in resolve_metrics(self.template).items():
                 if metric.features_from is None:
-                    module, info = metric.load_detector(overrides.get(view, self.template.weights), self.template)
+                    weights = overrides.get(view) or metric.weights_for(self.template.weights)
+                    module, info = metric.load_detector(weights, self.template)
                     target = module if hasattr(module, "eval") else module.model
                     target.eval()
                     self.detectors[view] = (module, info)
@@ -182,6 +256,7 @@ class ScoreGroup:
             result["scores"][scorer.label] = {
                 "value": m.get("value"), "low": ci.get("low"), "high": ci.get("high"),
                 "n_real": m.get("n_real"), "n_fake": m.get("n_fake"), "error": m.get("error"),
-                "detector": m["detector"]["identifier"], "comparable": m["detector"]["comparable_with_literature"]}
+                "detector": m["detector"]["identifier"], "comparable": m["detector"]["comparable_with_literature"],
+                "features": scorer.features}
         atomic_write_text(self.folder / f"{set_id}.json", json.dumps(result, indent=1))
         return result
