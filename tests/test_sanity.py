@@ -178,6 +178,7 @@ work: WORK
 output: OUT
 options: {tiny_i3d: true, clip_model: ophora-tiny-clip, clip_frames: 2}
 bootstrap: 10
+efficiency: {enabled: false}  # the sample-efficiency study has its own tests
 scorers:
   - {protocol: fvd/stylegan-v, weights: random-init}
   - {protocol: clipscore/open_clip, weights: random-init}
