@@ -69,11 +69,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +106,8 @@ from ophora.results import package_versions, write_json
 from ophora.seeding import rng
 from ophora.weights import ChecksumMismatchError, cache_dir
 
-__all__ = ["EvalConfig", "EvaluationInputError", "evaluate", "summary_table", "main"]
+__all__ = ["EvalConfig", "EvaluationInputError", "evaluate", "summary_table", "main", "set_states",
+           "sample_efficiency"]
 
 FORMAT = "ophora-eval/1"
 DEFAULT_METRICS = ("fid", "fvd", "clipscore")
@@ -260,7 +263,7 @@ def resolve_auto(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, dict[str, str]]
             continue
         if getattr(metric.protocol, "shipped_weights", False):
             choices[name] = {"protocol": metric.protocol.name, "weights": "shipped",
-                             "why": f"the detector of {metric.protocol.name} ships in the package"}
+                             "why": f"{metric.protocol.name}: its detector ships with the suite (nothing to fetch)"}
             continue
         present, entry = _published_present(metric, cfg)
         absent = (f"published weights {entry!r} not on this machine (`python -m ophora.weights fetch {entry}` gets "
@@ -458,10 +461,61 @@ def fd_infinity(real: Any, fake: Any, divisor: str, points: int, seed: int, repe
                       "Forsyth 2020); real statistics fixed"}
 
 
+STEADY_N = "steady_n.json"  # benchmarks/metrics: steady N per metric, protocol and detector (sanity study)
+
+
+def steady_table() -> dict[str, Any] | None:
+    """The packaged table of steady Ns (written by ``python -m benchmarks.sanity.efficiency refresh``), None when
+    the package has none."""
+    entry = resources.files("benchmarks") / "metrics" / STEADY_N
+    if not entry.is_file():
+        return None
+    return json.loads(entry.read_text(encoding="utf-8"))
+
+
+def _feature_name(result: dict[str, Any]) -> str | None:
+    source = result.get("features_protocol")
+    return source.get("name") if isinstance(source, dict) else None
+
+
+def sample_efficiency(name: str, result: dict[str, Any], table: dict[str, Any] | None) -> dict[str, Any]:
+    """Whether this result's N (videos per set, the smaller set for two-set metrics) is past the N from which
+    the sanity suite's sample-efficiency study found ``name`` steady under the same protocol, features and
+    detector (identifier and sha256): ``{n, steady_n, past, measured_on, note}``; ``past`` is None where no
+    steady N was measured for them, or the study never reached one up to an N below this result's."""
+    counts = [result.get(k) for k in ("n_real", "n_fake") if isinstance(result.get(k), int)]
+    n = min(counts) if counts else None
+    protocol = (result.get("protocol") or {}).get("name")
+    detector = result.get("detector") or {}
+    out = {"n": n, "steady_n": None, "past": None, "measured_on": None}
+    entries = (table or {}).get("entries", [])
+    same = [e for e in entries if e["metric"] == name and e["protocol"] == protocol
+            and e.get("features_protocol") == _feature_name(result)]
+    match = next((e for e in same if e["detector"].get("identifier") == detector.get("identifier")
+                  and e["detector"].get("sha256") == detector.get("sha256")), None)
+    if match is None:
+        others = ", ".join(sorted({str(e["detector"].get("identifier")) for e in same}))
+        out["note"] = (f"no steady N measured for {name} under {protocol} with detector "
+                       f"{detector.get('identifier')}" + (f" (measured only for {others})" if others else "")
+                       + "; python -m benchmarks.sanity.efficiency measures it")
+        return out
+    out.update(steady_n=match["steady_n"], measured_on=(table or {}).get("measured_on"))
+    if match["steady_n"] is None:
+        reached = n is not None and n <= match["n_max"]
+        out["past"] = False if reached else None
+        out["note"] = f"not steady up to N = {match['n_max']} in the study"
+    elif n is not None:
+        out["past"] = n >= match["steady_n"]
+        out["note"] = (f"N = {n} is {'past' if out['past'] else 'below'} the steady N {match['steady_n']} the "
+                       f"sanity study measured")
+    return out
+
+
 def compute_metrics(run: _Run) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every requested metric with its protocol, detector and cache record; per-video records."""
     start = time.perf_counter()
     metrics, per_video = {}, {}
+    table = steady_table()
     for name in run.cfg.metrics:
         metric, view = run.metrics[name], run.metrics[name].source
         result = _score(run, name)
@@ -482,6 +536,7 @@ def compute_metrics(run: _Run) -> tuple[dict[str, Any], dict[str, Any]]:
             result["reference_cache"] = {"key": ref.key or None, "hit": ref.hit,
                                          "path": str(ref.path) if ref.path else None,
                                          "warnings": list(run.cache_notes.get(view, []))}
+        result["sample_efficiency"] = sample_efficiency(name, result, table)
         metrics[name] = result
     run.timings["metrics"] = time.perf_counter() - start
     return metrics, per_video
@@ -607,6 +662,29 @@ def evaluate(cfg: EvalConfig, detectors: dict[str, tuple[Any, Any]] | None = Non
     return payload
 
 
+def set_states(cfg: EvalConfig, spec: str, role: str, workdir: Path,
+               detectors: dict[str, tuple[Any, Any]] | None = None) -> tuple[dict[str, Metric], dict[str, Any], list]:
+    """One set's state of every view of ``cfg.metrics``, each keeping its rows (the per-video features), as the
+    evaluation extracts it for ``role`` ("real": FVD's seeded clip offsets; "fake"), at ``cfg.geometry`` (None:
+    native). Returns (the metrics by name, ``{view: state}``, failed inputs); the rows live under ``workdir``.
+    The sample-efficiency study (:mod:`benchmarks.sanity.efficiency`) computes each metric on subsets of videos
+    from these, so a set is decoded once whatever the number of subsets."""
+    if role not in ("real", "fake"):
+        raise ValueError(f"role must be 'real' or 'fake', got {role!r}")
+    video_set = load_video_set(spec)
+    _require_videos(video_set, role, spec)
+    cfg = dataclasses.replace(cfg, real=spec, fake=spec)
+    cfg, _ = resolve_auto(cfg)
+    geometry = NATIVE if cfg.geometry is None else parse_geometry(cfg.geometry)
+    run = _Run(cfg, resolve_metrics(cfg), geometry=geometry)
+    load_detectors(run, detectors, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    states = {view: run.metrics[view].new_state(video_set=video_set, detector=run.detectors[view][0],
+                                                rows_path=Path(workdir) / f"{role}-{view}.f16")
+              for view in run.views()}
+    done = _extract(run, video_set, role, states)
+    return run.metrics, states, done["failed"]
+
+
 def _payload(run: _Run, real_set: Any, fake_set: Any, metrics: dict[str, Any],
              per_video: dict[str, Any]) -> dict[str, Any]:
     def describe_set(video_set: Any, fingerprint: str | None = None) -> dict[str, Any]:
@@ -638,8 +716,11 @@ def _payload(run: _Run, real_set: Any, fake_set: Any, metrics: dict[str, Any],
 
 
 def _kind(detector: dict[str, Any]) -> str:
-    """How a detector that is not comparable came to be: random-init, custom or surgical."""
+    """How a detector that is not comparable came to be: random-init, custom, a weight-free tracker (FVMD's
+    OpenCV Lucas-Kanade) or surgical."""
     identifier = detector.get("identifier", "")
+    if identifier.startswith("opencv-lk"):
+        return "weight-free tracker"
     return identifier.split(":", 1)[0] if identifier.startswith(("random-init", "custom")) else "surgical-domain"
 
 
@@ -678,6 +759,9 @@ def summary_table(payload: dict[str, Any]) -> str:
         lines.append(f"{name:<10} {value:>12} {ci_text:>25} {m.get('n_real', '-')!s:>7} {m.get('n_fake', '-')!s:>7}"
                      f"  {m['protocol']['name']}{flag}")
         notes += [f"{name}: {w}" for w in m.get("warnings") or []]
+        efficiency = m.get("sample_efficiency")
+        if efficiency and efficiency.get("note"):
+            notes.append(f"{name}: sample efficiency: {efficiency['note']}")
         extrapolated = m.get("fd_infinity") or {}
         if extrapolated.get("value") is not None:
             notes.append(f"{name}: extrapolated to N = infinity (Chong and Forsyth): {extrapolated['value']:.4f} "
@@ -742,7 +826,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fid-frames", default=None, help="frames per video for FID: an integer or 'all' (default 8)")
     p.add_argument("--clip-frames", type=int, default=None, help="frames per video for CLIPScore (default 8)")
     p.add_argument("--clip-model", default="ViT-L-14", help="open_clip model (ophora-tiny-clip for tests)")
-    p.add_argument("--tiny-i3d", action="store_true", help="tiny random-init I3D (tests and demos only)")
+    p.add_argument("--tiny-i3d", action="store_true",
+                   help="tiny random-init video detectors (I3D; also VideoMAE for fvd/videomae and V-JEPA 2 for "
+                        "jedi): tests and demos only")
     add_seed(p, "real clips' offsets, geometry windows, equal-N draws, KID subsets, bootstrap")
     p.add_argument("--batch-size", type=int, default=8, help="videos per DataLoader batch")
     p.add_argument("--workers", type=int, default=None, metavar="N",

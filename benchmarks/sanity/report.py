@@ -7,7 +7,13 @@
   (:func:`ophora.results.write_json`, paths relative to the file or under ``$work``);
 - ``curves.png``: one panel per degradation, a row of panels per family; per scorer the value minus the centre
   of the floor's interval, in units of its half-width (worse is up; the floor band is [-1, 1]), with its own
-  interval band.
+  interval band;
+- with the sample-efficiency study (:mod:`.efficiency`): ``efficiency.md`` / ``.csv`` / ``.tex`` (one row per
+  scorer and pair: the full-N value and interval, the fraction of subsets inside it at each N, the steady N; the
+  kernel-against-Fréchet comparisons under the table), ``efficiency.png`` (a row per feature set, the Fréchet
+  distance left and the kernel distance right: per pair the mean over subsets against N with the 2.5-97.5
+  percentile band of the subsets, in units of the full-N interval's half-width around its centre, so that
+  interval is [-1, 1] for every curve; the steady N marked) and the ``efficiency`` section of ``results.json``.
 
 All through the one table renderer (:mod:`ophora.tables`) and written atomically.
 """
@@ -28,7 +34,8 @@ from ophora.data.atomic import atomic_path  # noqa: E402
 from ophora.results import write_json  # noqa: E402
 from ophora.tables import Column, Table, write_tables  # noqa: E402
 
-__all__ = ["write_report", "results_table", "verdict_table", "plot_curves", "FORMAT"]
+__all__ = ["write_report", "results_table", "verdict_table", "plot_curves", "efficiency_table", "plot_efficiency",
+           "write_efficiency", "FORMAT"]
 
 FORMAT = "ophora-sanity/1"
 _CSV_FIELDS = ("family", "degradation", "scorer", "metric", "protocol", "detector", "comparable", "floor",
@@ -150,6 +157,109 @@ def plot_curves(run: SanityRun, path: Path) -> Path:
     return path
 
 
+_EFFICIENCY_FIELDS = ("scorer", "metric", "protocol", "features_protocol", "pair", "n_max", "full", "low", "high",
+                      "steady_n", "steady_n_mean", "inside", "ns", "mean", "p025", "p975")
+
+
+def _efficiency_record(curve: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: curve.get(k) for k in _EFFICIENCY_FIELDS},
+            "steady_n": "not reached" if curve.get("steady_n") is None else curve["steady_n"],
+            "steady_n_mean": "not reached" if curve.get("steady_n_mean") is None else curve["steady_n_mean"],
+            "inside": " ".join(f"{n}:{f:.2f}" for n, f in zip(curve["ns"], curve["inside"])),
+            "ns": " ".join(str(n) for n in curve["ns"]),
+            "mean": " ".join("-" if v is None else f"{v:.4g}" for v in curve["mean"]),
+            "p025": " ".join("-" if v is None else f"{v:.4g}" for v in curve["p025"]),
+            "p975": " ".join("-" if v is None else f"{v:.4g}" for v in curve["p975"])}
+
+
+def efficiency_table(study: dict[str, Any], name: str) -> Table:
+    """One row per scorer and pair; the comparisons and the rule under it."""
+    columns = (Column("scorer", "scorer"), Column("pair", "pair"), Column("n_max", "N max"),
+               Column("full", "value at N max", number=True, decimals=4, interval=("low", "high")),
+               Column("inside", "fraction of subsets inside, by N"), Column("steady_n", "steady N"),
+               Column("steady_n_mean", "steady N (mean rule)"))
+    world = study.get("world")
+    notes = [f"real set: {study['real_videos']} clips" + (f" (OphSim world seed {world['seed']}, {world['videos']} "
+                                                          "surgeries)" if world else "")
+             + f"; pairs against half A: {', '.join(study['settings']['pairs'])} (real: half B itself)",
+             f"rule: {study['settings']['rule']}; {study['settings']['subsets']} subsets per N, seed "
+             f"{study['settings']['seed']}; full-N interval: the metric's own 95% bootstrap over videos "
+             f"({study['settings']['n_boot']} replicates)",
+             "steady N (mean rule): the smallest N from which the mean over subsets stays inside the interval; shown, "
+             "not used (an unbiased estimator's mean is inside at every N)"]
+    for c in study["comparisons"]:
+        notes.append(f"{c['features']}: {c['kernel']} steady at {c['kernel_steady_n'] or 'not reached'}, "
+                     f"{c['frechet']} at {c['frechet_steady_n'] or 'not reached'} (N max {c['n_max']}): target "
+                     f"(kernel <= half the Fréchet) {'holds' if c['target_holds'] else 'does not hold'} ({c['why']})")
+    notes += [n.removeprefix("efficiency: ") for n in study.get("notes", [])]
+    return Table(columns, tuple(_efficiency_record(c) for c in study["curves"]),
+                 title=f"Sample efficiency: {name}",
+                 caption=f"Sample efficiency ({name}): the N from which each distance is steady",
+                 notes=tuple(notes))
+
+
+def _efficiency_rows(study: dict[str, Any]) -> list[tuple[str | None, str | None]]:
+    """(Fréchet scorer, kernel scorer) per figure row: the comparisons, then scorers without a partner."""
+    rows = [(c["frechet"], c["kernel"]) for c in study["comparisons"]]
+    paired = {label for row in rows for label in row}
+    for label, s in study["scorers"].items():
+        if label not in paired:
+            rows.append((None, label) if s["metric"] in ("kid", "kvd", "kvmd") else (label, None))
+    return rows
+
+
+def _in_halfwidths(curve: dict[str, Any], key: str) -> np.ndarray:
+    """``curve[key]`` minus the centre of the full-N interval, over its half-width."""
+    centre, half = (curve["low"] + curve["high"]) / 2, max((curve["high"] - curve["low"]) / 2, 1e-12)
+    return np.array([np.nan if v is None else (v - centre) / half for v in curve[key]], float)
+
+
+def plot_efficiency(study: dict[str, Any], path: Path) -> Path:
+    """``efficiency.png``: see the module docstring."""
+    rows = _efficiency_rows(study)
+    pairs = study["settings"]["pairs"]
+    colours = dict(zip(pairs, plt.cm.tab10.colors))
+    fig, axes = plt.subplots(max(len(rows), 1), 2, figsize=(9, 2.9 * max(len(rows), 1)), squeeze=False)
+    for r, row in enumerate(rows):
+        for c, label in enumerate(row):
+            ax = axes[r][c]
+            if label is None:
+                ax.axis("off")
+                continue
+            ax.axhspan(-1, 1, color="0.85")
+            for curve in (x for x in study["curves"] if x["scorer"] == label and x["ns"]):
+                colour, ns = colours.get(curve["pair"], "k"), curve["ns"]
+                ax.plot(ns, _in_halfwidths(curve, "mean"), "o-", ms=3, color=colour,
+                        label=f"{curve['pair']}: steady N {curve['steady_n'] or '-'}")
+                ax.fill_between(ns, _in_halfwidths(curve, "p025"), _in_halfwidths(curve, "p975"), color=colour,
+                                alpha=0.15)
+                if curve["steady_n"] is not None:
+                    ax.axvline(curve["steady_n"], color=colour, ls="--", lw=1)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("symlog", linthresh=2)
+            ax.set_title(label, fontsize=9)
+            ax.set_xlabel("N (videos per set)", fontsize=7)
+            ax.tick_params(labelsize=7)
+            ax.set_ylabel("(value - centre) / half-width\nof the full-N 95% interval", fontsize=7)
+            ax.legend(fontsize=5, loc="upper right")
+    fig.suptitle("Sample efficiency: mean and 2.5-97.5% of subsets against N (grey: the full-N interval; dashed: "
+                 "steady N)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_efficiency(study: dict[str, Any], output: Path, name: str) -> dict[str, Path]:
+    """``efficiency.md`` / ``.csv`` / ``.tex`` and ``efficiency.png`` under ``output``."""
+    paths = {f"efficiency_{k}": v for k, v in write_tables(efficiency_table(study, name), Path(output),
+                                                           _EFFICIENCY_FIELDS, csv_decimals=6,
+                                                           stem="efficiency").items()}
+    paths["efficiency_png"] = plot_efficiency(study, Path(output) / "efficiency.png")
+    return paths
+
+
 def _payload(run: SanityRun) -> dict[str, Any]:
     world = run.real.world_config
     return {
@@ -168,6 +278,7 @@ def _payload(run: SanityRun) -> dict[str, Any]:
         "work": str(run.work),
         "sets_scored_in_this_run": run.scored_now,
         "timings_s": {k: round(v, 2) for k, v in run.timings.items()},
+        "efficiency": run.efficiency,
     }
 
 
@@ -181,4 +292,6 @@ def write_report(run: SanityRun, output: Path) -> dict[str, Path]:
     paths["json"] = write_json(output / "results.json", _payload(run), config=run.cfg, seed=run.cfg.seed,
                                roots={"$work": run.work, **({"$real": run.real.world} if run.real.world else {})})
     paths["png"] = plot_curves(run, output / "curves.png")
+    if run.efficiency is not None:
+        paths.update(write_efficiency(run.efficiency, output, run.cfg.name))
     return paths

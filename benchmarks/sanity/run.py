@@ -4,7 +4,9 @@
 2. its two halves as generated-video folders (A: the reference, B: what is degraded);
 3. every degradation of B at every strength (sets whose needs the real set cannot meet are skipped, noted);
 4. every set scored against A by every scorer group (strength 0 is B itself: the real-vs-real noise floor);
-5. per scorer and degradation: the curve, its Spearman correlation and its verdict (:mod:`.verdict`).
+5. per scorer and degradation: the curve, its Spearman correlation and its verdict (:mod:`.verdict`);
+6. the sample-efficiency study (:mod:`.efficiency`): each distance against N over random subsets, and the N from
+   which it is steady (``efficiency.enabled: false`` skips it).
 
 Work lives in ``<work>/<config>/<key>/`` where the key hashes the real set's files and the settings that change
 the sets; every set and every score is written atomically and reused by a rerun.
@@ -30,7 +32,7 @@ from ophora.hashing import cache_key
 from ophora.sim.world import WorldConfig, build_world
 from ophora.weights import ChecksumMismatchError, WeightsNotFoundError
 
-__all__ = ["SanityRun", "run_sanity", "prepare_real", "work_folder"]
+__all__ = ["SanityRun", "run_sanity", "prepare_run", "prepare_real", "work_folder"]
 
 FLOOR = "floor"
 
@@ -51,6 +53,7 @@ class SanityRun:
     curves: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     scored_now: int = 0  # sets scored in this run (not from the cache)
+    efficiency: dict[str, Any] | None = None  # the sample-efficiency study (None: not run)
 
 
 def prepare_real(cfg: SanityConfig, real: str | None, progress: bool = True) -> RealSet:
@@ -152,9 +155,13 @@ def _curves(run: SanityRun) -> None:
                                **judge(curve)})
 
 
-def run_sanity(cfg: SanityConfig, real: str | None = None, progress: bool = True) -> SanityRun:
-    """Run stages 1-5 (see the module docstring) and return what they made; nothing is written to results."""
+def prepare_run(cfg: SanityConfig, real: str | None = None, progress: bool = True) -> SanityRun:
+    """Stages 1 and 2 and the scorers: the real set, its halves written under the work folder, the scorers that
+    can run here (nothing is scored)."""
+    from benchmarks.sanity.efficiency import efficiency_spec  # imports this module's helpers
+
     start = time.perf_counter()
+    efficiency_spec(cfg)  # a wrong efficiency key fails now, not after the scores
     real_set = prepare_real(cfg, real, progress)
     work = work_folder(cfg, real_set)
     work.mkdir(parents=True, exist_ok=True)
@@ -166,13 +173,27 @@ def run_sanity(cfg: SanityConfig, real: str | None = None, progress: bool = True
     run = SanityRun(cfg, real_set, work, write_half(work / "real" / "A", half_a, "A"),
                     write_half(work / "real" / "B", half_b, "B"), scorers, notes)
     run.timings["prepare"] = time.perf_counter() - start
-    ctx = SetContext(real_set, tuple(half_b), cfg.seed, cfg.crf, cfg.collapse_phases)
+    return run
+
+
+def run_sanity(cfg: SanityConfig, real: str | None = None, progress: bool = True) -> SanityRun:
+    """Run stages 1-6 (see the module docstring) and return what they made; nothing is written to results."""
+    from benchmarks.sanity.efficiency import run_efficiency
+
+    start = time.perf_counter()
+    run = prepare_run(cfg, real, progress)
+    ctx = SetContext(run.real, tuple(split_halves(run.real, cfg.seed)[1]), cfg.seed, cfg.crf, cfg.collapse_phases)
     sets = _build_sets(run, ctx, progress)
     run.timings["sets"] = time.perf_counter() - start - run.timings["prepare"]
     _score_sets(run, sets, progress)
     if not run.scorers:
         raise SanityError("no scorer could run here: " + "; ".join(run.notes))
     _curves(run)
+    run.timings["scores"] = time.perf_counter() - start - run.timings["sets"] - run.timings["prepare"]
+    mark = time.perf_counter()
+    run.efficiency = run_efficiency(run, progress)
+    if run.efficiency is not None:
+        run.timings["efficiency"] = time.perf_counter() - mark
+        run.notes += run.efficiency["notes"]
     run.timings["total"] = time.perf_counter() - start
-    run.timings["scores"] = run.timings["total"] - run.timings["sets"] - run.timings["prepare"]
     return run
