@@ -96,6 +96,31 @@ def test_table_files_parse_and_agree_with_results_json(quick):
 
 
 @pytest.mark.slow
+def test_the_beyond_the_paper_table_is_written_beside_table1(quick):
+    """The quick config's metrics.beyond: one more table (FVMD, KVMD, KVD on the surgical video features, tiny
+    random-init cd-FVD and JEDi) in its own files and results.json key, computed on the same N as Table 1."""
+    _, root, payload, _ = quick
+    out = root / "out"
+    keys = [c["key"] for c in payload["beyond"]["columns"]]
+    assert keys == ["fvmd_opencv_lk", "kvmd", "kvd_on_fvd_ophsim_surgical", "fvd_videomae", "jedi_v_jepa2"]
+    assert payload["beyond"]["protocols"]["kvd_on_fvd_ophsim_surgical"]["name"] == "kvd"
+    assert payload["beyond"]["detectors"]["fvmd_opencv_lk"]["identifier"].startswith("opencv-lk:")
+    for row in payload["rows"]:
+        assert set(row["beyond"]["metrics"]) == set(keys) and not set(keys) & set(row["metrics"])
+        for key, m in row["beyond"]["metrics"].items():
+            assert m["value"] is not None and abs(m["value"]) < 1e6, (row["name"], key)
+            assert m["n_fake"] == row["metrics"]["fvd"]["n_fake"] == 6 and m["ci"]["low"] <= m["value"]
+        assert row["beyond"]["metrics"]["fvmd_opencv_lk"]["value"] > 0
+    with open(out / "table_beyond.csv", newline="") as handle:
+        lines = list(csv.DictReader(handle))
+    assert [line["model"] for line in lines] == ROWS
+    assert float(lines[0]["kvmd"]) == pytest.approx(payload["rows"][0]["beyond"]["metrics"]["kvmd"]["value"])
+    assert "| model | FVMD (LK tracker) ↓ |" in (out / "table_beyond.md").read_text()
+    assert "FVMD" not in (out / "table.md").read_text()  # Table 1's own files do not change
+    assert '<section id="beyond">' in (out / "report.html").read_text()
+
+
+@pytest.mark.slow
 def test_rerun_hits_every_cache_and_gives_the_same_numbers(quick):
     config, root, payload, first_log = quick
     lines: list[str] = []
@@ -114,7 +139,7 @@ def test_a_moved_cache_is_reused_and_scores_the_same(quick, tmp_path):
 
     config, root, payload, _ = quick
     moved = shutil.copytree(root / "cache", tmp_path / "moved")
-    for done in moved.glob("evaluate*/*/done.json"):  # published and surgical protocols
+    for done in moved.glob("evaluate*/*/done.json"):  # published, surgical and beyond-the-paper passes
         done.unlink()  # evaluate again: read the moved real clips and generated videos
     hidden = root / "cache-away"
     (root / "cache").rename(hidden)
@@ -124,7 +149,8 @@ def test_a_moved_cache_is_reused_and_scores_the_same(quick, tmp_path):
     finally:
         hidden.rename(root / "cache")
     ran = [line for line in lines if line.startswith("[run]")]
-    assert ran and all(line.split()[1].startswith(("evaluate/", "evaluate-surgical/")) for line in ran), ran
+    assert ran and all(line.split()[1].startswith(("evaluate/", "evaluate-surgical/", "evaluate-beyond/"))
+                       for line in ran), ran
     for a, b in zip(payload["rows"], again["rows"]):
         for metric, m in a["metrics"].items():
             assert b["metrics"][metric]["value"] == pytest.approx(m["value"], rel=1e-9), (a["name"], metric)

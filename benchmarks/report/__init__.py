@@ -120,6 +120,10 @@ def _protocols_section(payload: Mapping[str, Any]) -> str:
         out.append(page.key_table(("detector of", "identifier", "sha256", "comparable with literature"),
                                   [(k, d.get("identifier"), d.get("sha256"), d.get("comparable_with_literature"))
                                    for k, d in detectors.items()]))
+    extra = payload.get("beyond")
+    if isinstance(extra, Mapping) and (extra.get("protocols") or extra.get("detectors")):
+        out.append(f"<p>{page.esc(extra.get('title') or 'Beyond the paper')}: protocols and detectors</p>")
+        out.append(_protocols_section({"protocols": extra.get("protocols"), "detectors": extra.get("detectors")}))
     return "\n".join(out)
 
 
@@ -140,6 +144,11 @@ def _sizes_section(payload: Mapping[str, Any]) -> str:
             ("row", *sorted({m for r in rows for m in r["metrics"]})),
             [(r.get("name"), *(_n_text(r["metrics"].get(m)) for m in sorted({m for x in rows for m in x["metrics"]})))
              for r in rows]))
+        beyond_keys = sorted({k for r in rows for k in ((r.get("beyond") or {}).get("metrics") or {})})
+        if beyond_keys:
+            out.append("<p>Videos behind each beyond-the-paper value (N real / N generated):</p>" + page.key_table(
+                ("row", *beyond_keys), [(r.get("name"), *(_n_text(((r.get("beyond") or {}).get("metrics") or {})
+                                                                   .get(k)) for k in beyond_keys)) for r in rows]))
     elif isinstance(payload.get("metrics"), Mapping):
         out.append(page.key_table(("metric", "N real", "N generated"),
                                   [(k, m.get("n_real", "-"), m.get("n_fake", "-"))
@@ -188,13 +197,14 @@ def write_report(results_dir: str | os.PathLike, *, table: Table | None = None,
                  video_sets: Sequence[tuple[str, str | Path]] = (), payload: Mapping[str, Any] | None = None,
                  config: Any = None, title: str | None = None, figures: Sequence[str | Path] | None = None,
                  html: str | os.PathLike | None = None, max_prompts: int = 3, max_videos: int = 8,
-                 video_size: int = 128) -> Path:
+                 video_size: int = 128, tables: Sequence[tuple[str, str, Table]] = ()) -> Path:
     """Write ``results_dir/report.html`` (atomically) and return its path; see the module docstring.
 
     ``table``: the caller's table; ``video_sets``: (label, set spec) in column order; ``payload``: the results
     (default ``results_dir/results.json``; provenance is taken now where it has none); ``config``: recorded
     when the payload has none; ``figures``: PNG files to embed (default: every ``*.png`` of ``results_dir``);
-    ``html``: where to write (default ``results_dir/report.html``).
+    ``html``: where to write (default ``results_dir/report.html``); ``tables``: further (title, anchor, table)
+    sections after the table (Table 1's "Beyond the paper").
     """
     results_dir = Path(results_dir)
     payload = _read_payload(results_dir / "results.json") if payload is None else payload
@@ -203,6 +213,7 @@ def write_report(results_dir: str | os.PathLike, *, table: Table | None = None,
         payload.get("config"), Mapping) else ""
     images = sorted(results_dir.glob("*.png")) if figures is None else [Path(f) for f in figures]
     contents = [("Table", "table", page.table_html(table) if table is not None else ""),
+                *((name, anchor, page.table_html(extra)) for name, anchor, extra in tables),
                 ("Figures", "figures", _figures(images)),
                 ("Videos, side by side for the same prompt", "videos",
                  _videos_section(video_rows(video_sets, max_prompts, max_videos), video_size) if video_sets else ""),

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import metrics as registry
-from benchmarks.table1 import render
+from benchmarks.table1 import beyond, render
 from benchmarks.table1.config import SURGICAL_PREFIX, Table1Config, load_table1_config
 from benchmarks.table1.preflight import EqualNError, choose_n, format_missing, leakage, preflight
 from benchmarks.table1.stages import Table1Run
@@ -63,6 +63,9 @@ def run_table1(config: Table1Config, cache: str | Path | None = None, output: st
     payload = _payload(config, run, results, sets, prompts, time.perf_counter() - start)
     payload["equal_n"] = equal_n
     payload["leakage"] = leaks.to_json()
+    if config.metrics.beyond:
+        columns = beyond.resolve_columns(config.metrics, config.source)
+        payload["beyond"] = beyond.summary(columns, [r.beyond for r in results], len(beyond.plan_passes(columns)))
     if not run.is_main:
         return payload
     _write_outputs(config, output, payload, results, sets, prompts)
@@ -85,6 +88,15 @@ def _quiet_libraries(progress: bool) -> None:
 
 
 def _row_record(result) -> dict[str, Any]:
+    record = _paper_record(result)
+    if result.beyond is not None:
+        record["beyond"] = {"metrics": {key: {k: v for k, v in m.items() if k not in ("detector", "protocol")}
+                                        for key, m in result.beyond["metrics"].items()},
+                            "failed": result.beyond["failed"], "passes": result.beyond["passes"]}
+    return record
+
+
+def _paper_record(result) -> dict[str, Any]:
     evaluation = result.evaluation
     return {
         "name": result.row.name,
@@ -167,10 +179,15 @@ def _detector_stamp(payload: dict[str, Any]) -> str:
     return "detectors: " + ", ".join(parts)
 
 
+def _columns(config: Table1Config) -> list[str]:
+    """Table 1's metric columns: the paper's, then the surgical ones (``surgical_<metric>``)."""
+    metrics = [m for m in registry.names() if m in config.metrics.metrics]
+    return metrics + [f"{SURGICAL_PREFIX}{m}" for m in registry.names() if m in config.metrics.surgical]
+
+
 def _write_outputs(config, output: Path, payload, results, sets, prompts) -> None:
     output.mkdir(parents=True, exist_ok=True)
-    metrics = [m for m in registry.names() if m in config.metrics.metrics]
-    metrics += [f"{SURGICAL_PREFIX}{m}" for m in registry.names() if m in config.metrics.surgical]
+    metrics = _columns(config)
     table = render.table_rows(payload["rows"], metrics)
     notes = _notes(config, payload)
     render.write_markdown(output / "table.md", table, metrics, notes)
@@ -183,7 +200,27 @@ def _write_outputs(config, output: Path, payload, results, sets, prompts) -> Non
         grid_rows.append((result.row.name, items[0].path if items else None))
     render.frame_grid(output / "frame_grid.png", grid_rows, prompts[0].text if prompts else "", config.grid_frames)
     render.metric_chart(output / "metrics.png", table, metrics, f"Table 1 ({config.name})\n{_detector_stamp(payload)}")
+    extra = _write_beyond(config, output, payload) if payload.get("beyond") else ()
     write_json(output / "results.json", payload, config=config, seed=config.seed,
                roots={"$work": payload["cache"]["folder"], "$cache": cache_dir()})
     render.write_report(output, table, metrics, notes, [("Real (held-out)", sets["real"])]
-                        + [(r.row.name, r.videos) for r in results], f"Table 1 ({config.name})")
+                        + [(r.row.name, r.videos) for r in results], f"Table 1 ({config.name})", extra=extra)
+
+
+def _write_beyond(config, output: Path, payload) -> tuple:
+    """``table_beyond.md/.csv/.tex`` and ``metrics_beyond.png``; returns the report's extra section."""
+    summary = payload["beyond"]
+    columns = summary["columns"]
+    fvd_column = dict(config.metrics.protocols).get("fvd") or registry.get("fvd").protocols[0].name
+    notes = beyond.notes(summary, fvd_column, payload["rows"])
+    records = beyond.table_records(payload["rows"], columns)
+    table = beyond.table(records, columns, notes)
+    caption = f"Beyond the paper ({config.name}): video metrics the Ophora paper does not report. " + \
+        notes[0].split(": ", 1)[1]
+    render.write_table_files(output, "table_beyond", beyond.table(records, columns, notes, title=f"Beyond the "
+                                                                                           f"paper ({config.name})"),
+                             beyond.csv_fields(columns), beyond.table(records, columns, caption=caption))
+    render.metric_chart(output / "metrics_beyond.png", records, [c["key"] for c in columns],
+                        f"Beyond the paper ({config.name})\n{_detector_stamp(summary)}",
+                        headers={c["key"]: beyond.header(c) for c in columns})
+    return (("Beyond the paper", "beyond", table),)

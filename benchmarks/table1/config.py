@@ -21,7 +21,7 @@ from ophora.data.leakage import LeakageConfig
 from ophora.registry import did_you_mean
 
 __all__ = ["Table1Config", "Row", "TrainStep", "DataConfig", "WorldSpec", "PromptConfig", "MetricConfig",
-           "load_table1_config", "config_names", "DATA_SETS"]
+           "BeyondMetric", "load_table1_config", "config_names", "DATA_SETS"]
 
 DATA_SETS = ("original", "ophora_160k", "ophora_28k")
 
@@ -73,6 +73,19 @@ class PromptConfig:
 
 
 @dataclass(frozen=True)
+class BeyondMetric:
+    """One column of the optional "Beyond the paper" table (:mod:`benchmarks.table1.beyond`): ``protocol`` (a
+    protocol name, or a metric name for its default protocol), ``features`` (kvd only: ``published`` or an FVD
+    protocol), ``weights`` (learned detectors only: random-init, tiny or a checkpoint file) and a ``label``. In
+    YAML an entry may be the protocol name alone."""
+
+    protocol: str
+    features: str | None = None
+    weights: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
 class MetricConfig:
     """Metrics and detectors, as :class:`benchmarks.evaluate.EvalConfig` takes them."""
 
@@ -102,6 +115,9 @@ class MetricConfig:
     # FID and FVD also extrapolated to N = infinity from this many subset sizes of each row's videos (Chong and
     # Forsyth 2020; recorded under metrics.<m>.fd_infinity of each row); 0: not computed.
     fd_infinity: int = 0
+    # The optional second table, "Beyond the paper" (benchmarks.table1.beyond): FVMD, KVMD, kernel distances on
+    # FVD features, content-debiased FVD, JEDi; empty: no second table, Table 1's files as without it.
+    beyond: tuple[BeyondMetric, ...] = ()
 
 
 SURGICAL_METRICS = ("fid", "fvd", "clipscore", "recall")
@@ -184,7 +200,7 @@ def load_table1_config(name_or_path: str | os.PathLike = "demo", overrides: dict
     raw, source = read_config(name_or_path, SHIPPED, "Table 1 config")
     shipped = Path(source).resolve().parent == Path(str(SHIPPED)).resolve()  # recorded the same on every machine
     recorded = f"package:benchmarks/configs/table1/{Path(source).name}" if shipped else source
-    raw = {**apply_overrides(raw, overrides, source), "source": recorded}
+    raw = _beyond_entries({**apply_overrides(raw, overrides, source), "source": recorded}, source)
     config = build_config(Table1Config, raw, source)
     _check_rows(config, source)
     if config.metrics.geometry is not None:
@@ -198,7 +214,22 @@ def load_table1_config(name_or_path: str | os.PathLike = "demo", overrides: dict
     if unknown:
         raise ConfigError("metrics.surgical", f"no surgical protocol for {unknown}; choose from "
                                               f"{list(SURGICAL_METRICS)}", source)
+    from benchmarks.table1.beyond import resolve_columns
+
+    resolve_columns(config.metrics, source)  # raises naming metrics.beyond[i].<field>
     return config
+
+
+def _beyond_entries(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """``metrics.beyond`` with each entry given as a bare protocol name written as ``{protocol: NAME}``."""
+    metrics = raw.get("metrics")
+    if not isinstance(metrics, dict) or metrics.get("beyond") is None:
+        return raw
+    entries = metrics["beyond"]
+    if not isinstance(entries, (list, tuple)):
+        raise ConfigError("metrics.beyond", f"expected a list of protocols, got {entries!r}", source)
+    entries = [{"protocol": e} if isinstance(e, str) else e for e in entries]
+    return {**raw, "metrics": {**metrics, "beyond": entries}}
 
 
 def _check_rows(config: Table1Config, source: str) -> None:

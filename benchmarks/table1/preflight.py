@@ -1,5 +1,6 @@
 """Before any compute: every asset a Table 1 config needs that is not on this machine, where it must be, and
-how to get it (data sets, prompt file, base weights, checkpoints, official-code videos, detector weights), and
+how to get it (data sets, prompt file, base weights, checkpoints, official-code videos, detector weights, the
+checkpoints that "Beyond the paper" columns name), and
 rows that cannot reach the equal N the config requires (``metrics.n``); once the data sets exist, that no
 held-out clip leaks from a training set (:func:`leakage`); once every row's videos exist, the N every row is
 scored on (:func:`choose_n`)."""
@@ -122,6 +123,42 @@ def _detectors(config: Table1Config) -> list[Missing]:
     return missing
 
 
+_BEYOND_HOW = {
+    "fvd": "cd-fvd's VideoMAE-v2 ViT-g/14 fine-tuned on SSv2 ({name}, about 4 GB): download {url} on a machine with "
+           "network and put it here (the weights registry has no entry for it)",
+    "jedi": "V-JEPA 2 ViT-L/16 with its SSv2 probe: on a machine with network, `python -c \"from transformers import "
+            "VJEPA2ForVideoClassification as M; M.from_pretrained('{name}').save_pretrained('DIR')\"`, then point "
+            "here at DIR/model.safetensors (config.json beside it)",
+}
+
+
+def _beyond(config: Table1Config) -> list[Missing]:
+    """Checkpoint files that ``metrics.beyond`` entries name for their detectors (cd-fvd's VideoMAE, V-JEPA 2)."""
+    from benchmarks.table1.beyond import resolve_columns
+
+    missing = []
+    for column in resolve_columns(config.metrics, config.source):
+        for view, path in column.weights:
+            if path in ("random-init", "pretrained", "auto"):
+                continue
+            files = [Path(path)] + ([Path(path).parent / "config.json"] if view == "jedi" else [])
+            if all(f.is_file() for f in files):
+                continue
+            if view == "jedi":
+                from benchmarks.detectors.vjepa import CHECKPOINT
+
+                how = _BEYOND_HOW["jedi"].format(name=CHECKPOINT)
+            else:
+                from benchmarks.detectors.videomae import CHECKPOINT, CHECKPOINT_URL
+
+                how = _BEYOND_HOW["fvd"].format(name=CHECKPOINT, url=CHECKPOINT_URL)
+            absent = next(f for f in files if not f.is_file())
+            missing.append(Missing(f"beyond-the-paper column {column.title!r} ({column.protocol}"
+                                   f"{' on ' + column.features if column.features else ''}): checkpoint of its "
+                                   f"{view} detector (metrics.beyond[{column.entry}].weights)", str(absent), how))
+    return missing
+
+
 class EqualNError(UsageError):
     """A row (or the real set) has fewer videos than the N every row must be scored on (a user error: printed as
     one ``error:`` line)."""
@@ -181,7 +218,8 @@ def _equal_n(config: Table1Config) -> list[Missing]:
 
 def preflight(config: Table1Config) -> list[Missing]:
     """Everything missing; an empty list means the run can start."""
-    return _data(config) + _prompts(config) + _rows(config) + _detectors(config) + _equal_n(config)
+    return _data(config) + _prompts(config) + _rows(config) + _detectors(config) + _beyond(config) + \
+        _equal_n(config)
 
 
 def format_missing(missing: list[Missing], config: Table1Config) -> str:

@@ -88,11 +88,21 @@ def write_latex(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str], 
     return atomic_write_text(path, latex(table(rows, metrics, caption=caption)))
 
 
+def write_table_files(output: Path, stem: str, shown: Table, fields: Sequence[str], tex: Table) -> None:
+    """``stem.md`` (``shown`` with its notes), ``stem.csv`` (``fields`` of its records) and ``stem.tex`` (``tex``)."""
+    atomic_write_text(output / f"{stem}.md", markdown(shown))
+    atomic_write_text(output / f"{stem}.csv", csv_text(list(shown.records), list(fields)))
+    atomic_write_text(output / f"{stem}.tex", latex(tex))
+
+
 def write_report(output: Path, rows: list[dict[str, Any]], metrics: Sequence[str], notes: Sequence[str],
-                 video_sets: Sequence[tuple[str, Path | str]], title: str) -> Path:
+                 video_sets: Sequence[tuple[str, Path | str]], title: str,
+                 extra: Sequence[tuple[str, str, Table]] = ()) -> Path:
     """``output/report.html`` from ``output/results.json`` (written first), the table of ``rows`` and the
-    PNG figures of ``output``; ``video_sets``: (row name, videos) with the real set first."""
-    return report.write_report(output, table=table(rows, metrics, notes), video_sets=video_sets, title=title)
+    PNG figures of ``output``; ``video_sets``: (row name, videos) with the real set first; ``extra``: further
+    (title, anchor, table) sections after the table (the "Beyond the paper" table)."""
+    return report.write_report(output, table=table(rows, metrics, notes), video_sets=video_sets, title=title,
+                               tables=extra)
 
 
 def _frames(path: Path, count: int, size: int) -> np.ndarray:
@@ -140,8 +150,10 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(lines[:2])
 
 
-def metric_chart(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str], title: str) -> Path:
-    """One bar panel per metric, a bar per row with its 95% interval; rows without the metric are left out."""
+def metric_chart(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str], title: str,
+                 headers: dict[str, str] | None = None) -> Path:
+    """One bar panel per metric, a bar per row with its 95% interval; rows without the metric are left out;
+    ``headers``: panel titles by column (default: the registry's name and direction)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -155,7 +167,7 @@ def metric_chart(path: Path, rows: list[dict[str, Any]], metrics: Sequence[str],
         high = [r[f"{metric}_high"] - r[metric] if r[f"{metric}_high"] is not None else 0 for r in shown]
         ax.bar(range(len(shown)), values, yerr=[low, high], capsize=3, color="#4C72B0")
         ax.set_xticks(range(len(shown)), [r["model"] for r in shown], rotation=40, ha="right", fontsize=8)
-        ax.set_title(_header(metric))
+        ax.set_title((headers or {}).get(metric) or _header(metric))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -23,6 +23,7 @@ from typing import Any, Callable
 from baselines import get
 from benchmarks.cache import set_aside
 from benchmarks.evaluate import EvalConfig, evaluate
+from benchmarks.table1 import beyond
 from benchmarks.table1.config import SURGICAL_PREFIX, PromptConfig, Row, Table1Config
 from ophora.configs import ConfigError, build_config
 from ophora.curation.config import CurationConfig
@@ -89,6 +90,7 @@ class RowResult:
     conditional: bool
     stages: list[Stage] = field(default_factory=list)
     evaluation: dict | None = None
+    beyond: dict | None = None  # the "Beyond the paper" columns (metrics.beyond): metrics, detectors, failed
 
 
 class Table1Run:
@@ -314,7 +316,38 @@ class Table1Run:
         if m.surgical:
             payload = _with_surgical(payload, self._evaluate_surgical(result, real, cfg))
         result.evaluation = payload
+        if m.beyond:
+            result.beyond = self._evaluate_beyond(result, real, cfg)
         return payload
+
+    def _evaluate_beyond(self, result: RowResult, real: Path, published: EvalConfig) -> dict:
+        """The row scored for the "Beyond the paper" columns (:mod:`benchmarks.table1.beyond`): one evaluation per
+        pass of :func:`~benchmarks.table1.beyond.plan_passes`, with the row pass's real set, geometry, equal N,
+        seed and bootstrap; the paper's and the surgical passes are left as they are."""
+        columns = beyond.resolve_columns(self.config.metrics, self.config.source)
+        merged: dict = {"metrics": {}, "detectors": {}, "failed": [], "passes": []}
+        groups = beyond.plan_passes(columns)
+        for i, group in enumerate(groups):
+            cfg = dataclasses.replace(published, **beyond.pass_options(group))
+            inputs = {"eval": cfg, "videos": [s.key for s in result.stages] or result.videos,
+                      "real": self.data_key("real")}
+
+            def work(folder: Path, cfg=cfg) -> dict:
+                payload = evaluate(dataclasses.replace(cfg, out=None))
+                if payload is not None:
+                    write_json(folder / "evaluation.json", payload, config=cfg, seed=cfg.seed)
+                return {"evaluation": str(folder / "evaluation.json")}
+
+            label = _slug(result.row.name) + (f"-{i + 1}" if len(groups) > 1 else "")
+            done = self.stage("evaluate-beyond", label, inputs, work, everyone=True)
+            payload = json.loads(Path(done.record["evaluation"]).read_text())
+            part = beyond.split(group, payload)
+            merged["metrics"].update(part["metrics"])
+            merged["detectors"].update(part["detectors"])
+            merged["failed"] += [{**f, "beyond_pass": i + 1} for f in payload.get("failed", [])]
+            merged["passes"].append({"columns": [c.key for c in group], "metrics": list(cfg.metrics),
+                                     "protocols": dict(cfg.protocols), "timings_s": payload.get("timings_s", {})})
+        return merged
 
     def _evaluate_surgical(self, result: RowResult, real: Path, published: EvalConfig) -> dict:
         """The row scored with the surgical detectors shipped with the suite (``<metric>/ophsim-surgical``)."""
