@@ -8,8 +8,9 @@ torchvision's (``torchvision.models.optical_flow.raft_large`` / ``raft_small``),
 registry's ``raft_large:C_T_SKHT_V2`` (torchvision's default for RAFT-large) and ``raft_small:C_T_V2``. Points
 are tracked by chaining the flow frame to frame, the standard way to turn dense flow into point tracks: the
 flow from frame t - 1 to frame t is sampled bilinearly at each point's position in frame t - 1 and added to it.
-This is not PIPs++, the ``fvmd`` package's tracker (which tracks through 8-frame windows with its own learned
-temporal refinement), so FVMD values with this tracker are not comparable with published FVMD.
+This is not PIPs++, the ``fvmd`` package's tracker (a learned multi-frame point tracker that estimates each
+point's trajectory across frames jointly rather than by adding up pairwise flows), so FVMD values with this
+tracker are not comparable with published FVMD.
 
 Points: the ``fvmd`` package's own layout, a 20 x 20 grid at ``margin + i / (n - 1) * (size - 2 margin)`` px
 (margin 8 at 256 px; :func:`benchmarks.detectors.tracker.grid_points`). A dense flow needs no corner to be well
