@@ -83,7 +83,7 @@ def test_columns_share_a_pass_where_their_detectors_agree():
                                              "jedi": "jedi/v-jepa2", "kvd": "kvd", "kvmd": "kvmd"}
     assert options[2] == {"metrics": ("kvd",), "protocols": (("fvd", "fvd/videomae"), ("kvd", "kvd/jedi")),
                           "detector_weights": (), "custom_detectors": (("fvd", "/ckpt/videomae.pth"),),
-                          "tiny_i3d": False}
+                          "tiny_i3d": False, "fd_infinity": 0}
 
 
 def _metric(value, low, high, n=6, protocol="p", **extra):

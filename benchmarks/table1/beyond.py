@@ -195,14 +195,16 @@ def plan_passes(columns: Sequence[BeyondColumn]) -> list[list[BeyondColumn]]:
 
 
 def pass_options(group: Sequence[BeyondColumn]) -> dict[str, Any]:
-    """What a pass changes in the row pass's evaluation config (``benchmarks.evaluate.EvalConfig`` fields)."""
+    """What a pass changes in the row pass's evaluation config (``benchmarks.evaluate.EvalConfig`` fields); the
+    rest (real set, geometry, equal N, seed, bootstrap, batch size) is the row pass's."""
     assign = dict(kv for c in group for kv in c.assign)
     weights = dict(kv for c in group for kv in c.weights)
     named = {v: w for v, w in weights.items() if w in ("random-init", "pretrained", "auto")}
     custom = {v: w for v, w in weights.items() if v not in named}
     return {"metrics": tuple(dict.fromkeys(c.metric for c in group)), "protocols": tuple(sorted(assign.items())),
             "detector_weights": tuple(sorted(named.items())), "custom_detectors": tuple(sorted(custom.items())),
-            "tiny_i3d": any(c.tiny for c in group)}
+            "tiny_i3d": any(c.tiny for c in group),
+            "fd_infinity": 0}  # the N = infinity extrapolation is the paper columns' (FVMD's distance has its eps)
 
 
 def split(columns: Sequence[BeyondColumn], evaluation: Mapping[str, Any]) -> dict[str, Any]:
