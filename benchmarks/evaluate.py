@@ -54,8 +54,10 @@ drawn), ``detectors`` (identifier, sha256, ``comparable_with_literature``; false
 ``detector_choice`` (under ``--weights auto``), ``comparable_with_literature``, ``notes``, ``metrics`` (per
 metric: every field of its protocol under ``protocol``, and its ``result_fields`` such as ``value``, ``n_real``,
 ``n_fake``, rows, ``ci`` with the 95% bootstrap interval and its method, warnings; and its
-``detector`` and ``reference_cache``), ``per_video`` (per-video records of the metrics that keep them, e.g.
-CLIPScore: path, prompt, score, tokens, truncated; features are not dumped),
+``detector``, ``reference_cache`` and ``sample_efficiency``: whether its N is past the N from which the sanity
+suite's sample-efficiency study found that metric steady under the same protocol and detector, from the packaged
+table ``benchmarks/metrics/steady_n.json``, or that none was measured), ``per_video`` (per-video records of
+the metrics that keep them, e.g. CLIPScore: path, prompt, score, tokens, truncated; features are not dumped),
 ``failed`` (set, path, key, position, reason, metrics it was excluded from), ``timings_s`` per stage,
 ``world_size`` and ``evaluation_packages``.
 

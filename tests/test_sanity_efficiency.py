@@ -15,6 +15,7 @@ from benchmarks.sanity.efficiency import (
     _comparisons,
     efficiency_spec,
     grid,
+    judge,
     steady_n,
     study_curve,
     subset_draws,
@@ -163,8 +164,17 @@ def test_a_curve_ends_at_the_full_value_with_its_interval():
         assert curve["ns"] == [8, 16, 32, 40] and curve["subsets"] == [6, 6, 6, 1]
         assert curve["full"] == pytest.approx(full["value"]) and curve["low"] == pytest.approx(full["ci"]["low"])
         assert curve["mean"][-1] == pytest.approx(full["value"]) and curve["inside"][-1] == 1.0
-        assert curve["steady_n"] == steady_n(curve["ns"], [f >= 0.5 for f in curve["inside"]])
-        assert curve["steady_n"] is not None
+        assert curve["steady_n"] == steady_n(curve["ns"][:-1], [f >= 0.5 for f in curve["inside"][:-1]])
+
+
+def test_the_set_size_is_the_reference_and_never_the_steady_n():
+    """At N max every subset is the whole set (inside by construction): a curve outside at the largest N below
+    it has no steady N, not N max."""
+    curve = {"ns": [8, 16, 32, 64, 96], "inside": [0.0, 0.0, 0.0, 0.4, 1.0], "mean": [9, 8, 7, 6.6, 6.0],
+             "low": 5.0, "high": 6.5}
+    assert judge(curve, 0.5)["steady_n"] is None and curve["steady_n_mean"] is None
+    curve["inside"][3], curve["mean"][3] = 0.6, 6.4
+    assert (judge(curve, 0.5)["steady_n"], curve["steady_n_mean"]) == (64, 64)
 
 
 @pytest.mark.slow

@@ -13,16 +13,20 @@ The full-N value and its 95% interval are the metric's own, from the same rows (
 
 Steady N (one rule for every metric). With ``I = [low, high]`` the full-N 95% interval of a pair, N is *steady*
 when at least ``coverage`` (default 0.5) of the subset values at N lie in ``I`` (closed); the steady N of a pair
-is the smallest N of the grid from which every larger N of the grid is steady too (None: not even the largest N
-below the set's size is, so more videos than the set has would be needed). A metric's steady N on a protocol and
-detector is the largest over its pairs (None if any pair has none). Why not the mean over subsets: the unbiased
-MMD (KID, KVD, KVMD) has the same expectation at every N, so the mean of its subsets lies in ``I`` from the first
-N (only the spread says it is not yet usable), while the Fréchet distance's mean carries a bias of about c / N
-that leaves ``I`` for small N; a rule on the mean measures bias alone and grants every unbiased estimator the
-smallest N. Asking that a typical single evaluation at N (at least half of them) land inside the interval counts
-both bias and spread. The mean rule is reported beside it (``steady_n_mean``), not used. The subsets are drawn
-without replacement from one finite set, so near the set's size they overlap and their spread understates that
-of independent sets of N: absolute steady Ns are optimistic, for every metric alike (the comparison is fair).
+is the smallest N of the grid below the set's size from which every larger N of the grid is steady too. The set's
+size itself is the reference, never a candidate (its subsets are the whole set, inside by construction): None
+means not even the largest N below it is steady, so the metric needs more videos than the study has. A metric's
+steady N on a protocol and detector is the largest over its pairs (None if any pair has none).
+
+Why not the mean over subsets: the unbiased MMD (KVD, KVMD: one row per video or window) has the same expectation
+at every N, so the mean of its subsets lies in ``I`` from the first N (only the spread says it is not yet usable),
+while the Fréchet distance's mean carries a bias of about c / N that leaves ``I`` for small N; a rule on the mean
+measures bias alone and grants every unbiased estimator the smallest N. Asking that a typical single evaluation
+at N (at least half of them) land inside the interval counts both bias and spread. The mean rule is reported
+beside it (``steady_n_mean``), not used. (KID on several frames per video is unbiased for independent frames only:
+frames of one video are alike, its within-set sums include them, and at few videos it is biased upwards too.)
+The subsets are drawn without replacement from one finite set, so near the set's size they overlap and their
+spread understates that of independent sets of N: absolute steady Ns are optimistic, for every metric alike.
 
 Kernel against Fréchet on the same features: KID against FID, KVD against FVD, KVMD against FVMD, paired where
 the kernel scorer reads the features of the Fréchet scorer's protocol with the same detector (identifier and
@@ -77,7 +81,7 @@ from ophora.hashing import cache_key
 from ophora.results import provenance
 from ophora.seeding import rng
 
-__all__ = ["EfficiencySpec", "efficiency_spec", "steady_n", "subset_draws", "subset_state", "study_curve",
+__all__ = ["EfficiencySpec", "efficiency_spec", "steady_n", "judge", "subset_draws", "subset_state", "study_curve",
            "run_efficiency", "steady_table", "write_steady_table", "PACKAGED", "KERNEL_OF", "main"]
 
 KEYS = ("enabled", "world", "ns", "subsets", "degradations", "scorers", "coverage", "bootstrap")
@@ -292,9 +296,17 @@ def study_curve(metric: Any, view_metric: Any, ref: tuple[np.ndarray, np.ndarray
         curve["p025"].append(float(np.percentile(finite, 2.5)) if len(finite) else None)
         curve["p975"].append(float(np.percentile(finite, 97.5)) if len(finite) else None)
         curve["inside"].append(inside_fraction(values, curve["low"], curve["high"]))
-    curve["steady_n"] = steady_n(curve["ns"], [f >= coverage for f in curve["inside"]])
-    curve["steady_n_mean"] = steady_n(curve["ns"], [m is not None and curve["low"] <= m <= curve["high"]
-                                                    for m in curve["mean"]])
+    return judge(curve, coverage)
+
+
+def judge(curve: dict[str, Any], coverage: float) -> dict[str, Any]:
+    """``curve`` with its steady N by the rule (``steady_n``) and by the mean (``steady_n_mean``). The last N of
+    the grid, the set's size, is the reference and no candidate: there every subset is (nearly) the whole set, so
+    it lies inside trivially; a curve not steady at the largest N below it gets None."""
+    ns = curve["ns"][:-1]
+    inside = [f >= coverage for f in curve["inside"][:-1]]
+    means = [m is not None and curve["low"] <= m <= curve["high"] for m in curve["mean"][:-1]]
+    curve["steady_n"], curve["steady_n_mean"] = steady_n(ns, inside), steady_n(ns, means)
     return curve
 
 
@@ -432,7 +444,7 @@ def run_efficiency(run: Any, progress: bool = True) -> dict[str, Any] | None:
         key = cache_key({"group": group.folder.name, "scorer": scorer.label, "pair": set_id, **settings})
         path = sets.work / "curves" / f"{key}.json"
         if path.is_file():
-            curve = json.loads(path.read_text(encoding="utf-8"))
+            curve = judge(json.loads(path.read_text(encoding="utf-8")), spec.coverage)
         else:
             curve = study_curve(metric, metrics[view], (ref["rows"], ref["positions"]),
                                 (other["rows"], other["positions"]), ns=spec.ns, subsets=spec.subsets,
@@ -446,8 +458,9 @@ def run_efficiency(run: Any, progress: bool = True) -> dict[str, Any] | None:
     return {"settings": {**settings, "ns": list(spec.ns) or "8, 16, 32, ... below the smaller set",
                          "pairs": [REAL_PAIR] + [s for s, _, _ in sets.sets[2:]],
                          "rule": f"steady at N: at least {spec.coverage:g} of the subset values at N inside the "
-                                 "full-N 95% interval; steady N: the smallest N of the grid from which every larger "
-                                 "N is steady; a metric's: the largest over its pairs"},
+                                 "full-N 95% interval; steady N: the smallest N of the grid below the set's size "
+                                 "from which every larger N below it is steady (none: not even the largest); a "
+                                 "metric's: the largest over its pairs"},
             "world": sets.world, "real_videos": sets.real_videos, "work": str(sets.work),
             "curves": curves, "scorers": summary, "comparisons": _comparisons(summary), "notes": notes,
             "seconds": round(time.perf_counter() - start, 1),
