@@ -331,3 +331,21 @@ def test_fvmds_tracker_is_printed_as_weight_free_and_its_auto_choice_says_it_shi
     choice = resolve_auto(EvalConfig(real="", fake="", metrics=("fvmd",), weights="auto"))[1]["fvmd"]
     assert choice["why"] == "fvmd/opencv-lk: its detector ships with the suite (nothing to fetch)"
     assert "V-JEPA 2 for jedi" in build_parser().format_help().replace("\n", " ").replace("  ", " ")
+
+
+def test_the_packaged_table_is_well_formed():
+    """The shipped steady_n.json (written by the study) names registered metrics and protocols, a rule, where it
+    was measured and the commit; each steady N is a whole number below the study's N or None."""
+    from benchmarks import metrics as registry
+    from benchmarks.evaluate import steady_table as packaged
+
+    table = packaged()
+    if table is None:
+        pytest.skip("no packaged steady-N table")
+    assert table["format"] == "ophora-steady-n/1" and table["rule"] and table["measured_on"]
+    assert table["provenance"]["git_commit"]
+    for entry in table["entries"]:
+        assert entry["metric"] in registry.names()
+        assert entry["protocol"] in registry.protocol_names()
+        assert entry["steady_n"] is None or 2 <= entry["steady_n"] < entry["n_max"]
+        assert entry["detector"]["identifier"] and entry["detector"]["sha256"]

@@ -545,8 +545,9 @@ def write_steady_table(results: str | Path, out: str | Path | None = None) -> Pa
     study = document.get("efficiency", document)
     if not isinstance(study, dict) or "scorers" not in study:
         raise ValueError(f"{results}: no efficiency study in it (run the sanity suite with efficiency enabled)")
-    config = (document.get("config") or {}).get("name", "?")
-    table = steady_table(study, str(results), config)
+    recorded = document.get("config") or {}
+    config = f"{recorded.get('name', '?')} ({recorded.get('source') or 'a config given in code'})"
+    table = steady_table(study, Path(results).name, config)
     if "provenance" in document:
         table["provenance"] = {"git_commit": document["provenance"].get("git_commit"),
                                "created_utc": document["provenance"].get("created_utc")}
