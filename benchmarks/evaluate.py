@@ -499,7 +499,7 @@ def sample_efficiency(name: str, result: dict[str, Any], table: dict[str, Any] |
         others = ", ".join(sorted({str(e["detector"].get("identifier")) for e in same}))
         out["note"] = (f"no steady N measured for {name} under {protocol} with detector "
                        f"{detector.get('identifier')}" + (f" (measured only for {others})" if others else "")
-                       + "; python -m benchmarks.sanity.efficiency measures it")
+                       + "; python -m benchmarks.sanity.steady study measures it")
         return out
     out.update(steady_n=match["steady_n"], measured_on=(table or {}).get("measured_on"))
     if match["steady_n"] is None:

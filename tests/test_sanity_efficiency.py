@@ -349,3 +349,17 @@ def test_the_packaged_table_is_well_formed():
         assert entry["protocol"] in registry.protocol_names()
         assert entry["steady_n"] is None or 2 <= entry["steady_n"] < entry["n_max"]
         assert entry["detector"]["identifier"] and entry["detector"]["sha256"]
+
+
+def test_the_refresh_command_writes_the_table_and_refuses_a_file_without_a_study(tmp_path, capsys):
+    from benchmarks.sanity.steady import main
+
+    (tmp_path / "results.json").write_text(json.dumps({"config": {"name": "demo", "source": "package:demo.yaml"},
+                                                       "efficiency": _study()}))
+    assert main(["refresh", str(tmp_path / "results.json"), "--to", str(tmp_path / "t.json")]) == 0
+    table = json.loads((tmp_path / "t.json").read_text())
+    assert [e["steady_n"] for e in table["entries"]] == [32, 8]
+    assert table["measured_on"].endswith("sanity config demo (package:demo.yaml)")
+    (tmp_path / "other.json").write_text(json.dumps({"config": {}, "curves": []}))
+    assert main(["refresh", str(tmp_path / "other.json"), "--to", str(tmp_path / "u.json")]) == 2
+    assert "no efficiency study in it" in capsys.readouterr().err and not (tmp_path / "u.json").exists()

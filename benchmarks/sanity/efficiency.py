@@ -48,18 +48,16 @@ Config (``efficiency:`` of a sanity config; every key optional, an unknown key i
 ``bootstrap``       replicates of the full-N intervals (default: the config's ``bootstrap``)
 ==================  ===========================================================================================
 
-``python -m benchmarks.sanity.efficiency refresh RESULTS/efficiency.json`` writes the packaged table of steady Ns
+``python -m benchmarks.sanity.steady refresh RESULTS/results.json`` writes the packaged table of steady Ns
 (``benchmarks/metrics/steady_n.json``) that :mod:`benchmarks.evaluate` reads into each result's
-``sample_efficiency``.
+``sample_efficiency``; ``python -m benchmarks.sanity.steady study --config demo --out DIR`` runs the study alone.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -71,9 +69,7 @@ from benchmarks.evaluate import EvalConfig, resolve_metrics, set_states
 from benchmarks.metrics.fd import FrechetState
 from benchmarks.sanity.config import SanityConfig, WorldSpec
 from benchmarks.sanity.degrade import DEGRADATIONS
-from benchmarks.sanity.real import split_halves
 from benchmarks.sanity.score import ScoreGroup, Scorer, group_scorers
-from benchmarks.sanity.sets import SetContext, build_set, write_half
 from benchmarks.sanity.verdict import middle_index
 from ophora.configs import ConfigError
 from ophora.data.atomic import atomic_path, atomic_write_text
@@ -81,8 +77,9 @@ from ophora.hashing import cache_key
 from ophora.results import provenance
 from ophora.seeding import rng
 
-__all__ = ["EfficiencySpec", "efficiency_spec", "steady_n", "judge", "subset_draws", "subset_state", "study_curve",
-           "run_efficiency", "steady_table", "write_steady_table", "PACKAGED", "KERNEL_OF", "main"]
+__all__ = ["EfficiencySpec", "EfficiencySets", "efficiency_spec", "pairs_of", "steady_n", "judge", "subset_draws",
+           "subset_state", "study_curve", "run_efficiency", "steady_table", "write_steady_table", "PACKAGED",
+           "KERNEL_OF", "REAL_PAIR"]
 
 KEYS = ("enabled", "world", "ns", "subsets", "degradations", "scorers", "coverage", "bootstrap")
 DEFAULT_DEGRADATIONS = ("blur", "shuffle", "freeze")
@@ -190,7 +187,7 @@ def _degradation(cfg: SanityConfig, i: int, entry: Any) -> tuple[str, float | No
     return name, None if strength is None else float(strength)
 
 
-def _pairs(cfg: SanityConfig, spec: EfficiencySpec) -> list[tuple[str, float]]:
+def pairs_of(cfg: SanityConfig, spec: EfficiencySpec) -> list[tuple[str, float]]:
     """(degradation, strength) of the real-vs-degraded pairs."""
     chosen = spec.degradations or tuple((n, None) for n in DEFAULT_DEGRADATIONS
                                         if n in {d.name for d in cfg.degradations})
@@ -322,42 +319,16 @@ def _value(metric: Any, view_metric: Any, ref: tuple, other: tuple, a: np.ndarra
 
 
 @dataclass
-class _Sets:
-    """The study's real set, its halves and its degraded sets: (id, folder, role)."""
+class EfficiencySets:
+    """The study's sets, made by :func:`benchmarks.sanity.run.efficiency_sets`: the OphSim world settings (None:
+    not a world), the real set's size, (id, folder, role) of half A ("A", the reference, role "real"), half B
+    (:data:`REAL_PAIR`) and each degraded set, the work folder, and notes on sets skipped."""
 
     world: dict[str, Any] | None
     real_videos: int
     sets: list[tuple[str, Path, str]]
     work: Path
-
-
-def _prepare_sets(run: Any, spec: EfficiencySpec, pairs: list[tuple[str, float]], notes: list[str],
-                  progress: bool) -> _Sets:
-    from benchmarks.sanity.run import _unmet, prepare_real, work_folder  # the run module imports this one
-
-    cfg = run.cfg
-    if spec.world is None:
-        real, work, half_a, half_b = run.real, run.work / "efficiency", run.half_a, run.half_b
-        sets_root = run.work / "sets"
-    else:
-        study_cfg = replace(cfg, world=spec.world)
-        real = prepare_real(study_cfg, None, progress)
-        work = work_folder(study_cfg, real) / "efficiency"
-        a, b = split_halves(real, cfg.seed)
-        half_a, half_b = write_half(work / "real" / "A", a, "A"), write_half(work / "real" / "B", b, "B")
-        sets_root = work / "sets"
-    sets = [("A", half_a, "real"), (REAL_PAIR, half_b, "fake")]
-    ctx = SetContext(real, tuple(split_halves(real, cfg.seed)[1]), cfg.seed, cfg.crf, cfg.collapse_phases)
-    for name, strength in tqdm(pairs, desc="efficiency sets", unit="set", disable=not progress):
-        reason = _unmet(real, name)
-        if reason is not None:
-            notes.append(f"efficiency: {name} skipped, {reason}")
-            continue
-        folder = sets_root / name / f"{strength:g}"
-        build_set(folder, name, strength, ctx)
-        sets.append((f"{name}-{strength:g}", folder, "fake"))
-    world = asdict(spec.world) if spec.world is not None else (asdict(cfg.world) if real.world_config else None)
-    return _Sets(world, len(real.clips), sets, work)
+    notes: list[str]
 
 
 def _supported(scorer: Scorer, template: EvalConfig) -> bool:
@@ -396,23 +367,18 @@ def _features(group: ScoreGroup, set_id: str, folder: Path, role: str) -> dict[s
     return out
 
 
-def run_efficiency(run: Any, progress: bool = True) -> dict[str, Any] | None:
-    """The study on a finished sanity run (its scorers, halves, sets; or the config's study world): every curve,
-    per scorer its steady N, the kernel-against-Fréchet comparisons; None when ``efficiency.enabled`` is false.
-    Features and curves are cached under the work folder (written atomically), so a rerun computes only what is
-    missing."""
-    start = time.perf_counter()
+def run_efficiency(run: Any, spec: EfficiencySpec, sets: EfficiencySets, progress: bool = True,
+                   start: float | None = None) -> dict[str, Any]:
+    """The study of ``run``'s scorers (a :class:`benchmarks.sanity.run.SanityRun`) on ``sets``: every curve, per
+    scorer its steady N, the kernel-against-Fréchet comparisons. Features and curves are cached under the sets'
+    work folder (written atomically), so a rerun computes only what is missing."""
+    start = time.perf_counter() if start is None else start
     cfg = run.cfg
-    spec = efficiency_spec(cfg)
-    if not spec.enabled:
-        return None
-    notes: list[str] = []
+    notes: list[str] = list(sets.notes)
     n_boot = spec.bootstrap or cfg.bootstrap
     chosen = [s for s in run.scorers if not spec.scorers or s.label in spec.scorers]
     missing = sorted(set(spec.scorers) - {s.label for s in run.scorers})
     notes += [f"efficiency: {label} did not run here (see the run's notes)" for label in missing]
-    pairs = _pairs(cfg, spec)
-    sets = _prepare_sets(run, spec, pairs, notes, progress)
     groups, studied = [], []
     for members in group_scorers(chosen):
         group = ScoreGroup(members, cfg, sets.work / "features")
@@ -552,66 +518,3 @@ def write_steady_table(results: str | Path, out: str | Path | None = None) -> Pa
         table["provenance"] = {"git_commit": document["provenance"].get("git_commit"),
                                "created_utc": document["provenance"].get("created_utc")}
     return atomic_write_text(out or packaged_path(), json.dumps(table, indent=1) + "\n")
-
-
-def study(config: str, overrides: dict[str, Any], output: Path, real: str | None = None,
-          progress: bool = True) -> dict[str, Any]:
-    """The study alone, without scoring the sanity sets: the real set, halves and scorers of the config, then
-    :func:`run_efficiency`; writes ``efficiency.json`` (with config, seed and provenance), ``efficiency.md`` /
-    ``.csv`` / ``.tex`` and ``efficiency.png`` under ``output``."""
-    from benchmarks.sanity.config import load_sanity_config
-    from benchmarks.sanity.report import write_efficiency
-    from benchmarks.sanity.run import prepare_run
-    from ophora.results import write_json
-
-    cfg = load_sanity_config(config, overrides)
-    if not efficiency_spec(cfg).enabled:
-        raise ValueError("efficiency.enabled is false in this config: nothing to study")
-    run = prepare_run(cfg, real, progress)
-    result = run_efficiency(run, progress)
-    result["notes"] = run.notes + result["notes"]
-    write_json(Path(output) / "efficiency.json", {"efficiency": result}, config=cfg, seed=cfg.seed)
-    write_efficiency(result, Path(output), cfg.name)
-    return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    from ophora.configs import parse_overrides
-
-    p = argparse.ArgumentParser(prog="python -m benchmarks.sanity.efficiency",
-                                description="the sample-efficiency study alone, and the packaged steady-N table")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("study", help="run the study of a sanity config without scoring its degraded sets")
-    s.add_argument("--config", default="demo", help="shipped sanity config (demo) or a YAML file")
-    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (dotted, YAML value), e.g. efficiency.subsets=10; repeatable")
-    s.add_argument("--real", default=None, help="real set (default: the config's OphSim world)")
-    s.add_argument("--out", required=True, help="folder for efficiency.json, .md, .csv, .tex and .png")
-    s.add_argument("--refresh", action="store_true", help="also write the packaged steady-N table from it")
-    s.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
-    r = sub.add_parser("refresh", help="write benchmarks/metrics/steady_n.json from RESULTS (results.json or "
-                                       "efficiency.json of a sanity run)")
-    r.add_argument("results")
-    r.add_argument("--to", default=None, help="write here instead of the packaged file")
-    args = p.parse_args(argv)
-    try:
-        if args.command == "study":
-            result = study(args.config, parse_overrides(args.set), Path(args.out), args.real, args.progress)
-            for c in result["comparisons"]:
-                verdict = "holds" if c["target_holds"] else "not met"
-                print(f"{c['features']}: {c['kernel']} steady N {c['kernel_steady_n']}, {c['frechet']} "
-                      f"{c['frechet_steady_n']} (N max {c['n_max']}): target {verdict}")
-            print(f"wrote {args.out}/efficiency.json, .md, .csv, .tex, .png ({result['seconds']} s)")
-            if not args.refresh:
-                return 0
-            args.results, args.to = str(Path(args.out) / "efficiency.json"), None
-        path = write_steady_table(args.results, args.to)
-    except (OSError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

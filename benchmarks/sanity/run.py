@@ -14,7 +14,7 @@ the sets; every set and every score is written atomically and reused by a rerun.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,14 @@ from tqdm import tqdm
 
 from benchmarks.sanity.config import SanityConfig, SanityError
 from benchmarks.sanity.degrade import DEGRADATIONS
+from benchmarks.sanity.efficiency import (
+    REAL_PAIR,
+    EfficiencySets,
+    EfficiencySpec,
+    efficiency_spec,
+    pairs_of,
+    run_efficiency,
+)
 from benchmarks.sanity.real import RealSet, load_real, split_halves
 from benchmarks.sanity.score import ScoreGroup, Scorer, group_scorers, resolve_scorers
 from benchmarks.sanity.sets import SetContext, build_set, write_half
@@ -32,7 +40,7 @@ from ophora.hashing import cache_key
 from ophora.sim.world import WorldConfig, build_world
 from ophora.weights import ChecksumMismatchError, WeightsNotFoundError
 
-__all__ = ["SanityRun", "run_sanity", "prepare_run", "prepare_real", "work_folder"]
+__all__ = ["SanityRun", "run_sanity", "prepare_run", "prepare_real", "work_folder", "efficiency_sets"]
 
 FLOOR = "floor"
 
@@ -155,11 +163,38 @@ def _curves(run: SanityRun) -> None:
                                **judge(curve)})
 
 
+def efficiency_sets(run: SanityRun, spec: EfficiencySpec, progress: bool = True) -> EfficiencySets:
+    """The sample-efficiency study's sets: the run's halves and degraded sets (built here when the study asks for a
+    strength the run did not), or, with ``efficiency.world``, that OphSim world built and split under the work
+    folder, with its own degraded sets."""
+    cfg = run.cfg
+    if spec.world is None:
+        real, work, half_a, half_b = run.real, run.work / "efficiency", run.half_a, run.half_b
+        sets_root = run.work / "sets"
+    else:
+        study_cfg = replace(cfg, world=spec.world)
+        real = prepare_real(study_cfg, None, progress)
+        work = work_folder(study_cfg, real) / "efficiency"
+        a, b = split_halves(real, cfg.seed)
+        half_a, half_b = write_half(work / "real" / "A", a, "A"), write_half(work / "real" / "B", b, "B")
+        sets_root = work / "sets"
+    sets, notes = [("A", half_a, "real"), (REAL_PAIR, half_b, "fake")], []
+    ctx = SetContext(real, tuple(split_halves(real, cfg.seed)[1]), cfg.seed, cfg.crf, cfg.collapse_phases)
+    for name, strength in tqdm(pairs_of(cfg, spec), desc="efficiency sets", unit="set", disable=not progress):
+        reason = _unmet(real, name)
+        if reason is not None:
+            notes.append(f"efficiency: {name} skipped, {reason}")
+            continue
+        folder = sets_root / name / f"{strength:g}"
+        build_set(folder, name, strength, ctx)
+        sets.append((set_id(name, strength), folder, "fake"))
+    world = asdict(spec.world) if spec.world is not None else (asdict(cfg.world) if real.world_config else None)
+    return EfficiencySets(world, len(real.clips), sets, work, notes)
+
+
 def prepare_run(cfg: SanityConfig, real: str | None = None, progress: bool = True) -> SanityRun:
     """Stages 1 and 2 and the scorers: the real set, its halves written under the work folder, the scorers that
     can run here (nothing is scored)."""
-    from benchmarks.sanity.efficiency import efficiency_spec  # imports this module's helpers
-
     start = time.perf_counter()
     efficiency_spec(cfg)  # a wrong efficiency key fails now, not after the scores
     real_set = prepare_real(cfg, real, progress)
@@ -178,8 +213,6 @@ def prepare_run(cfg: SanityConfig, real: str | None = None, progress: bool = Tru
 
 def run_sanity(cfg: SanityConfig, real: str | None = None, progress: bool = True) -> SanityRun:
     """Run stages 1-6 (see the module docstring) and return what they made; nothing is written to results."""
-    from benchmarks.sanity.efficiency import run_efficiency
-
     start = time.perf_counter()
     run = prepare_run(cfg, real, progress)
     ctx = SetContext(run.real, tuple(split_halves(run.real, cfg.seed)[1]), cfg.seed, cfg.crf, cfg.collapse_phases)
@@ -190,9 +223,10 @@ def run_sanity(cfg: SanityConfig, real: str | None = None, progress: bool = True
         raise SanityError("no scorer could run here: " + "; ".join(run.notes))
     _curves(run)
     run.timings["scores"] = time.perf_counter() - start - run.timings["sets"] - run.timings["prepare"]
-    mark = time.perf_counter()
-    run.efficiency = run_efficiency(run, progress)
-    if run.efficiency is not None:
+    spec = efficiency_spec(cfg)
+    if spec.enabled:
+        mark = time.perf_counter()
+        run.efficiency = run_efficiency(run, spec, efficiency_sets(run, spec, progress), progress, start=mark)
         run.timings["efficiency"] = time.perf_counter() - mark
         run.notes += run.efficiency["notes"]
     run.timings["total"] = time.perf_counter() - start
