@@ -363,3 +363,46 @@ def test_the_refresh_command_writes_the_table_and_refuses_a_file_without_a_study
     (tmp_path / "other.json").write_text(json.dumps({"config": {}, "curves": []}))
     assert main(["refresh", str(tmp_path / "other.json"), "--to", str(tmp_path / "u.json")]) == 2
     assert "no efficiency study in it" in capsys.readouterr().err and not (tmp_path / "u.json").exists()
+
+
+_RUN = """
+name: tinyeff
+world: {videos: 2, seed: 9001, frames: 16, size: [64, 64]}
+work: WORK
+output: OUT
+bootstrap: 10
+scorers:
+  - {protocol: fvd/ophsim-surgical, weights: pretrained, label: FVD surgical}
+  - {protocol: kvd, features: fvd/ophsim-surgical, weights: pretrained, label: KVD surgical}
+  - {protocol: clipscore/ophsim-surgical, weights: pretrained, label: CLIPScore surgical}
+degradations:
+  - {name: blur, strengths: [1.0, 3.0]}
+efficiency: {ns: [4, 8], subsets: 3, bootstrap: 10}
+"""
+
+
+@pytest.mark.slow
+def test_the_sanity_run_studies_efficiency_as_its_last_stage_and_a_rerun_recomputes_nothing(tmp_path, monkeypatch):
+    from benchmarks.sanity.__main__ import main
+
+    monkeypatch.setenv("OPHORA_CACHE", str(tmp_path / "cache"))
+    config = tmp_path / "tinyeff.yaml"
+    config.write_text(_RUN.replace("WORK", str(tmp_path / "work")).replace("OUT", str(tmp_path / "out")))
+    assert main(["--config", str(config), "--no-progress"]) == 0
+    out = tmp_path / "out" / "tinyeff"
+    study = json.loads((out / "results.json").read_text())["efficiency"]
+    assert study["settings"]["pairs"] == ["real", "blur-1"]  # the middle of 0, 1 and 3 px
+    assert sorted((c["scorer"], c["pair"]) for c in study["curves"]) == [
+        ("FVD surgical", "blur-1"), ("FVD surgical", "real"), ("KVD surgical", "blur-1"), ("KVD surgical", "real")]
+    assert all(c["ns"] == [4, 8, 12] and c["subsets"] == [3, 3, 1] for c in study["curves"])  # halves of 12
+    assert [(c["frechet"], c["kernel"]) for c in study["comparisons"]] == [("FVD surgical", "KVD surgical")]
+    assert any("CLIPScore surgical left out" in n for n in study["notes"])
+    assert (out / "efficiency.md").stat().st_size > 0 and (out / "efficiency.png").stat().st_size > 10_000
+    curves = sorted((tmp_path / "work").rglob("curves/*.json"))
+    stamps = [p.stat().st_mtime_ns for p in curves]
+    assert len(curves) == 4
+    assert main(["--config", str(config), "--no-progress"]) == 0
+    assert json.loads((out / "results.json").read_text())["efficiency"]["curves"] == study["curves"]
+    assert [p.stat().st_mtime_ns for p in curves] == stamps
+    assert main(["--config", str(config), "--no-progress", "--set", "efficiency.enabled=false"]) == 0
+    assert json.loads((out / "results.json").read_text())["efficiency"] is None
