@@ -24,6 +24,7 @@ from benchmarks.detectors.surgical import (
     VideoNet,
     load_surgical,
     middle_clip,
+    progress_change,
     read_detector,
     save_detector,
     to_input,
@@ -129,6 +130,37 @@ def test_the_time_difference_option_is_declared_in_the_file_and_changes_the_feat
         # the later-minus-earlier half enters the features: zeroing its weights changes them
         net.fuse.weight[:, 32:] = 0
         assert not torch.allclose(f, net.features(x))
+
+
+def test_progress_change_is_the_fitted_lines_change_across_the_clip():
+    ramp = torch.linspace(0, 1, 16)[None]
+    assert progress_change(ramp).item() == pytest.approx(1.0)
+    assert progress_change(ramp.flip(1)).item() == pytest.approx(-1.0)
+    assert progress_change(torch.full((1, 16), 0.3)).item() == pytest.approx(0.0, abs=1e-6)
+    half = torch.cat([torch.zeros(1, 8), torch.ones(1, 8)], 1)  # a step: the least-squares line's change
+    assert progress_change(half).item() == pytest.approx(15 * 32 / 340)
+
+
+def test_the_arrow_of_time_branch_is_declared_in_the_file_and_moves_a_reversed_clip_by_the_arrow(tmp_path):
+    torch.manual_seed(0)
+    config = {"heads": {"phase": 12}, "width": 8, "progress_width": 4}
+    net = VideoNet(**config).eval()
+    with torch.no_grad():
+        net.arrow.copy_(torch.linspace(-1, 2, net.dim))
+    path = save_detector(net, "video", config, tmp_path / "v.safetensors")
+    again, meta = read_detector(path, "video")
+    assert meta["config"]["progress_width"] == 4 and torch.equal(again.arrow, net.arrow)
+    x = torch.rand(2, 16, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        forward, backward = again.features(x), again.features(x.flip(1))
+        change = progress_change(again.frame_progress(x))
+        assert torch.allclose(progress_change(again.frame_progress(x.flip(1))), -change, atol=1e-6)
+        # the body's features do not change sign with time; the arrow term does: the difference is 2 * change * arrow
+        expected = again.body_features(x) - again.body_features(x.flip(1)) + 2 * change[:, None] * again.arrow
+        assert torch.allclose(forward - backward, expected, atol=1e-5)
+        assert torch.equal(again(x)["phase"], again.classify(again.body_features(x))["phase"])  # heads: no arrow
+    with pytest.raises(ValueError, match="no arrow-of-time branch"):
+        VideoNet({"phase": 12}, width=8).frame_progress(x)
 
 
 def test_shipped_detectors_load_through_the_registry_verified_and_not_comparable():

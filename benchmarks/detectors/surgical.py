@@ -10,9 +10,11 @@ architecture together:
   :mod:`benchmarks.detectors.train_surgical`); its 128-d pooled features (the input of every head) are the
   surgical FID's features;
 - ``video`` (:class:`VideoNet`): a (2+1)D CNN on 16 consecutive frames with heads for phase, operation and the
-  clip's temporal order (natural, reversed, shuffled, frozen: a self-supervised arrow-of-time head that makes the
-  features see frame order and direction); its 128-d features (a linear map of the mean over time and the later
-  half minus the earlier half, ``time_difference``) are the surgical FVD's features;
+  clip's temporal order (natural, reversed, shuffled, frozen: a self-supervised head that makes the features see
+  frame order); its 128-d features (the body's mean over time) are the surgical FVD's features. An optional
+  arrow-of-time branch (not in the shipped file) adds a small frame CNN (:class:`ProgressNet`) that estimates
+  each frame's progress within its phase; the features then gain the change of that estimate across the clip
+  times a stored vector (``arrow``), so a clip played backwards moves in feature space;
 - ``dual`` (:class:`DualEncoder`): a video tower (a :class:`VideoNet` body) and a bag-of-words text tower over a
   vocabulary built from the training instructions, trained contrastively on instruction-clip pairs; the
   surgical CLIPScore (100 * cos) and text-to-video recall@k use its L2-normalised 64-d embeddings.
@@ -45,8 +47,8 @@ from benchmarks.detectors import DetectorInfo, custom_info, random_info, seeded_
 from ophora.weights import file_sha256, resolve
 
 __all__ = ["SIZE", "CLIP_LENGTH", "KINDS", "ENTRIES", "FORMAT", "ORDER_CLASSES", "to_input", "FrameNet", "VideoNet",
-           "DualEncoder", "Tokenizer", "middle_clip", "build", "save_detector", "read_detector", "load_surgical",
-           "frame_features", "video_features", "dual_embeddings"]
+           "ProgressNet", "progress_change", "DualEncoder", "Tokenizer", "middle_clip", "build", "save_detector",
+           "read_detector", "load_surgical", "frame_features", "video_features", "dual_embeddings"]
 
 SIZE = 64  # detector input side, pixels
 CLIP_LENGTH = 16  # frames per clip of the video and dual detectors
@@ -111,16 +113,55 @@ class FrameNet(nn.Module):
         return self.classify(self.features(x))
 
 
+class ProgressNet(nn.Module):
+    """Frames float32 [N, 3, 64, 64] in [0, 1] -> progress within the phase [N] in (0, 1): a 4-layer CNN
+    (widths ``width`` .. 4 * ``width``) with a phase classifier and one progress regressor per phase (a sigmoid);
+    the estimate is the regressors' mean weighted by the phase probabilities. The video detector's arrow-of-time
+    branch."""
+
+    def __init__(self, width: int = 16, phases: int = 12):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(_conv(3, w, (3, 3), 2, 1), _conv(w, 2 * w, (3, 3), 2, 1),
+                                  _conv(2 * w, 4 * w, (3, 3), 2, 1), _conv(4 * w, 4 * w, (3, 3), 2, 1))
+        self.phase = nn.Linear(4 * w, phases)
+        self.head = nn.Linear(4 * w, phases)
+
+    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(phase logits [N, phases], each phase's progress estimate [N, phases] in (0, 1))."""
+        f = self.body((x - _MEAN) / _STD).mean((2, 3))
+        return self.phase(f), torch.sigmoid(self.head(f))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits, progress = self.outputs(x)
+        return (logits.softmax(1) * progress).sum(1)
+
+
+def progress_change(progress: torch.Tensor) -> torch.Tensor:
+    """Progress float [B, T] -> the change across the clip of its least-squares line [B] (slope per frame times
+    T - 1): about +1 for a whole phase played forwards, -1 backwards, 0 for a frozen clip."""
+    t = torch.arange(progress.shape[1], dtype=progress.dtype, device=progress.device)
+    t = t - t.mean()
+    return (progress * t).sum(1) / (t * t).sum().clamp(min=1e-12) * (progress.shape[1] - 1)
+
+
 class VideoNet(nn.Module):
     """Clips float32 [B, T, 3, 64, 64] in [0, 1] (T = 16) -> features [B, 4 * width] and head logits.
 
     (2+1)D: each stage a spatial 1x3x3 convolution then a temporal 3x1x1 one; time is halved in the last
     three stages (16 -> 2), space by every stage (64 -> 4); features are the mean over what remains, or, with
-    ``time_difference`` (the shipped v2 detectors), a linear map of [that mean, the later half's mean minus the
-    earlier half's]: a direction-aware feature (its second part changes sign when the clip plays backwards).
+    ``time_difference``, a linear map of [that mean, the later half's mean minus the earlier half's].
+
+    With ``progress_width`` (off in the shipped file) an arrow-of-time branch is added: a
+    :class:`ProgressNet` estimates each frame's progress within its phase (trained on the renderer's, or
+    OphNet's, phase timestamps), :func:`progress_change` fits a line through the 16 estimates, and the features
+    gain ``change * arrow`` (``arrow``: a stored vector, a constant direction whose length is fixed by the
+    training data; see :func:`benchmarks.detectors.train_surgical.arrow_vector`). A clip played backwards moves
+    by about twice ``arrow``; the heads read the features without that term, so it changes no classification.
     """
 
-    def __init__(self, heads: dict[str, int], width: int = 32, time_difference: bool = False):
+    def __init__(self, heads: dict[str, int], width: int = 32, time_difference: bool = False,
+                 progress_width: int = 0):
         super().__init__()
         w = width
         stages, cin = [], 3
@@ -135,8 +176,12 @@ class VideoNet(nn.Module):
         # [mean over time, later half - earlier half] -> dim: the difference changes sign when the clip is reversed
         self.fuse = nn.Linear(8 * w, 4 * w) if self.time_difference else None
         self.classify = _Heads(self.dim, heads)
+        self.progress = ProgressNet(progress_width) if progress_width else None
+        if self.progress is not None:
+            self.register_buffer("arrow", torch.zeros(self.dim))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def body_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The (2+1)D body's features [B, dim] (the heads' input)."""
         y = self.body(((x - _MEAN) / _STD).transpose(1, 2))  # [B, C, T', H', W']
         if self.fuse is None:
             return y.mean((2, 3, 4))
@@ -146,8 +191,20 @@ class VideoNet(nn.Module):
         early = s[:, :, :half].mean(2) if half else late
         return self.fuse(torch.cat([s.mean(2), late - early], 1))
 
+    def frame_progress(self, x: torch.Tensor) -> torch.Tensor:
+        """Each frame's estimated progress within its phase [B, T] (needs the arrow-of-time branch)."""
+        if self.progress is None:
+            raise ValueError("this video detector has no arrow-of-time branch (progress_width 0)")
+        return self.progress(x.flatten(0, 1)).view(x.shape[0], x.shape[1])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.body_features(x)
+        if self.progress is None:
+            return f
+        return f + progress_change(self.frame_progress(x))[:, None] * self.arrow
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.classify(self.features(x))
+        return self.classify(self.body_features(x))
 
 
 class Tokenizer:

@@ -6,7 +6,8 @@
   rows inside a phase, or one phase row). Each run keeps at most ``max_frames`` consecutive frames (its middle
   ones) as detector input, and a label per frame: phase, operation (-1 where the CSV has none), and, for an
   OphSim world (a ``world.json`` two folders above the CSV), the operation's instrument and the patient's iris
-  colour and eye side.
+  colour and eye side. Each frame also gets its progress within the run (0 at the run's start time, 1 at its end:
+  the phase's timestamps), the target of the video detector's arrow-of-time branch.
 - :func:`load_pairs`: an Ophora-160K CSV (``clip id,instruction``, clips in ``clips/``) -> :class:`Pair` s.
 
 Frames become detector input with :func:`benchmarks.detectors.surgical.to_input`, the function evaluation
@@ -38,12 +39,14 @@ _TOUCH_S = 0.5  # rows of one phase whose times are this close (seconds) form on
 
 @dataclass
 class Run:
-    """One stretch of video in one phase: ``frames`` float16 [T, 3, 64, 64] in [0, 1] and ``labels``
-    {head: int64 [T]} (-1: no label for that frame)."""
+    """One stretch of video in one phase: ``frames`` float16 [T, 3, 64, 64] in [0, 1], ``labels``
+    {head: int64 [T]} (-1: no label for that frame) and ``progress`` float32 [T], each frame's time within the
+    run's [start, end] as a fraction (None where unknown)."""
 
     key: str
     frames: torch.Tensor
     labels: dict[str, np.ndarray] = field(default_factory=dict)
+    progress: np.ndarray | None = None
 
 
 @dataclass
@@ -135,10 +138,12 @@ def load_runs(csv: str | Path, videos_root: str | Path, max_frames: int = 32, sp
         pixels, offset = middle_frames(path, max_frames, window)
         fps = probe(path).fps
         start_frame = int(np.ceil(window[0] * fps - 1e-6)) + offset
-        labels = _frame_labels(frame, rows, (start_frame + np.arange(len(pixels))) / fps)
+        times = (start_frame + np.arange(len(pixels))) / fps
+        labels = _frame_labels(frame, rows, times)
         if patients is not None and first.video_id in patients:
             labels = _ophsim_labels(labels, patients[first.video_id])
-        runs.append(Run(f"{prefix}{first.video_id}@{window[0]:g}", to_input(pixels).half(), labels))
+        progress = np.clip((times - window[0]) / max(window[1] - window[0], 1e-9), 0.0, 1.0).astype(np.float32)
+        runs.append(Run(f"{prefix}{first.video_id}@{window[0]:g}", to_input(pixels).half(), labels, progress))
     return runs
 
 
