@@ -22,6 +22,10 @@ Recipe of ``fvmd/opencv-lk``, per 16-frame window of a video (every window, stri
    regularisation: 1e-5 added to the diagonal of both covariances inside the matrix square root,
    ``|mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr ((S1 + eps I)(S2 + eps I))^(1/2)`` (:func:`fvmd_distance`).
 
+``fvmd/raft`` and ``fvmd/raft-small`` replace the tracker of step 1 by
+:class:`benchmarks.detectors.raft_tracker.RaftTracker` (torchvision's RAFT flow chained frame to frame at the
+package's grid, RGB input, weights from the registry); steps 2-4 are the same.
+
 ``value`` is the package's ``fvmd`` (velocity and acceleration together); ``velocity`` and ``acceleration`` are
 its ``velocity_fvmd`` and ``acceleration_fvmd`` (the same distance on each half of the features). The state is
 FID's (:class:`~benchmarks.metrics.fd.FrechetState`: float64 sufficient statistics, mergeable, cached as
@@ -36,6 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from benchmarks.detectors.raft_tracker import ARCHS, RaftConfig, RaftTracker, load_raft_tracker
 from benchmarks.detectors.tracker import LKTracker, load_lk_tracker
 from benchmarks.metrics.base import ShortVideoError
 from benchmarks.metrics.bootstrap import GroupedRows, interval
@@ -43,8 +48,8 @@ from benchmarks.metrics.fd import CI_METHOD, FrechetMetric, FrechetState
 from benchmarks.metrics.frechet import frechet_distance, matrix_root, trace_sqrt_product
 from ophora.seeding import derive_seed
 
-__all__ = ["FVMDProtocol", "FVMD", "motion_fields", "motion_histograms", "motion_features", "fvmd_distance",
-           "fvmd_distance_from_factors"]
+__all__ = ["FVMDProtocol", "FVMDRaftProtocol", "FVMD_RAFT_SMALL", "FVMD", "motion_fields", "motion_histograms",
+           "motion_features", "fvmd_distance", "fvmd_distance_from_factors"]
 
 
 def motion_fields(trajectories: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -202,8 +207,70 @@ class FVMDProtocol:
             rows.append(motion_features(*motion_fields(np.stack(clips))))
         return np.concatenate(rows)
 
+    def weights_entry(self, cfg: Any) -> str | None:
+        """The tracker has no weights file."""
+        return None
+
     def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
         return load_lk_tracker(weights, self.name)
+
+
+@dataclass(frozen=True)
+class FVMDRaftProtocol(FVMDProtocol):
+    """FVMD with the learned tracker: torchvision's RAFT flow, chained frame to frame at the package's grid."""
+
+    shipped_weights: ClassVar[bool] = False  # the published RAFT file is a download (python -m ophora.weights fetch)
+
+    name: str = "fvmd/raft"
+    version: str = "1"
+    arch: str = "raft_large"
+    num_flow_updates: int = 12
+    detector: str = "torchvision-raft: benchmarks.detectors.raft_tracker.RaftTracker (torchvision.models." \
+                    "optical_flow.raft_large, weights raft_large:C_T_SKHT_V2, 12 flow updates); the flow from each " \
+                    "frame to the next sampled bilinearly at each point and added, on the package's 20 x 20 grid; " \
+                    "points leaving the frame held; the package's tracker is PIPs++"
+    input: str = "uint8 RGB [T, 256, 256, 3]"
+    resize: str = "cv2.resize of the RGB frames to 256x256: INTER_LINEAR when enlarging, INTER_AREA when either " \
+                  "side shrinks; in the DataLoader workers; then x / 255, (x - 0.5) / 0.5 (torchvision's " \
+                  "OpticalFlow transform) in the tracker"
+    comparable: str = "not comparable with published FVMD (RAFT flow chained frame to frame instead of PIPs++)"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        RaftConfig(arch=self.arch, num_flow_updates=self.num_flow_updates)  # refuses an unknown arch
+
+    def prepare(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 [T, H, W, 3] -> uint8 RGB [T, 256, 256, 3] (worker side; RAFT reads colour)."""
+        import cv2
+
+        shrink = frames.shape[1] > 256 or frames.shape[2] > 256
+        mode = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        return torch.from_numpy(np.stack([cv2.resize(np.ascontiguousarray(f), (256, 256), interpolation=mode)
+                                          for f in frames]))
+
+    def detector_features(self, tracker: RaftTracker, batch: torch.Tensor) -> np.ndarray:
+        """[B, T, 256, 256, 3] -> float64 [B * windows, 1024]; the flow of each frame pair of a video is computed
+        once for all its windows (:meth:`RaftTracker.track_windows`)."""
+        rows = []
+        for frames in batch.numpy():
+            clips, _ = tracker.track_windows(frames, self.clip_length, self.window_stride)
+            rows.append(motion_features(*motion_fields(np.stack(clips))))
+        return np.concatenate(rows)
+
+    def weights_entry(self, cfg: Any) -> str | None:
+        return ARCHS[self.arch]
+
+    def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
+        config = RaftConfig(arch=self.arch, num_flow_updates=self.num_flow_updates)
+        return load_raft_tracker(weights, self.name, config, seed=cfg.detector_seed)
+
+
+FVMD_RAFT_SMALL = FVMDRaftProtocol(
+    name="fvmd/raft-small", arch="raft_small",
+    detector="torchvision-raft: benchmarks.detectors.raft_tracker.RaftTracker (torchvision.models.optical_flow."
+             "raft_small, weights raft_small:C_T_V2, 12 flow updates); the flow from each frame to the next sampled "
+             "bilinearly at each point and added, on the package's 20 x 20 grid; points leaving the frame held; the "
+             "package's tracker is PIPs++")
 
 
 class FVMD(FrechetMetric):
@@ -211,8 +278,11 @@ class FVMD(FrechetMetric):
 
     name = "fvmd"
     display_name = "FVMD"
-    protocols = (FVMDProtocol(),)
+    protocols = (FVMDProtocol(), FVMDRaftProtocol(), FVMD_RAFT_SMALL)
     result_fields = FrechetMetric.result_fields + ("velocity", "acceleration")
+
+    def detector_weights(self, cfg: Any) -> str | None:
+        return self.protocol.weights_entry(cfg)
 
     def load_detector(self, weights: Any, cfg: Any) -> tuple[Any, Any]:
         return self.protocol.load_detector(weights, cfg)

@@ -45,7 +45,8 @@ _LEARNED = ("fvd/videomae", "jedi/v-jepa2")  # protocols whose detector has weig
 _FEATURE_WORDS = {"fvd/stylegan-v": "I3D", "fvd/tf": "I3D, TF preprocessing", "fvd/ophsim-surgical": "surgical",
                   "fvd/videomae": "VideoMAE"}
 _TITLES = {"fvmd/opencv-lk": "FVMD (LK tracker)", "kvmd": "KVMD (LK tracker)", "fvd/videomae": "cd-FVD (VideoMAE)",
-           "jedi/v-jepa2": "JEDi (V-JEPA 2)"}
+           "jedi/v-jepa2": "JEDi (V-JEPA 2)", "fvmd/raft": "FVMD (RAFT tracker)",
+           "fvmd/raft-small": "FVMD (RAFT-small tracker)"}
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,9 @@ def _detector_words(detector: Mapping[str, Any] | None) -> str:
 
 def _describe(column: Mapping[str, Any], fvd_column: str) -> str:
     protocol, features = column["protocol"], column.get("features_protocol")
+    if protocol in ("fvmd/raft", "fvmd/raft-small"):
+        return ("FVMD (Liu et al. 2024) with a learned tracker: torchvision's RAFT flow chained frame to frame at the "
+                "package's 20 x 20 grid (RGB, 256 x 256) in place of PIPs++, so not comparable with published FVMD")
     if protocol == "fvmd/opencv-lk":
         return ("FVMD (Liu et al. 2024): Fréchet distance of the velocity and acceleration histograms (1024-d) of "
                 "400 key points per 16-frame window, tracked by OpenCV's pyramidal Lucas-Kanade: a weight-free "
