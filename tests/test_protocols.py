@@ -18,7 +18,8 @@ def test_registry_names_and_did_you_mean():
     assert set(protocol_names()) == {"fid/pytorch-fid", "fvd/stylegan-v", "fvd/tf", "clipscore/open_clip", "kid",
                                      "fid/ophsim-surgical", "fvd/ophsim-surgical", "clipscore/ophsim-surgical",
                                      "fid/stylegan-v",
-                                     "recall/ophsim-surgical", "fvmd/opencv-lk", "fvmd/raft", "fvmd/raft-small", "kvd", "kvd/jedi", "fvd/videomae",
+                                     "recall/ophsim-surgical", "fvmd/opencv-lk", "fvmd/raft", "fvmd/raft-small",
+                                     "kvd", "kvd/jedi", "fvd/videomae",
                                      "jedi/v-jepa2", "kvmd"}
     with pytest.raises(KeyError, match="Did you mean 'fvd/stylegan-v'"):
         get_protocol("fvd/stylegan")
