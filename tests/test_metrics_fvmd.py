@@ -278,3 +278,15 @@ def test_state_merges_and_restores_from_cached_arrays():
     assert restored.videos == merged.videos == 4 and restored.stats.count == 8
     np.testing.assert_array_equal(restored.stats.cov("N-1"), whole.stats.cov("N-1"))
     np.testing.assert_array_equal(restored.stats.mean(), whole.stats.mean())
+
+
+@pytest.mark.parametrize("m1, m2", [(216, 24), (24, 24), (30, 1), (1, 1)])
+def test_the_bootstrap_route_from_row_factors_equals_the_distance_of_full_covariances(m1, m2):
+    """fvmd_distance_from_factors (every bootstrap replicate: fewer rows than the 1024 dimensions) equals the
+    package's regularised distance computed on the d x d covariances, whatever the ranks."""
+    rng = np.random.default_rng(m1 + m2)
+    x1, x2 = rng.gamma(1.0, 1.0, (m1, 1024)) / 15, rng.gamma(1.0, 1.0, (m2, 1024)) / 5
+    a1 = (x1 - x1.mean(0)) / np.sqrt(max(m1 - 1, 1))
+    a2 = (x2 - x2.mean(0)) / np.sqrt(max(m2 - 1, 1))
+    exact = fvmd_distance(x1.mean(0), a1.T @ a1, x2.mean(0), a2.T @ a2)
+    assert F.fvmd_distance_from_factors(x1.mean(0), a1, x2.mean(0), a2) == pytest.approx(exact, rel=1e-9)
