@@ -467,7 +467,7 @@ STEADY_N = "steady_n.json"  # benchmarks/metrics: steady N per metric, protocol 
 
 
 def steady_table() -> dict[str, Any] | None:
-    """The packaged table of steady Ns (written by ``python -m benchmarks.sanity.efficiency refresh``), None when
+    """The packaged table of steady Ns (written by ``python -m benchmarks.sanity.steady refresh``), None when
     the package has none."""
     entry = resources.files("benchmarks") / "metrics" / STEADY_N
     if not entry.is_file():

@@ -65,7 +65,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.evaluate import EvalConfig, resolve_metrics, set_states
+from benchmarks.evaluate import STEADY_N, EvalConfig, resolve_metrics, set_states
 from benchmarks.metrics.fd import FrechetState
 from benchmarks.sanity.config import SanityConfig, WorldSpec
 from benchmarks.sanity.degrade import DEGRADATIONS
@@ -78,14 +78,13 @@ from ophora.results import provenance
 from ophora.seeding import rng
 
 __all__ = ["EfficiencySpec", "EfficiencySets", "efficiency_spec", "pairs_of", "steady_n", "judge", "subset_draws",
-           "subset_state", "study_curve", "run_efficiency", "steady_table", "write_steady_table", "PACKAGED",
+           "subset_state", "study_curve", "run_efficiency", "steady_table", "write_steady_table",
            "KERNEL_OF", "REAL_PAIR"]
 
 KEYS = ("enabled", "world", "ns", "subsets", "degradations", "scorers", "coverage", "bootstrap")
 DEFAULT_DEGRADATIONS = ("blur", "shuffle", "freeze")
 KERNEL_OF = {"kid": "fid", "kvd": "fvd", "kvmd": "fvmd"}  # kernel metric -> the Fréchet metric of its features
 REAL_PAIR = "real"
-PACKAGED = "steady_n.json"  # in benchmarks/metrics
 TABLE_FORMAT = "ophora-steady-n/1"
 
 
@@ -501,7 +500,7 @@ def steady_table(study: dict[str, Any], source: str, config: str) -> dict[str, A
 
 
 def packaged_path() -> Path:
-    return Path(str(resources.files("benchmarks") / "metrics" / PACKAGED))
+    return Path(str(resources.files("benchmarks") / "metrics" / STEADY_N))
 
 
 def write_steady_table(results: str | Path, out: str | Path | None = None) -> Path:
