@@ -274,20 +274,28 @@ register(WeightsEntry(
 # seeds 7001-7004 and shipped inside the package: resolved from the package, their sha256 verified like any file.
 SURGICAL_SHA256 = {
     "frame": "8703e9fb62319dd607bbc97ca4e1886083c9752fe8e5a80b22e9b82eb2d6ca2e",
-    "video": "c4d3ee61cf7b439272cab3cf678ba38760384bc7cf07a11f7c733527e3600da7",
+    "video": "9829b2626180074f3f281785ae205d371a40aa16aa837bae799d19ccfa22a276",
     "dual": "8e15b42f1687afa4b323cc10260cc8238282d931d6314da214c37132b5a3915b",
 }
+# the file version of each (video v2: v1's body plus the arrow-of-time branch)
+SURGICAL_VERSION = {"frame": "v1", "video": "v2", "dual": "v1"}
 for _kind, _digest in SURGICAL_SHA256.items():
     register(WeightsEntry(
         name=f"ophsim-surgical:{_kind}",
-        file=f"ophsim-surgical-{_kind}-v1.safetensors",
-        url=f"package:benchmarks/detectors/surgical_weights/ophsim-surgical-{_kind}-v1.safetensors",
+        file=f"ophsim-surgical-{_kind}-{SURGICAL_VERSION[_kind]}.safetensors",
+        url=f"package:benchmarks/detectors/surgical_weights/ophsim-surgical-{_kind}-{SURGICAL_VERSION[_kind]}.safetensors",
         loader="safetensors",
         license="Apache-2.0 (trained by the Ophora suite on simulated OphSim surgeries; no third-party data)",
         sha256=_digest,
         checksum_source="python -m benchmarks.detectors.train_surgical --out benchmarks/detectors/surgical_weights; "
                         "the digest of the file it wrote (recipe.json beside it records the run)",
     ))
+
+def shipped_digests() -> dict[str, str]:
+    """``{entry name: sha256}`` of every registered file that ships inside the package (the surgical detectors):
+    a cache of scores made with them keys on this, so new shipped weights are never scored from an old cache."""
+    return {name: e.sha256 for name, e in sorted(REGISTRY.items()) if e.url.startswith("package:")}
+
 
 def get_entry(name: str) -> WeightsEntry:
     """The registered entry ``name``; unknown names raise KeyError with close matches."""

@@ -21,16 +21,18 @@ from benchmarks.detectors.i3d import export_random_i3d
 from benchmarks.detectors.surgical import (
     ENTRIES,
     FrameNet,
+    OrderNet,
     VideoNet,
+    clip_order,
     load_surgical,
     middle_clip,
-    progress_change,
+    order_pairs,
     read_detector,
     save_detector,
     to_input,
     video_features,
 )
-from benchmarks.detectors.surgical_data import CAPTURE_CLASSES, SEVERITY_BINS, capture_degrade
+from benchmarks.detectors.surgical_data import CAPTURE_CLASSES, SEVERITY_BINS, capture_degrade, capture_degrade_together
 from benchmarks.detectors.train_surgical import WORLD_SEEDS, weights_file
 from benchmarks.detectors.train_surgical import main as train_main
 from benchmarks.evaluate import EvalConfig, evaluate, summary_table
@@ -132,35 +134,90 @@ def test_the_time_difference_option_is_declared_in_the_file_and_changes_the_feat
         assert not torch.allclose(f, net.features(x))
 
 
-def test_progress_change_is_the_fitted_lines_change_across_the_clip():
-    ramp = torch.linspace(0, 1, 16)[None]
-    assert progress_change(ramp).item() == pytest.approx(1.0)
-    assert progress_change(ramp.flip(1)).item() == pytest.approx(-1.0)
-    assert progress_change(torch.full((1, 16), 0.3)).item() == pytest.approx(0.0, abs=1e-6)
-    half = torch.cat([torch.zeros(1, 8), torch.ones(1, 8)], 1)  # a step: the least-squares line's change
-    assert progress_change(half).item() == pytest.approx(15 * 32 / 340)
+def test_order_pairs_compare_frames_at_five_gaps_up_to_the_whole_clip():
+    early, late = order_pairs(16)
+    assert sorted(set((late - early).tolist())) == [3, 6, 9, 12, 15] and len(early) == 35
+    assert (early >= 0).all() and (late <= 15).all() and (late > early).all()
+    early, late = order_pairs(4)  # short clips: the gaps stay at least one frame, none repeated
+    assert sorted(set((late - early).tolist())) == [1, 2, 3]
+
+
+def test_the_order_network_is_antisymmetric_so_clip_order_flips_sign_when_the_clip_is_reversed():
+    torch.manual_seed(0)
+    net = OrderNet(4).eval()
+    a, b = torch.rand(2, 5, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        assert torch.allclose(net(a, b), -net(b, a), atol=1e-6)
+        assert torch.allclose(net(a, a), torch.zeros(5), atol=1e-6)
+        x = torch.rand(3, 16, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+        forwards = clip_order(net, x)
+        assert forwards.shape == (3,) and (forwards.abs() <= 1).all()
+        assert torch.allclose(clip_order(net, x.flip(1)), -forwards, atol=1e-6)
+        frozen = x[:, :1].expand(-1, 16, -1, -1, -1)
+        assert torch.allclose(clip_order(net, frozen), torch.zeros(3), atol=1e-6)
 
 
 def test_the_arrow_of_time_branch_is_declared_in_the_file_and_moves_a_reversed_clip_by_the_arrow(tmp_path):
     torch.manual_seed(0)
-    config = {"heads": {"phase": 12}, "width": 8, "progress_width": 4}
+    config = {"heads": {"phase": 12}, "width": 8, "order_width": 4}
     net = VideoNet(**config).eval()
     with torch.no_grad():
         net.arrow.copy_(torch.linspace(-1, 2, net.dim))
     path = save_detector(net, "video", config, tmp_path / "v.safetensors")
     again, meta = read_detector(path, "video")
-    assert meta["config"]["progress_width"] == 4 and torch.equal(again.arrow, net.arrow)
+    assert meta["config"]["order_width"] == 4 and torch.equal(again.arrow, net.arrow)
     x = torch.rand(2, 16, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         forward, backward = again.features(x), again.features(x.flip(1))
-        change = progress_change(again.frame_progress(x))
-        assert torch.allclose(progress_change(again.frame_progress(x.flip(1))), -change, atol=1e-6)
-        # the body's features do not change sign with time; the arrow term does: the difference is 2 * change * arrow
-        expected = again.body_features(x) - again.body_features(x.flip(1)) + 2 * change[:, None] * again.arrow
+        order = again.clip_order(x)
+        # the body's features do not change sign with time; the arrow term does: the difference is 2 * order * arrow
+        expected = again.body_features(x) - again.body_features(x.flip(1)) + 2 * order[:, None] * again.arrow
         assert torch.allclose(forward - backward, expected, atol=1e-5)
         assert torch.equal(again(x)["phase"], again.classify(again.body_features(x))["phase"])  # heads: no arrow
     with pytest.raises(ValueError, match="no arrow-of-time branch"):
-        VideoNet({"phase": 12}, width=8).frame_progress(x)
+        VideoNet({"phase": 12}, width=8).clip_order(x)
+
+
+def test_the_order_branch_learns_the_arrow_of_time_from_the_runs_frame_order():
+    """Runs whose frames brighten over time (with noise): a few epochs teach the branch that brighter comes later,
+    and a new clip of the same kind reads as forwards, reversed as backwards."""
+    from dataclasses import replace
+
+    from benchmarks.detectors.surgical_data import Run
+    from benchmarks.detectors.train_surgical import DEMO, train_order
+
+    g = torch.Generator().manual_seed(0)
+
+    def brightening(frames: int) -> torch.Tensor:
+        ramp = torch.linspace(0.2, 0.8, frames)[:, None, None, None]
+        return (ramp + 0.05 * torch.randn(frames, 3, 64, 64, generator=g)).clamp(0, 1)
+
+    runs = [Run(f"r{i}", brightening(12).half()) for i in range(8)]
+    recipe = replace(DEMO, order_width=4, order_epochs=6, order_batch=32, order_capture_fraction=0.0)
+    log: list = []
+    model = train_order(runs, recipe, 0, log).eval()
+    assert len(log) == 6 and log[-1]["acc_order"] > 0.9
+    clip = brightening(16)[None]
+    with torch.inference_mode():
+        assert clip_order(model, clip).item() > 0.5 and clip_order(model, clip.flip(1)).item() < -0.5
+    with pytest.raises(ValueError, match="2 or more frames"):
+        train_order([Run("one", brightening(1).half())], recipe, 0, [])
+
+
+def test_capture_degradation_together_gives_the_frames_of_an_item_the_same_damage():
+    image = torch.rand(60, 1, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    frames = (image.expand(-1, 2, -1, -1, -1) * 255).round() / 255  # items of two identical 8-bit frames
+    out = capture_degrade_together(frames, np.random.default_rng(0), fraction=1.0)
+    assert out.shape == frames.shape and out.dtype == torch.float32
+    damage = (out - frames).abs().flatten(1).mean(1)
+    assert (damage > 1 / 255).all()  # every item damaged at fraction 1
+    # the same kind, strength and colour-cast direction for both frames: identical outputs except for noise,
+    # drawn afresh per frame (1 kind in 5)
+    identical = (out[:, 0] == out[:, 1]).flatten(1).all(1).float().mean().item()
+    assert 0.6 < identical < 0.95
+    independent = torch.stack([capture_degrade(frames[:, k], np.random.default_rng(k), 1.0)[0] for k in (0, 1)], 1)
+    assert (independent[:, 0] == independent[:, 1]).flatten(1).all(1).float().mean().item() < identical - 0.3
+    assert torch.equal(capture_degrade_together(frames, np.random.default_rng(0), fraction=0.0), frames)
 
 
 def test_shipped_detectors_load_through_the_registry_verified_and_not_comparable():
@@ -285,6 +342,11 @@ def test_the_training_command_reads_an_ophnet_and_ophora_160k_layout(world, tmp_
     for kind in ("frame", "video", "dual"):
         digest = hashlib.sha256((out / weights_file(kind)).read_bytes()).hexdigest()
         assert recipe["detectors"][kind]["sha256"] == digest
+    # the video detector carries its arrow-of-time branch, trained on the same OphNet runs' frame order
+    video, meta = read_detector(out / weights_file("video"), "video")
+    assert meta["config"]["order_width"] == 16 and video.order is not None
+    log = recipe["detectors"]["video"]["log"]
+    assert any("order" in r for r in log) and any("arrow" in r for r in log)
     dual = str(out / weights_file("dual"))
     result = evaluate(_cfg(a, b, metrics=("clipscore",), custom_detectors=(("clipscore", dual),), bootstrap=0))
     assert result["metrics"]["clipscore"]["detector"]["identifier"] == "custom:" + weights_file("dual")

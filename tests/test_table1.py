@@ -156,6 +156,23 @@ def test_a_moved_cache_is_reused_and_scores_the_same(quick, tmp_path):
             assert b["metrics"][metric]["value"] == pytest.approx(m["value"], rel=1e-9), (a["name"], metric)
 
 
+def test_evaluation_stages_key_on_the_shipped_detectors_digests(quick, monkeypatch):
+    """New surgical weights must never be scored from an old cache: every evaluation stage's key covers the
+    sha256 of the detectors shipped in the package."""
+    import dataclasses
+
+    from ophora import weights as W
+
+    config, root, payload, _ = quick
+    records = [json.loads(p.read_text()) for p in (root / "cache").glob("evaluate*/*/done.json")]
+    assert {r["inputs"]["shipped"]["ophsim-surgical:video"] for r in records} == \
+        {W.get_entry("ophsim-surgical:video").sha256}
+    before = W.shipped_digests()
+    entry = W.REGISTRY["ophsim-surgical:video"]
+    monkeypatch.setitem(W.REGISTRY, entry.name, dataclasses.replace(entry, sha256="0" * 64))
+    assert W.shipped_digests() != before and set(W.shipped_digests()) == set(before)
+
+
 @pytest.mark.slow
 def test_a_run_killed_while_training_resumes_to_the_same_numbers(quick, tmp_path):
     """Simulate a kill during Ophora's P2FT: no final model, only its first checkpoint, no videos of that row, no

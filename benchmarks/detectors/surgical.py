@@ -11,10 +11,10 @@ architecture together:
   surgical FID's features;
 - ``video`` (:class:`VideoNet`): a (2+1)D CNN on 16 consecutive frames with heads for phase, operation and the
   clip's temporal order (natural, reversed, shuffled, frozen: a self-supervised head that makes the features see
-  frame order); its 128-d features (the body's mean over time) are the surgical FVD's features. An optional
-  arrow-of-time branch (not in the shipped file) adds a small frame CNN (:class:`ProgressNet`) that estimates
-  each frame's progress within its phase; the features then gain the change of that estimate across the clip
-  times a stored vector (``arrow``), so a clip played backwards moves in feature space;
+  frame order); its 128-d features (the body's mean over time) plus an arrow-of-time term are the surgical
+  FVD's features. The arrow-of-time branch (:class:`OrderNet`) judges, for pairs of the clip's frames, which one
+  comes later; the features gain that judgement summed up over the clip (:func:`clip_order`, +1 forwards, -1
+  backwards) times a stored vector (``arrow``), so a clip played backwards moves in feature space;
 - ``dual`` (:class:`DualEncoder`): a video tower (a :class:`VideoNet` body) and a bag-of-words text tower over a
   vocabulary built from the training instructions, trained contrastively on instruction-clip pairs; the
   surgical CLIPScore (100 * cos) and text-to-video recall@k use its L2-normalised 64-d embeddings.
@@ -47,7 +47,7 @@ from benchmarks.detectors import DetectorInfo, custom_info, random_info, seeded_
 from ophora.weights import file_sha256, resolve
 
 __all__ = ["SIZE", "CLIP_LENGTH", "KINDS", "ENTRIES", "FORMAT", "ORDER_CLASSES", "to_input", "FrameNet", "VideoNet",
-           "ProgressNet", "progress_change", "DualEncoder", "Tokenizer", "middle_clip", "build", "save_detector",
+           "OrderNet", "order_pairs", "clip_order", "DualEncoder", "Tokenizer", "middle_clip", "build", "save_detector",
            "read_detector", "load_surgical", "frame_features", "video_features", "dual_embeddings"]
 
 SIZE = 64  # detector input side, pixels
@@ -113,36 +113,43 @@ class FrameNet(nn.Module):
         return self.classify(self.features(x))
 
 
-class ProgressNet(nn.Module):
-    """Frames float32 [N, 3, 64, 64] in [0, 1] -> progress within the phase [N] in (0, 1): a 4-layer CNN
-    (widths ``width`` .. 4 * ``width``) with a phase classifier and one progress regressor per phase (a sigmoid);
-    the estimate is the regressors' mean weighted by the phase probabilities. The video detector's arrow-of-time
-    branch."""
+class OrderNet(nn.Module):
+    """Two frames of one clip, ``a`` and ``b``, float32 [N, 3, 64, 64] in [0, 1] -> a logit [N] that ``b`` comes
+    later than ``a``: the video detector's arrow-of-time branch. A 4-layer frame CNN (widths ``width`` ..
+    4 * ``width``) reads 6 channels, one frame and 4 x the other's difference from it, so the changes between the
+    two frames (a tear growing, a nucleus shrinking) stand out whatever the patient looks like; the logit is
+    ``s(a, b) - s(b, a)``, so swapping the frames flips its sign exactly and a frame compared with itself gives 0."""
 
-    def __init__(self, width: int = 16, phases: int = 12):
+    def __init__(self, width: int = 16):
         super().__init__()
         w = width
-        self.body = nn.Sequential(_conv(3, w, (3, 3), 2, 1), _conv(w, 2 * w, (3, 3), 2, 1),
+        self.body = nn.Sequential(_conv(6, w, (3, 3), 2, 1), _conv(w, 2 * w, (3, 3), 2, 1),
                                   _conv(2 * w, 4 * w, (3, 3), 2, 1), _conv(4 * w, 4 * w, (3, 3), 2, 1))
-        self.phase = nn.Linear(4 * w, phases)
-        self.head = nn.Linear(4 * w, phases)
+        self.head = nn.Linear(4 * w, 1)
 
-    def outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(phase logits [N, phases], each phase's progress estimate [N, phases] in (0, 1))."""
-        f = self.body((x - _MEAN) / _STD).mean((2, 3))
-        return self.phase(f), torch.sigmoid(self.head(f))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits, progress = self.outputs(x)
-        return (logits.softmax(1) * progress).sum(1)
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        na, nb = (a - _MEAN) / _STD, (b - _MEAN) / _STD
+        both = torch.cat([torch.cat([na, 4 * (b - a)], 1), torch.cat([nb, 4 * (a - b)], 1)])
+        s = self.head(self.body(both).mean((2, 3)))[:, 0]
+        return s[:len(a)] - s[len(a):]
 
 
-def progress_change(progress: torch.Tensor) -> torch.Tensor:
-    """Progress float [B, T] -> the change across the clip of its least-squares line [B] (slope per frame times
-    T - 1): about +1 for a whole phase played forwards, -1 backwards, 0 for a frozen clip."""
-    t = torch.arange(progress.shape[1], dtype=progress.dtype, device=progress.device)
-    t = t - t.mean()
-    return (progress * t).sum(1) / (t * t).sum().clamp(min=1e-12) * (progress.shape[1] - 1)
+def order_pairs(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices (earlier [P], later [P]) the arrow-of-time branch compares in a clip of ``length`` frames:
+    every pair whose gap is one of five evenly spaced gaps up to ``length - 1`` (16 frames: gaps 3, 6, 9, 12 and
+    15, 35 pairs)."""
+    gaps = sorted({max(1, round(k * (length - 1) / 5)) for k in range(1, 6)})
+    pairs = [(i, i + gap) for gap in gaps for i in range(length - gap)]
+    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+
+
+def clip_order(order: OrderNet, x: torch.Tensor) -> torch.Tensor:
+    """Clips float32 [B, T, 3, 64, 64] -> how forwards each clip plays [B] in [-1, 1]: over the frame pairs of
+    :func:`order_pairs`, the mean of P(later frame judged later) - P(judged earlier) (= tanh(logit / 2)). About
+    +1 for a natural clip the branch reads well, -1 played backwards, 0 shuffled or frozen."""
+    early, late = (torch.from_numpy(i) for i in order_pairs(x.shape[1]))
+    a, b = x[:, early].flatten(0, 1), x[:, late].flatten(0, 1)
+    return torch.tanh(order(a, b) / 2).view(x.shape[0], -1).mean(1)
 
 
 class VideoNet(nn.Module):
@@ -152,16 +159,16 @@ class VideoNet(nn.Module):
     three stages (16 -> 2), space by every stage (64 -> 4); features are the mean over what remains, or, with
     ``time_difference``, a linear map of [that mean, the later half's mean minus the earlier half's].
 
-    With ``progress_width`` (off in the shipped file) an arrow-of-time branch is added: a
-    :class:`ProgressNet` estimates each frame's progress within its phase (trained on the renderer's, or
-    OphNet's, phase timestamps), :func:`progress_change` fits a line through the 16 estimates, and the features
-    gain ``change * arrow`` (``arrow``: a stored vector, a constant direction whose length is fixed by the
-    training data; see :func:`benchmarks.detectors.train_surgical.arrow_vector`). A clip played backwards moves
-    by about twice ``arrow``; the heads read the features without that term, so it changes no classification.
+    With ``order_width`` an arrow-of-time branch is added: an :class:`OrderNet` compares frame pairs of the clip
+    (which of the two comes later, trained on the frame order of the training runs), :func:`clip_order` sums it
+    up as one number in [-1, 1], and the features gain ``order * arrow`` (``arrow``: a stored vector, a constant
+    direction whose length is fixed by the training data; see
+    :func:`benchmarks.detectors.train_surgical.arrow_vector`). A clip played backwards moves by about twice
+    ``order * arrow``; the heads read the features without that term, so it changes no classification.
     """
 
     def __init__(self, heads: dict[str, int], width: int = 32, time_difference: bool = False,
-                 progress_width: int = 0):
+                 order_width: int = 0):
         super().__init__()
         w = width
         stages, cin = [], 3
@@ -176,8 +183,8 @@ class VideoNet(nn.Module):
         # [mean over time, later half - earlier half] -> dim: the difference changes sign when the clip is reversed
         self.fuse = nn.Linear(8 * w, 4 * w) if self.time_difference else None
         self.classify = _Heads(self.dim, heads)
-        self.progress = ProgressNet(progress_width) if progress_width else None
-        if self.progress is not None:
+        self.order = OrderNet(order_width) if order_width else None
+        if self.order is not None:
             self.register_buffer("arrow", torch.zeros(self.dim))
 
     def body_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -191,17 +198,17 @@ class VideoNet(nn.Module):
         early = s[:, :, :half].mean(2) if half else late
         return self.fuse(torch.cat([s.mean(2), late - early], 1))
 
-    def frame_progress(self, x: torch.Tensor) -> torch.Tensor:
-        """Each frame's estimated progress within its phase [B, T] (needs the arrow-of-time branch)."""
-        if self.progress is None:
-            raise ValueError("this video detector has no arrow-of-time branch (progress_width 0)")
-        return self.progress(x.flatten(0, 1)).view(x.shape[0], x.shape[1])
+    def clip_order(self, x: torch.Tensor) -> torch.Tensor:
+        """How forwards each clip plays [B] in [-1, 1] (:func:`clip_order`; needs the arrow-of-time branch)."""
+        if self.order is None:
+            raise ValueError("this video detector has no arrow-of-time branch (order_width 0)")
+        return clip_order(self.order, x)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         f = self.body_features(x)
-        if self.progress is None:
+        if self.order is None:
             return f
-        return f + progress_change(self.frame_progress(x))[:, None] * self.arrow
+        return f + self.clip_order(x)[:, None] * self.arrow
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.classify(self.body_features(x))

@@ -6,8 +6,7 @@
   rows inside a phase, or one phase row). Each run keeps at most ``max_frames`` consecutive frames (its middle
   ones) as detector input, and a label per frame: phase, operation (-1 where the CSV has none), and, for an
   OphSim world (a ``world.json`` two folders above the CSV), the operation's instrument and the patient's iris
-  colour and eye side. Each frame also gets its progress within the run (0 at the run's start time, 1 at its end:
-  the phase's timestamps), the target of the video detector's arrow-of-time branch.
+  colour and eye side. The frames stay in time order: the video detector's arrow-of-time branch learns from it.
 - :func:`load_pairs`: an Ophora-160K CSV (``clip id,instruction``, clips in ``clips/``) -> :class:`Pair` s.
 
 Frames become detector input with :func:`benchmarks.detectors.surgical.to_input`, the function evaluation
@@ -29,7 +28,7 @@ from ophora.sim.patient import IRIS_COLORS
 from ophora.sim.phases import operations
 
 __all__ = ["Run", "Pair", "ANATOMY", "INSTRUMENTS", "CAPTURE_CLASSES", "SEVERITY_BINS", "CAPTURE_RANGES", "load_runs",
-           "load_pairs", "middle_frames", "capture_degrade"]
+           "load_pairs", "middle_frames", "capture_degrade", "capture_degrade_together"]
 
 EYE_SIDES = ("left", "right")
 ANATOMY = {"iris": IRIS_COLORS, "side": EYE_SIDES}
@@ -40,13 +39,11 @@ _TOUCH_S = 0.5  # rows of one phase whose times are this close (seconds) form on
 @dataclass
 class Run:
     """One stretch of video in one phase: ``frames`` float16 [T, 3, 64, 64] in [0, 1], ``labels``
-    {head: int64 [T]} (-1: no label for that frame) and ``progress`` float32 [T], each frame's time within the
-    run's [start, end] as a fraction (None where unknown)."""
+    {head: int64 [T]} (-1: no label for that frame); frames in time order."""
 
     key: str
     frames: torch.Tensor
     labels: dict[str, np.ndarray] = field(default_factory=dict)
-    progress: np.ndarray | None = None
 
 
 @dataclass
@@ -142,8 +139,7 @@ def load_runs(csv: str | Path, videos_root: str | Path, max_frames: int = 32, sp
         labels = _frame_labels(frame, rows, times)
         if patients is not None and first.video_id in patients:
             labels = _ophsim_labels(labels, patients[first.video_id])
-        progress = np.clip((times - window[0]) / max(window[1] - window[0], 1e-9), 0.0, 1.0).astype(np.float32)
-        runs.append(Run(f"{prefix}{first.video_id}@{window[0]:g}", to_input(pixels).half(), labels, progress))
+        runs.append(Run(f"{prefix}{first.video_id}@{window[0]:g}", to_input(pixels).half(), labels))
     return runs
 
 
@@ -191,6 +187,24 @@ def _capture_one(frame: np.ndarray, kind: str, value: float, g: np.random.Genera
         direction = g.normal(size=3)
         out = frame.astype(np.float32) + (value * direction / np.linalg.norm(direction)).astype(np.float32)
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def capture_degrade_together(frames: torch.Tensor, g: np.random.Generator, fraction: float = 0.5) -> torch.Tensor:
+    """A ``fraction`` of the items of ``frames`` (float [N, K, 3, H, W] in [0, 1]: N items of K frames each)
+    through a random capture degradation: the same kind, strength and colour-cast direction for the K frames of
+    an item, noise drawn afresh per frame, as in a degraded video. Returns float32 [N, K, 3, H, W], every frame
+    quantised to 8 bits."""
+    x = frames.float().clamp(0, 1)
+    pixels = (x.permute(0, 1, 3, 4, 2) * 255).round().to(torch.uint8).numpy()
+    out = pixels.copy()
+    for i in np.flatnonzero(g.random(len(x)) < fraction):
+        name = CAPTURE_CLASSES[int(g.integers(1, len(CAPTURE_CLASSES)))]
+        lo, hi = CAPTURE_RANGES[name]
+        value, key = lo + float(g.random()) * (hi - lo), int(g.integers(2 ** 62))
+        for k in range(x.shape[1]):  # one colour-cast direction per item; fresh noise per frame
+            frame_g = np.random.default_rng([key, k] if name == "noise" else key)
+            out[i, k] = _capture_one(pixels[i, k], name, value, frame_g)
+    return torch.from_numpy(out).permute(0, 1, 4, 2, 3).float().div_(255.0)
 
 
 def capture_degrade(frames: torch.Tensor, g: np.random.Generator,

@@ -5,7 +5,7 @@
     python -m benchmarks.detectors.train_surgical --out DIR --ophnet CSV --videos-root DIR \\
         --instructions CSV [--split train|all] [--epochs-scale X]       # paper scale: OphNet + Ophora-160K
 
-Writes ``DIR/ophsim-surgical-<kind>-<version>.safetensors`` (:data:`WEIGHTS_VERSION`, v1 for all three;
+Writes ``DIR/ophsim-surgical-<kind>-<version>.safetensors`` (:data:`WEIGHTS_VERSION`: frame v1, video v2, dual v1;
 weights and declared architecture, see
 :mod:`benchmarks.detectors.surgical`) and ``DIR/recipe.json`` (world seeds and sizes or data files, epochs,
 batch sizes, learning rates, seeds, per-epoch losses and accuracies, wall time; :func:`ophora.results.write_json`).
@@ -16,9 +16,9 @@ detector and the dual encoder: the same seeds rendered with 4 patients each at 6
 7001 and 7003 and 24 in 7002 and 7004 (the size and clip lengths of the demo's evaluation worlds). No evaluation
 world and no test may use these seeds: a detector must never have seen the videos it judges. (The sanity suite's
 evaluation world uses seed 9001; the tests use their own seeds; the arrow-of-time branch below was measured on
-a validation world of seed 8101.) The video detector's optional arrow-of-time branch trains on the same seeds
-rendered with 12 patients each at the frame detector's settings (more patients: a progress estimate learnt
-from 12 patients did not carry over to an unseen world).
+a validation world of seed 8101.) The video detector's arrow-of-time branch trains on the same seeds rendered
+with 12 patients each at the frame detector's settings (more patients: more variety between the frames of a
+pair).
 
 **Deterministic.** One torch thread, ``torch.use_deterministic_algorithms(True)``, every random draw (weights,
 batch order, clip offsets, temporal corruptions) from generators seeded by (``--seed``, detector, epoch): the
@@ -40,18 +40,18 @@ options exist and are off in the shipped recipe (``video_pairs``: each window sh
 so the pair differs only in frame order; ``time_difference``: features from [mean over time, later half minus
 earlier half]): trained together on the 64x64 worlds they did not make the order head generalise to an unseen
 world and cost the features their response to noise, JPEG, shuffling and freezing (see docs/sanity.md).
-A third option, also off in the shipped recipe (``progress_width``, e.g. 16), keeps that body (trained exactly as
-v1) and adds an arrow-of-time branch: a :class:`~benchmarks.detectors.surgical.ProgressNet` trained on every frame
-of the branch's worlds to classify the phase and regress the frame's progress within it (0 at the phase's start, 1
-at its end: the renderer's phase timestamps here, OphNet's at paper scale), frames mirrored at random; the features
-gain ``change * arrow``, where ``change`` is the change across the clip of the line fitted through the 16 frames'
-progress estimates and ``arrow`` a constant direction whose length puts the training clips' mean change
-``arrow_weight`` feature SDs from zero (:func:`arrow_vector`). The heads read the body alone. Measured on the
-validation world 8101 (sanity suite, 24 against 24 clips): its progress estimates correlate 0.38 with the truth per
-clip (in training 59% of frames came within 0.1 of it), and with ``arrow_weight`` 24 the surgical FVD sees reversal
-(24.6 at half the clips reversed against a floor of 7.9 [-5.5, 13.8]; Spearman 1.0), but the arrow term's spread
-from clip to clip widens the floor interval (upper end 13.8 against 7.7 without it), so noise at its middle strength
-(10.6) no longer clears it: not shipped.
+The shipped video detector (v2) adds an arrow-of-time branch to that body (trained exactly as v1; ``order_width``,
+0 for v1): an :class:`~benchmarks.detectors.surgical.OrderNet` shown pairs of frames of one training run and taught
+which of the two comes later (the runs' own frame order: no label beyond the video itself, so the same recipe holds
+for OphNet at paper scale), both frames mirrored alike and half the pairs put through one capture degradation
+together. The features gain ``order * arrow``, where ``order`` in [-1, 1] sums the branch's judgements over 35
+frame pairs of the clip (:func:`~benchmarks.detectors.surgical.clip_order`) and ``arrow`` is a constant direction
+whose length puts the training clips' mean order ``arrow_weight`` feature SDs from zero (:func:`arrow_vector`).
+The heads read the body alone. Chosen on a validation world (seed 8101; see docs/sanity.md): the branch reads the
+order of unseen patients' clips (order 0.62 +- 0.29 for natural clips, 98% of them above zero), and at
+``arrow_weight`` 8 the surgical FVD sees reversal while the real-vs-real interval widens by about 1. Two earlier
+arrow-of-time attempts failed there: a progress-within-phase regressor (commit a62a567: its estimates did not carry
+over to unseen patients, 0.19 +- 0.22) and the two body options above.
 ``text`` (the dual encoder): at demo scale its video tower starts from a video classifier of its own
 (not shipped), trained with both arrow-of-time options on the frame detector's 64x64 worlds, and it trains on
 those worlds' instruction-clip pairs (at paper scale the tower starts from the video detector); the tower is
@@ -86,7 +86,7 @@ from benchmarks.detectors.surgical import (
     ORDER_CLASSES,
     DualEncoder,
     FrameNet,
-    ProgressNet,
+    OrderNet,
     Tokenizer,
     VideoNet,
     read_detector,
@@ -100,18 +100,19 @@ from benchmarks.detectors.surgical_data import (
     Pair,
     Run,
     capture_degrade,
+    capture_degrade_together,
     load_pairs,
     load_runs,
 )
 from ophora.results import write_json
 from ophora.seeding import derive_seed, rng
-from ophora.weights import file_sha256
+from ophora.weights import SURGICAL_VERSION, file_sha256
 
 __all__ = ["WORLD_SEEDS", "Recipe", "DEMO", "weights_file", "demo_worlds", "train_frame", "train_video",
-           "train_progress", "arrow_vector", "with_arrow", "train_text", "train", "main"]
+           "train_order", "arrow_vector", "with_arrow", "train_text", "train", "main"]
 
 WORLD_SEEDS = (7001, 7002, 7003, 7004)  # reserved: no evaluation world or test may use them
-WEIGHTS_VERSION = {"frame": "v1", "video": "v1", "dual": "v1"}
+WEIGHTS_VERSION = SURGICAL_VERSION  # file version per kind (ophora.weights registers the shipped files by it)
 
 
 @dataclass(frozen=True)
@@ -140,15 +141,15 @@ class Recipe:
     video_lr: float = 3e-3
     video_pairs: bool = False  # each window shown natural and corrupted (the arrow-of-time pairs; see _video_batch)
     time_difference: bool = False  # VideoNet features from [mean, later half - earlier half]
-    # the video detector's arrow-of-time branch (ProgressNet: per-frame progress within the phase)
-    progress_width: int = 0  # 0: no branch (the shipped v1); 16: the measured branch
-    progress_world_videos: int = 12  # the branch's worlds: these patients per seed, at the frame worlds' settings
-    progress_flip: bool = True  # frames mirrored left-right or up-down at random (the branch's augmentation)
-    progress_epochs: int = 16
-    progress_batch: int = 64
-    progress_lr: float = 3e-3
-    progress_loss_weight: float = 10.0  # the progress regression's weight beside the phase classification (1)
-    arrow_weight: float = 24.0  # the training clips' mean progress change sits this many feature SDs along ``arrow``
+    # the video detector's arrow-of-time branch (OrderNet: which of two frames of a run comes later)
+    order_width: int = 16  # 0: no branch (v1)
+    order_world_videos: int = 12  # the branch's worlds: these patients per seed, at the frame worlds' settings
+    order_epochs: int = 35
+    order_pairs_per_run: int = 16  # frame pairs drawn from each run per epoch
+    order_batch: int = 64
+    order_lr: float = 3e-3
+    order_capture_fraction: float = 0.5  # pairs shown through one capture degradation (both frames alike)
+    arrow_weight: float = 8.0  # the training clips' mean order score sits this many feature SDs along ``arrow``
     tower_windows_per_run: int = 2  # the dual's tower (demo): windows per run, each shown natural and corrupted
     text_epochs: int = 30
     text_batch: int = 36  # 3 whole OphSim surgeries
@@ -180,12 +181,12 @@ def _deterministic() -> None:
 def demo_worlds(work: Path, recipe: Recipe, progress: bool = False, frame: bool = False,
                 branch: bool = False) -> list[Path]:
     """Render (or reuse) the OphSim worlds of ``recipe.world_seeds`` under ``work`` (``frame``: at the frame
-    detector's settings; ``branch``: the same settings with ``recipe.progress_world_videos`` patients, the video
+    detector's settings; ``branch``: the same settings with ``recipe.order_world_videos`` patients, the video
     detector's arrow-of-time branch); their folders."""
     from ophora.sim.world import WorldConfig, build_world
 
     videos, counts, size = ((recipe.frame_world_videos, recipe.frame_world_frames, recipe.frame_world_size) if frame
-                            else (recipe.progress_world_videos, recipe.frame_world_frames, recipe.frame_world_size)
+                            else (recipe.order_world_videos, recipe.frame_world_frames, recipe.frame_world_size)
                             if branch else (recipe.world_videos, recipe.world_frames, recipe.world_size))
     if len(counts) != len(recipe.world_seeds):
         raise ValueError(f"the recipe needs one frame count per world seed {recipe.world_seeds}, got {counts}")
@@ -360,73 +361,75 @@ def train_video(runs: list[Run], recipe: Recipe, seed: int, log: list) -> tuple[
     return model, config
 
 
-def train_progress(runs: list[Run], recipe: Recipe, seed: int, log: list) -> ProgressNet:
-    """The arrow-of-time branch: a :class:`ProgressNet` classifying every frame's phase (cross-entropy) and
-    regressing its progress within its run (the phase's timestamps, :attr:`Run.progress`) with the regressor of
-    its own phase (smooth L1, weight ``progress_loss_weight``); runs without progress are left out."""
-    runs = [r for r in runs if r.progress is not None]
+def train_order(runs: list[Run], recipe: Recipe, seed: int, log: list) -> OrderNet:
+    """The arrow-of-time branch: an :class:`OrderNet` shown pairs of frames of one run (two distinct frames drawn
+    at random, ``order_pairs_per_run`` pairs per run and epoch) and trained to tell whether the second comes
+    later (binary cross-entropy on its logit). Both frames of a pair are mirrored alike (left-right, up-down, each
+    with probability 1/2), and an ``order_capture_fraction`` of the pairs go through one capture degradation
+    together (:func:`~benchmarks.detectors.surgical_data.capture_degrade_together`), so capture quality says
+    nothing about order. Runs shorter than 2 frames are left out."""
+    runs = [r for r in runs if len(r.frames) >= 2]
     if not runs:
-        raise ValueError("no run has frame progress (phase start and end times); the arrow-of-time branch needs it")
-    torch.manual_seed(derive_seed(seed, "progress", "init"))
-    phases = _heads(runs, ("phase",))["phase"]
-    model = ProgressNet(recipe.progress_width, phases)
-    frames = torch.cat([r.frames for r in runs])
-    target = torch.from_numpy(np.concatenate([r.progress for r in runs]).astype(np.float32))
-    phase = torch.from_numpy(np.concatenate([r.labels["phase"] for r in runs]))
+        raise ValueError("no run has 2 or more frames; the arrow-of-time branch learns from frame order within runs")
+    torch.manual_seed(derive_seed(seed, "order", "init"))
+    model = OrderNet(recipe.order_width)
+    lengths = np.array([len(r.frames) for r in runs])
 
     def batches(epoch: int) -> list:
-        order = rng(seed, "progress", "epoch", epoch).permutation(len(frames))
-        return [(order[i:i + recipe.progress_batch], epoch, i) for i in _starts(len(order), recipe.progress_batch)]
+        g = rng(seed, "order", "epoch", epoch)
+        which = g.permutation(np.repeat(np.arange(len(runs)), recipe.order_pairs_per_run))
+        first = (g.random(len(which)) * lengths[which]).astype(np.int64)
+        second = (first + 1 + (g.random(len(which)) * (lengths[which] - 1)).astype(np.int64)) % lengths[which]
+        return [(which[i:i + recipe.order_batch], first[i:i + recipe.order_batch], second[i:i + recipe.order_batch],
+                 epoch, i) for i in _starts(len(which), recipe.order_batch)]
 
     def step(batch):
-        index, epoch, i = batch
-        idx = torch.from_numpy(index)
-        x, y = frames[idx].float(), target[idx]
-        if recipe.progress_flip:  # each frame mirrored left-right and/or up-down with probability 1/2
-            g = rng(seed, "progress", "flip", epoch, i)
-            flips = torch.from_numpy(g.random((len(x), 2)) < 0.5)
-            x = torch.where(flips[:, 0, None, None, None], x.flip(3), x)
-            x = torch.where(flips[:, 1, None, None, None], x.flip(2), x)
-        logits, per_phase = model.outputs(x)
-        own = per_phase.gather(1, phase[idx, None])[:, 0]  # the regressor of the frame's own phase
-        close = float((((logits.softmax(1) * per_phase).sum(1) - y).abs() < 0.1).float().mean())
-        loss = F.cross_entropy(logits, phase[idx]) + recipe.progress_loss_weight * F.smooth_l1_loss(own, y, beta=0.1)
-        return loss, {"progress_within_0.1": close, "phase": float((logits.argmax(1) == phase[idx]).float().mean())}
+        which, first, second, epoch, i = batch
+        pair = torch.stack([runs[r].frames[[a, b]] for r, a, b in zip(which, first, second)])  # [N, 2, 3, H, W]
+        g = rng(seed, "order", "augment", epoch, i)
+        flips = torch.from_numpy(g.random((len(pair), 2)) < 0.5)[:, :, None, None, None, None]
+        pair = torch.where(flips[:, 0], pair.flip(4), pair)  # both frames of a pair left-right
+        pair = torch.where(flips[:, 1], pair.flip(3), pair)  # and up-down
+        pair = capture_degrade_together(pair, g, recipe.order_capture_fraction)
+        later = torch.from_numpy((second > first).astype(np.float32))
+        logit = model(pair[:, 0], pair[:, 1])
+        loss = F.binary_cross_entropy_with_logits(logit, later)
+        return loss, {"order": float(((logit > 0).float() == later).float().mean())}
 
-    _fit(model, batches, step, recipe.progress_epochs, recipe.progress_lr, recipe, log, "progress")
+    _fit(model, batches, step, recipe.order_epochs, recipe.order_lr, recipe, log, "order")
     return model
 
 
 @torch.inference_mode()
 def arrow_vector(video: VideoNet, runs: list[Run], recipe: Recipe) -> tuple[torch.Tensor, dict[str, float]]:
-    """The video detector's ``arrow`` (its features gain ``progress change * arrow``): the unit vector with equal
-    components, times ``recipe.arrow_weight`` * (RMS over dimensions of the body features' SD) / (mean progress
-    change), both over the middle 16-frame window of every training run played forwards. So the natural clips'
-    arrow-of-time term is ``arrow_weight`` typical feature SDs long, and a reversed clip moves about twice that.
-    Returns (arrow [dim], the statistics it came from)."""
-    from benchmarks.detectors.surgical import middle_clip, progress_change
+    """The video detector's ``arrow`` (its features gain ``order * arrow``, :func:`clip_order`): the unit vector
+    with equal components, times ``recipe.arrow_weight`` * (RMS over dimensions of the body features' SD) / (mean
+    order score), both over the middle 16-frame window of every training run played forwards. So the natural
+    clips' arrow-of-time term is ``arrow_weight`` typical feature SDs long, and a reversed clip moves about twice
+    that. Returns (arrow [dim], the statistics it came from)."""
+    from benchmarks.detectors.surgical import middle_clip
 
     clips = torch.stack([r.frames[torch.from_numpy(middle_clip(len(r.frames)))] for r in runs]).float()
     body = torch.cat([video.body_features(clips[i:i + 16]) for i in range(0, len(clips), 16)])
-    change = torch.cat([progress_change(video.frame_progress(clips[i:i + 16])) for i in range(0, len(clips), 16)])
+    order = torch.cat([video.clip_order(clips[i:i + 16]) for i in range(0, len(clips), 16)])
     spread = float(body.var(0, unbiased=True).mean().sqrt())
-    mean_change = float(change.mean())
-    if mean_change <= 0.05:  # a branch that sees no progress (e.g. a run of a few steps) gets no arrow
-        print(f"warning: the arrow-of-time branch sees no progress on its training runs (mean change "
-              f"{mean_change:.3f} across a clip played forwards): arrow set to zero", file=sys.stderr)
-    length = recipe.arrow_weight * spread / mean_change if mean_change > 0.05 else 0.0
+    mean_order = float(order.mean())
+    if mean_order <= 0.05:  # a branch that cannot tell the order (e.g. a run of a few steps) gets no arrow
+        print(f"warning: the arrow-of-time branch cannot tell frame order on its training runs (mean order score "
+              f"{mean_order:.3f} for clips played forwards): arrow set to zero", file=sys.stderr)
+    length = recipe.arrow_weight * spread / mean_order if mean_order > 0.05 else 0.0
     arrow = torch.full((video.dim,), length / np.sqrt(video.dim), dtype=torch.float32)
-    return arrow, {"feature_sd_rms": round(spread, 6), "mean_change": round(mean_change, 6),
-                   "sd_change": round(float(change.std()), 6), "arrow_length": round(length, 6)}
+    return arrow, {"feature_sd_rms": round(spread, 6), "mean_order": round(mean_order, 6),
+                   "sd_order": round(float(order.std()), 6), "arrow_length": round(length, 6)}
 
 
-def with_arrow(video: VideoNet, config: dict[str, Any], progress: ProgressNet, runs: list[Run],
+def with_arrow(video: VideoNet, config: dict[str, Any], order: OrderNet, runs: list[Run],
                recipe: Recipe) -> tuple[VideoNet, dict[str, Any], dict[str, float]]:
-    """``video`` with the arrow-of-time branch ``progress`` and its ``arrow`` (:func:`arrow_vector`): (model,
+    """``video`` with the arrow-of-time branch ``order`` and its ``arrow`` (:func:`arrow_vector`): (model,
     config, arrow statistics)."""
-    config = {**config, "progress_width": recipe.progress_width}
+    config = {**config, "order_width": recipe.order_width}
     model = VideoNet(**config)
-    model.load_state_dict({**video.state_dict(), **{f"progress.{k}": v for k, v in progress.state_dict().items()},
+    model.load_state_dict({**video.state_dict(), **{f"order.{k}": v for k, v in order.state_dict().items()},
                            "arrow": torch.zeros(model.dim)})
     model.eval()
     arrow, stats = arrow_vector(model, runs, recipe)
@@ -505,7 +508,7 @@ class Data:
     split: str | None = "train"
     frame_ophnet: tuple[tuple[str, str], ...] | None = None  # the frame detector's, when not ``ophnet``
     frame_instructions: tuple[str, ...] | None = None  # the dual encoder's pairs, when not ``instructions``
-    progress_ophnet: tuple[tuple[str, str], ...] | None = None  # the arrow-of-time branch's, when not ``ophnet``
+    order_ophnet: tuple[tuple[str, str], ...] | None = None  # the arrow-of-time branch's, when not ``ophnet``
 
 
 def _ophnet_of(folders: list[Path]) -> tuple[tuple[str, str], ...]:
@@ -516,11 +519,11 @@ def demo_data(work: Path, recipe: Recipe, kinds: tuple[str, ...] = ("frame", "vi
     """The demo's OphSim worlds (rendered under ``work`` when missing): the frame detector's and the others'."""
     folders = demo_worlds(work, recipe) if "video" in kinds else []
     small = demo_worlds(work, recipe, frame=True) if {"frame", "text"} & set(kinds) else []
-    branch = demo_worlds(work, recipe, branch=True) if "video" in kinds and recipe.progress_width else []
+    branch = demo_worlds(work, recipe, branch=True) if "video" in kinds and recipe.order_width else []
     return Data(_ophnet_of(folders), tuple(str(f / "ophora_instructions" / "instructions.csv") for f in folders),
                 split=None, frame_ophnet=_ophnet_of(small),
                 frame_instructions=tuple(str(f / "ophora_instructions" / "instructions.csv") for f in small),
-                progress_ophnet=_ophnet_of(branch) if branch else None)
+                order_ophnet=_ophnet_of(branch) if branch else None)
 
 
 def _tower_recipe(recipe: Recipe) -> Recipe:
@@ -558,12 +561,12 @@ def train(kinds: tuple[str, ...], out: Path, data: Data, recipe: Recipe = DEMO, 
         elif kind == "video":
             model, config = train_video(runs, recipe, seed, log)
             video = model
-            if recipe.progress_width:
-                progress_log: list = []
-                branch_runs = runs_of(data.progress_ophnet) if data.progress_ophnet is not None else runs
-                branch = train_progress(branch_runs, recipe, seed, progress_log)
+            if recipe.order_width:
+                order_log: list = []
+                branch_runs = runs_of(data.order_ophnet) if data.order_ophnet is not None else runs
+                branch = train_order(branch_runs, recipe, seed, order_log)
                 model, config, arrow_stats = with_arrow(model, config, branch, branch_runs, recipe)
-                log = [*log, *({"progress": r} for r in progress_log), {"arrow": arrow_stats}]
+                log = [*log, *({"order": r} for r in order_log), {"arrow": arrow_stats}]
         else:
             tower_record = None
             if demo_tower:  # a video classifier with the arrow-of-time options on the frame worlds, not shipped
@@ -590,9 +593,9 @@ def train(kinds: tuple[str, ...], out: Path, data: Data, recipe: Recipe = DEMO, 
         "worlds": {"seeds": list(recipe.world_seeds), "videos": recipe.world_videos, "frames": recipe.world_frames,
                    "size": list(recipe.world_size), "frame_videos": recipe.frame_world_videos,
                    "frame_frames": recipe.frame_world_frames, "frame_size": list(recipe.frame_world_size),
-                   "progress_videos": recipe.progress_world_videos,
+                   "order_videos": recipe.order_world_videos,
                    "note": "OphSim seeds reserved for the detectors (frame_*: the frame detector's renderings; "
-                           "progress_videos: patients per seed of the video detector's arrow-of-time branch, at the "
+                           "order_videos: patients per seed of the video detector's arrow-of-time branch, at the "
                            "frame_* settings)"}},
         load_seconds=round(loaded, 1), torch_threads=torch.get_num_threads())
     write_json(recipe_path, record, config={"kinds": list(kinds)}, seed=seed)
@@ -619,7 +622,7 @@ def _scaled(recipe: Recipe, factor: float) -> Recipe:
     if factor == 1.0:
         return recipe
     return Recipe(**{**asdict(recipe), **{k: max(1, round(getattr(recipe, k) * factor))
-                                          for k in ("frame_epochs", "video_epochs", "progress_epochs",
+                                          for k in ("frame_epochs", "video_epochs", "order_epochs",
                                                     "text_epochs")}})
 
 

@@ -38,6 +38,7 @@ from ophora.generation import read_prompts
 from ophora.hashing import cache_key, sha256_file
 from ophora.results import plain, write_json
 from ophora.sim.world import WorldConfig, build_world
+from ophora.weights import shipped_digests
 
 __all__ = ["Stage", "Table1Run", "RowResult"]
 
@@ -287,6 +288,12 @@ class Table1Run:
         return RowResult(row, done.record["videos"], bool(generator.conditional), stages + [done])
 
     # -- evaluation ------------------------------------------------------------------------------------
+    def _evaluation_inputs(self, result: RowResult, cfg: EvalConfig) -> dict:
+        """What an evaluation stage's cache key covers: its settings, the row's videos (their stage keys), the real
+        set, and the sha256 of the detectors shipped inside the package (new surgical weights score afresh)."""
+        return {"eval": cfg, "videos": [s.key for s in result.stages] or result.videos,
+                "real": self.data_key("real"), "shipped": shipped_digests()}
+
     def evaluate(self, result: RowResult, real: Path, detectors: dict | None, n: int | None = None) -> dict:
         """Score the row's videos against ``real`` under the config's metrics and geometry; ``n``: equal N (the
         real set and the row each scored on ``n`` videos drawn with the config's seed; None: all)."""
@@ -298,8 +305,7 @@ class Table1Run:
                          clip_model=m.clip_model, tiny_i3d=m.tiny_i3d, seed=self.config.seed,
                          batch_size=m.batch_size, workers=0, bootstrap=m.bootstrap, progress=False,
                          geometry=m.geometry, n_real=n, n_fake=n, fd_infinity=m.fd_infinity)
-        inputs = {"eval": cfg, "videos": [s.key for s in result.stages] or result.videos,
-                  "real": self.data_key("real")}
+        inputs = self._evaluation_inputs(result, cfg)
 
         def work(folder: Path) -> dict:
             try:
@@ -329,8 +335,7 @@ class Table1Run:
         groups = beyond.plan_passes(columns)
         for i, group in enumerate(groups):
             cfg = dataclasses.replace(published, **beyond.pass_options(group))
-            inputs = {"eval": cfg, "videos": [s.key for s in result.stages] or result.videos,
-                      "real": self.data_key("real")}
+            inputs = self._evaluation_inputs(result, cfg)
 
             def work(folder: Path, cfg=cfg) -> dict:
                 payload = evaluate(dataclasses.replace(cfg, out=None))
@@ -355,8 +360,7 @@ class Table1Run:
         metrics = tuple(x for x in self.config.metrics.surgical if x not in text or result.conditional)
         cfg = dataclasses.replace(published, metrics=metrics,
                                   protocols=tuple((x, f"{x}/ophsim-surgical") for x in metrics))
-        inputs = {"eval": cfg, "videos": [s.key for s in result.stages] or result.videos,
-                  "real": self.data_key("real")}
+        inputs = self._evaluation_inputs(result, cfg)
 
         def work(folder: Path) -> dict:
             payload = evaluate(dataclasses.replace(cfg, out=None))

@@ -1,5 +1,6 @@
-"""Full reproduction of the shipped surgical detectors (not part of the test suite; with the v2 recipe about 40
-minutes on 2 busy cores, most of it the dual encoder's video tower: 1,921 s there, frame 424 s, dual 557 s).
+"""Full reproduction of the shipped surgical detectors (not part of the test suite; about 50 minutes on 2 busy
+cores, most of it the dual encoder's video tower: 1,921 s there, frame 424 s, dual 557 s, video 749 s with its
+arrow-of-time branch).
 Run from the repository root:
 
     python tests/manual/surgical_reproduction.py [FOLDER]
