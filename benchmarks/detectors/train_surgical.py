@@ -48,7 +48,7 @@ together. The features gain ``order * arrow``, where ``order`` in [-1, 1] sums t
 frame pairs of the clip (:func:`~benchmarks.detectors.surgical.clip_order`) and ``arrow`` is a constant direction
 whose length puts the training clips' mean order ``arrow_weight`` feature SDs from zero (:func:`arrow_vector`).
 The heads read the body alone. Chosen on a validation world (seed 8101; see docs/sanity.md): the branch reads the
-order of unseen patients' clips (order 0.62 +- 0.29 for natural clips, 98% of them above zero), and at
+order of unseen patients' clips (order 0.60 +- 0.30 for natural clips, 94% of them above zero), and at
 ``arrow_weight`` 8 the surgical FVD sees reversal while the real-vs-real interval widens by about 1. Two earlier
 arrow-of-time attempts failed there: a progress-within-phase regressor (commit a62a567: its estimates did not carry
 over to unseen patients, 0.19 +- 0.22) and the two body options above.
