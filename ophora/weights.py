@@ -280,16 +280,18 @@ SURGICAL_SHA256 = {
 # the file version of each (video v2: v1's body plus the arrow-of-time branch)
 SURGICAL_VERSION = {"frame": "v1", "video": "v2", "dual": "v1"}
 for _kind, _digest in SURGICAL_SHA256.items():
+    _file = f"ophsim-surgical-{_kind}-{SURGICAL_VERSION[_kind]}.safetensors"
     register(WeightsEntry(
         name=f"ophsim-surgical:{_kind}",
-        file=f"ophsim-surgical-{_kind}-{SURGICAL_VERSION[_kind]}.safetensors",
-        url=f"package:benchmarks/detectors/surgical_weights/ophsim-surgical-{_kind}-{SURGICAL_VERSION[_kind]}.safetensors",
+        file=_file,
+        url=f"package:benchmarks/detectors/surgical_weights/{_file}",
         loader="safetensors",
         license="Apache-2.0 (trained by the Ophora suite on simulated OphSim surgeries; no third-party data)",
         sha256=_digest,
         checksum_source="python -m benchmarks.detectors.train_surgical --out benchmarks/detectors/surgical_weights; "
                         "the digest of the file it wrote (recipe.json beside it records the run)",
     ))
+
 
 def shipped_digests() -> dict[str, str]:
     """``{entry name: sha256}`` of every registered file that ships inside the package (the surgical detectors):

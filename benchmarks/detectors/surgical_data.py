@@ -189,6 +189,15 @@ def _capture_one(frame: np.ndarray, kind: str, value: float, g: np.random.Genera
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def _draw_capture(g: np.random.Generator) -> tuple[int, float, float]:
+    """One random capture degradation: (kind index into :data:`CAPTURE_CLASSES`, 1.., position u in its range
+    0..1, parameter value)."""
+    k = int(g.integers(1, len(CAPTURE_CLASSES)))
+    u = float(g.random())
+    lo, hi = CAPTURE_RANGES[CAPTURE_CLASSES[k]]
+    return k, u, lo + u * (hi - lo)
+
+
 def capture_degrade_together(frames: torch.Tensor, g: np.random.Generator, fraction: float = 0.5) -> torch.Tensor:
     """A ``fraction`` of the items of ``frames`` (float [N, K, 3, H, W] in [0, 1]: N items of K frames each)
     through a random capture degradation: the same kind, strength and colour-cast direction for the K frames of
@@ -198,9 +207,8 @@ def capture_degrade_together(frames: torch.Tensor, g: np.random.Generator, fract
     pixels = (x.permute(0, 1, 3, 4, 2) * 255).round().to(torch.uint8).numpy()
     out = pixels.copy()
     for i in np.flatnonzero(g.random(len(x)) < fraction):
-        name = CAPTURE_CLASSES[int(g.integers(1, len(CAPTURE_CLASSES)))]
-        lo, hi = CAPTURE_RANGES[name]
-        value, key = lo + float(g.random()) * (hi - lo), int(g.integers(2 ** 62))
+        k, _, value = _draw_capture(g)
+        name, key = CAPTURE_CLASSES[k], int(g.integers(2 ** 62))
         for k in range(x.shape[1]):  # one colour-cast direction per item; fresh noise per frame
             frame_g = np.random.default_rng([key, k] if name == "noise" else key)
             out[i, k] = _capture_one(pixels[i, k], name, value, frame_g)
@@ -220,10 +228,7 @@ def capture_degrade(frames: torch.Tensor, g: np.random.Generator,
     severity = np.zeros(len(x), np.int64)
     out = pixels.copy()
     for i in np.flatnonzero(g.random(len(x)) < fraction):
-        k = int(g.integers(1, len(CAPTURE_CLASSES)))
-        name = CAPTURE_CLASSES[k]
-        u = float(g.random())
-        lo, hi = CAPTURE_RANGES[name]
-        out[i] = _capture_one(pixels[i], name, lo + u * (hi - lo), g)
+        k, u, value = _draw_capture(g)
+        out[i] = _capture_one(pixels[i], CAPTURE_CLASSES[k], value, g)
         kind[i], severity[i] = k, 1 + min(int(u * SEVERITY_BINS), SEVERITY_BINS - 1)
     return torch.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0), kind, severity
